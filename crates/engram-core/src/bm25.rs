@@ -1,0 +1,132 @@
+//! BM25 sparse vectors, computed here so every backend scores alike.
+//!
+//! Documents carry the BM25 term-frequency part
+//! `tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`; the store's IDF
+//! modifier supplies the inverse document frequency at query time, so the
+//! dot product of a query (weight 1 per term) with a document is BM25.
+
+use crate::model::SparseVector;
+use std::collections::BTreeMap;
+
+const K1: f32 = 1.2;
+const B: f32 = 0.75;
+/// Average turn length in tokens after stop-word removal, measured on LoCoMo.
+const AVGDL: f32 = 10.0;
+
+const STOPWORDS: &[&str] = &[
+    "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "did", "do", "does", "for",
+    "from", "had", "has", "have", "he", "her", "him", "his", "i", "if", "in", "into", "is", "it",
+    "its", "me", "my", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them",
+    "then", "there", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which",
+    "who", "will", "with", "would", "you", "your", "how", "about", "am", "any", "can", "just",
+    "s", "t", "ve", "ll", "re", "d", "m",
+];
+
+/// Lowercased word tokens without stop words, lightly stemmed.
+pub fn tokenize(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(|w| stem(&w.to_lowercase()))
+        .filter(|w| !STOPWORDS.contains(&w.as_str()))
+        .collect()
+}
+
+/// A deliberately small suffix stripper: plural and common verb endings, so
+/// "restrictions" meets "restriction" and "moved" meets "move".
+fn stem(word: &str) -> String {
+    let n = word.chars().count();
+    if n <= 3 || !word.is_ascii() {
+        return word.to_string();
+    }
+    for (suffix, keep) in [("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("s", "")] {
+        if let Some(stem) = word.strip_suffix(suffix)
+            && stem.len() >= 3
+            && !(suffix == "s" && (stem.ends_with('s') || stem.ends_with('u')))
+        {
+            return strip_final_e(format!("{stem}{keep}"));
+        }
+    }
+    strip_final_e(word.to_string())
+}
+
+fn strip_final_e(mut word: String) -> String {
+    if word.len() > 4 && word.ends_with('e') {
+        word.pop();
+    }
+    word
+}
+
+/// Stable 32-bit term id (FNV-1a), identical on every platform and backend.
+pub fn term_id(token: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in token.as_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h
+}
+
+/// The BM25 document vector of `text`.
+pub fn document_vector(text: &str) -> SparseVector {
+    let tokens = tokenize(text);
+    let dl = tokens.len() as f32;
+    let mut tf: BTreeMap<u32, f32> = BTreeMap::new();
+    for t in &tokens {
+        *tf.entry(term_id(t)).or_default() += 1.0;
+    }
+    let norm = K1 * (1.0 - B + B * dl / AVGDL);
+    let (indices, values) = tf
+        .into_iter()
+        .map(|(id, f)| (id, f * (K1 + 1.0) / (f + norm)))
+        .unzip();
+    SparseVector { indices, values }
+}
+
+/// The BM25 query vector of `text`: weight 1 per distinct term.
+pub fn query_vector(text: &str) -> SparseVector {
+    let mut ids: Vec<u32> = tokenize(text).iter().map(|t| term_id(t)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    let values = vec![1.0; ids.len()];
+    SparseVector {
+        indices: ids,
+        values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokenize_drops_stopwords_and_stems() {
+        assert_eq!(
+            tokenize("Any food restrictions? I'm allergic to shellfish."),
+            vec!["food", "restriction", "allergic", "shellfish"]
+        );
+        assert_eq!(tokenize("She moved to Lyon"), vec!["mov", "lyon"]);
+        assert_eq!(stem("moving"), "mov");
+    }
+
+    #[test]
+    fn document_vector_is_sorted_and_saturating() {
+        let v = document_vector("cat cat cat dog");
+        assert!(v.indices.windows(2).all(|w| w[0] < w[1]));
+        let cat = v.values[v.indices.iter().position(|i| *i == term_id("cat")).unwrap()];
+        let dog = v.values[v.indices.iter().position(|i| *i == term_id("dog")).unwrap()];
+        assert!(cat > dog && cat < (K1 + 1.0));
+    }
+
+    #[test]
+    fn query_vector_dedups_terms() {
+        let q = query_vector("shellfish shellfish allergy");
+        assert_eq!(q.indices.len(), 2);
+        assert!(q.values.iter().all(|v| *v == 1.0));
+    }
+
+    #[test]
+    fn empty_text_gives_empty_vectors() {
+        assert!(document_vector("the a of").indices.is_empty());
+        assert!(query_vector("?!").indices.is_empty());
+    }
+}

@@ -1,0 +1,98 @@
+//! Stable ids: the same content always gets the same id, which is what makes
+//! every write an idempotent upsert.
+
+use crate::model::{Role, Scope};
+use sha2::{Digest, Sha256};
+
+fn field(h: &mut Sha256, value: &str) {
+    // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
+    h.update((value.len() as u64).to_be_bytes());
+    h.update(value.as_bytes());
+}
+
+/// The 64-hex fragment id of a turn: SHA-256 over scope, role, text and the
+/// normalized (epoch ms) timestamp.
+pub fn fragment_id(scope: &Scope, role: Role, text: &str, ts_ms: i64) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, "turn/v1");
+    field(&mut h, &scope.org_id);
+    field(&mut h, &scope.user_id);
+    field(&mut h, &scope.session_id);
+    field(&mut h, role.as_str());
+    field(&mut h, text);
+    h.update(ts_ms.to_be_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The 32-hex job id of a write: a digest of its scope, its fragment ids in
+/// order and its options, so re-sending the same request yields the same id.
+pub fn job_id(scope: &Scope, fragment_ids: &[String], options: &[bool]) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, "job/v1");
+    field(&mut h, &scope.org_id);
+    field(&mut h, &scope.user_id);
+    field(&mut h, &scope.session_id);
+    for id in fragment_ids {
+        field(&mut h, id);
+    }
+    for o in options {
+        h.update([u8::from(*o)]);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The UUID a store uses as point id: the first 16 bytes of the fragment id.
+///
+/// Returns `None` when `fragment_id` is not 64 hex characters.
+pub fn point_uuid(fragment_id: &str) -> Option<uuid::Uuid> {
+    if fragment_id.len() != 64 {
+        return None;
+    }
+    let bytes = hex::decode(&fragment_id[..32]).ok()?;
+    let arr: [u8; 16] = bytes.try_into().ok()?;
+    Some(uuid::Uuid::from_bytes(arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scope() -> Scope {
+        Scope {
+            org_id: "org_a".into(),
+            user_id: "u1".into(),
+            session_id: "chat-1".into(),
+        }
+    }
+
+    #[test]
+    fn fragment_id_is_stable_64_hex_and_content_sensitive() {
+        let a = fragment_id(&scope(), Role::User, "hello", 1);
+        assert_eq!(a, fragment_id(&scope(), Role::User, "hello", 1));
+        assert_eq!(a.len(), 64);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, fragment_id(&scope(), Role::Assistant, "hello", 1));
+        assert_ne!(a, fragment_id(&scope(), Role::User, "hello", 2));
+        let mut other = scope();
+        other.org_id = "org_b".into();
+        assert_ne!(a, fragment_id(&other, Role::User, "hello", 1));
+    }
+
+    #[test]
+    fn point_uuid_takes_first_sixteen_bytes() {
+        let id = fragment_id(&scope(), Role::User, "x", 0);
+        let u = point_uuid(&id).unwrap();
+        assert_eq!(u.simple().to_string(), id[..32]);
+        assert!(point_uuid("abc").is_none());
+    }
+
+    #[test]
+    fn job_id_depends_on_options() {
+        let ids = vec!["a".to_string()];
+        assert_ne!(
+            job_id(&scope(), &ids, &[true, true]),
+            job_id(&scope(), &ids, &[true, false])
+        );
+        assert_eq!(job_id(&scope(), &ids, &[true]).len(), 32);
+    }
+}

@@ -1,0 +1,170 @@
+//! The records Engram stores and returns.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// Who said a turn.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The end user.
+    User,
+    /// The model.
+    Assistant,
+    /// A system prompt or instruction.
+    System,
+    /// Output of a tool call.
+    Tool,
+}
+
+impl Role {
+    /// The wire and payload spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::User => "user",
+            Role::Assistant => "assistant",
+            Role::System => "system",
+            Role::Tool => "tool",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "user" => Ok(Role::User),
+            "assistant" => Ok(Role::Assistant),
+            "system" => Ok(Role::System),
+            "tool" => Ok(Role::Tool),
+            other => Err(format!(
+                "unknown role {other:?}: expected one of user, assistant, system, tool"
+            )),
+        }
+    }
+}
+
+/// What a stored point is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    /// A raw conversation turn (active memory).
+    Turn,
+    /// An atomic fact extracted from turns.
+    Observation,
+    /// A person, place, organisation or thing mentioned in turns.
+    Entity,
+    /// A chunk of a stored memory document.
+    Memory,
+}
+
+impl Kind {
+    /// The payload spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Turn => "turn",
+            Kind::Observation => "observation",
+            Kind::Entity => "entity",
+            Kind::Memory => "memory",
+        }
+    }
+}
+
+impl FromStr for Kind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "turn" => Ok(Kind::Turn),
+            "observation" => Ok(Kind::Observation),
+            "entity" => Ok(Kind::Entity),
+            "memory" => Ok(Kind::Memory),
+            other => Err(format!("unknown kind {other:?}")),
+        }
+    }
+}
+
+/// The partition a memory belongs to. `org_id` is the tenant and always
+/// comes from the caller's token, never from the request body alone.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Scope {
+    /// Tenant.
+    pub org_id: String,
+    /// End user inside the tenant.
+    pub user_id: String,
+    /// Conversation, channel or task.
+    pub session_id: String,
+}
+
+/// A sparse vector: sorted unique indices with their weights.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SparseVector {
+    /// Term ids, strictly increasing.
+    pub indices: Vec<u32>,
+    /// Weight of each term id.
+    pub values: Vec<f32>,
+}
+
+/// A point to write into the vector store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// The 64-hex fragment id; the store derives its own point id from it.
+    pub fragment_id: String,
+    /// Everything stored beside the vectors.
+    pub payload: PointPayload,
+    /// L2-normalized dense embedding.
+    pub dense: Vec<f32>,
+    /// BM25 term-frequency vector (the store applies IDF).
+    pub sparse: SparseVector,
+}
+
+/// The payload of a stored point.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PointPayload {
+    /// The 64-hex fragment id.
+    pub fragment_id: String,
+    /// Tenant.
+    pub org_id: String,
+    /// End user.
+    pub user_id: String,
+    /// Session.
+    pub session_id: String,
+    /// What the point is.
+    pub kind: Kind,
+    /// Speaker, for turns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<Role>,
+    /// The text as written.
+    pub text: String,
+    /// When it was said, epoch milliseconds.
+    pub ts_ms: i64,
+    /// The write that created it.
+    pub job_id: String,
+    /// Fragments this point was derived from (observations, entities).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub source_ids: Vec<String>,
+    /// Caller metadata of the write, stored as given.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub metadata: serde_json::Map<String, serde_json::Value>,
+}
+
+/// A point returned by a search, with its fused score.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoredPoint {
+    /// The stored payload.
+    pub payload: PointPayload,
+    /// Fused (RRF) score: higher is better.
+    pub score: f32,
+    /// Cosine similarity of the dense vector to the query, when known.
+    pub dense_score: Option<f32>,
+    /// Rank in the dense prefetch (0-based), when the point was in it.
+    pub dense_rank: Option<usize>,
+    /// Rank in the BM25 prefetch (0-based), when the point was in it.
+    pub sparse_rank: Option<usize>,
+}

@@ -1,0 +1,114 @@
+//! The ports: small traits the services depend on. Each has an embedded and
+//! a distributed implementation in its own crate.
+
+use crate::model::{Kind, Point, ScoredPoint};
+use async_trait::async_trait;
+use std::collections::HashSet;
+use std::time::Duration;
+
+/// Errors a vector store reports.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store cannot be reached or is not ready; the caller may retry.
+    #[error("vector store unavailable: {0}")]
+    Unavailable(String),
+    /// The store refused or failed the operation for a reason a retry will not fix.
+    #[error("vector store failed: {0}")]
+    Internal(String),
+}
+
+/// Which points a query or count may see. `org_id` is mandatory: there is no
+/// way to express a cross-tenant query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeFilter {
+    /// Tenant.
+    pub org_id: String,
+    /// Restrict to one end user.
+    pub user_id: Option<String>,
+    /// Restrict to one session.
+    pub session_id: Option<String>,
+    /// Restrict to these kinds (empty: all).
+    pub kinds: Vec<Kind>,
+    /// Only points at or after this time (epoch ms).
+    pub from_ms: Option<i64>,
+    /// Only points before this time (epoch ms).
+    pub until_ms: Option<i64>,
+}
+
+impl ScopeFilter {
+    /// All points of one tenant.
+    pub fn tenant(org_id: impl Into<String>) -> Self {
+        Self {
+            org_id: org_id.into(),
+            user_id: None,
+            session_id: None,
+            kinds: Vec::new(),
+            from_ms: None,
+            until_ms: None,
+        }
+    }
+}
+
+/// A hybrid query: dense and BM25 prefetches fused by reciprocal rank fusion.
+#[derive(Debug, Clone)]
+pub struct HybridQuery {
+    /// Who may be seen.
+    pub filter: ScopeFilter,
+    /// Query embedding.
+    pub dense: Vec<f32>,
+    /// Query terms (weight 1 each; the store applies IDF).
+    pub sparse: crate::SparseVector,
+    /// How many candidates each prefetch contributes to the fusion.
+    pub prefetch: usize,
+    /// How many fused results to return.
+    pub limit: usize,
+}
+
+/// Storage of points with dense and sparse vectors, multitenant by `org_id`.
+#[async_trait]
+pub trait VectorStore: Send + Sync + 'static {
+    /// The fragment ids among `ids` that already exist for tenant `org_id`.
+    async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError>;
+
+    /// Insert or overwrite points (keyed by fragment id). Durable on return.
+    async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError>;
+
+    /// Hybrid search inside the filter, best first.
+    async fn hybrid_search(&self, query: &HybridQuery) -> Result<Vec<ScoredPoint>, StoreError>;
+
+    /// How many points match the filter.
+    async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError>;
+
+    /// Whether the store answers (used by health checks).
+    async fn ready(&self) -> Result<(), StoreError>;
+
+    /// Flush and release resources; further calls fail with `Unavailable`.
+    async fn close(&self) -> Result<(), StoreError>;
+}
+
+/// Errors an embedder reports.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    /// The model is not loaded or its backend does not answer; the caller may retry.
+    #[error("embedder unavailable: {0}")]
+    Unavailable(String),
+    /// The model failed on this input.
+    #[error("embedding failed: {0}")]
+    Internal(String),
+}
+
+/// Turns text into dense vectors and counts model tokens.
+#[async_trait]
+pub trait Embedder: Send + Sync + 'static {
+    /// Dimension of the vectors it returns.
+    fn dim(&self) -> usize;
+
+    /// Embed a batch of texts in one model call; vectors are L2-normalized.
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// Number of model tokens in `text`, without special tokens; used for usage.
+    fn count_tokens(&self, text: &str) -> usize;
+}
+
+/// How long clients should wait before retrying after `Unavailable`.
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);

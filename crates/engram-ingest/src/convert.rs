@@ -1,0 +1,48 @@
+//! Conversions between protobuf values and stored JSON.
+
+use prost_types::value::Kind as PKind;
+use serde_json::{Map, Number, Value};
+
+/// Converts a `google.protobuf.Struct` into a JSON object.
+pub fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
+    s.fields
+        .iter()
+        .map(|(k, v)| (k.clone(), value_to_json(v)))
+        .collect()
+}
+
+fn value_to_json(v: &prost_types::Value) -> Value {
+    match &v.kind {
+        None | Some(PKind::NullValue(_)) => Value::Null,
+        Some(PKind::BoolValue(b)) => Value::Bool(*b),
+        Some(PKind::NumberValue(n)) => Number::from_f64(*n).map_or(Value::Null, Value::Number),
+        Some(PKind::StringValue(s)) => Value::String(s.clone()),
+        Some(PKind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
+        Some(PKind::StructValue(s)) => Value::Object(struct_to_json(s)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn nested_struct_round_trips_to_json() {
+        let mut fields = BTreeMap::new();
+        fields.insert(
+            "channel".to_string(),
+            prost_types::Value {
+                kind: Some(PKind::StringValue("support".into())),
+            },
+        );
+        fields.insert(
+            "n".to_string(),
+            prost_types::Value {
+                kind: Some(PKind::NumberValue(2.0)),
+            },
+        );
+        let j = struct_to_json(&prost_types::Struct { fields });
+        assert_eq!(Value::Object(j), serde_json::json!({"channel": "support", "n": 2.0}));
+    }
+}

@@ -1,0 +1,212 @@
+//! Validation of `RememberRequest`: every problem is reported at once, as
+//! field violations, before any side effect.
+
+use crate::service::IngestConfig;
+use engram_core::Role;
+use engram_proto::v1::RememberRequest;
+use engram_rpc::Violations;
+use tonic::Status;
+
+/// A turn that passed validation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidTurn {
+    /// Speaker.
+    pub role: Role,
+    /// Text as sent.
+    pub text: String,
+    /// Epoch milliseconds.
+    pub ts_ms: i64,
+    /// Caller-supplied observations (non-empty strings).
+    pub observations: Vec<String>,
+}
+
+/// The validated parts of a request.
+#[derive(Debug)]
+pub struct ValidRemember {
+    /// Turns in request order.
+    pub turns: Vec<ValidTurn>,
+    /// Write the active tier.
+    pub write_active: bool,
+    /// Write the passive tier.
+    pub write_passive: bool,
+}
+
+/// Parses an RFC 3339 timestamp into epoch milliseconds.
+pub fn parse_timestamp(s: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(s.trim())
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("not an RFC 3339 timestamp ({e}); example: 2026-05-08T14:00:00Z"))
+}
+
+/// Validates `req` against the limits in `config`.
+pub fn validate(req: &RememberRequest, config: &IngestConfig) -> Result<ValidRemember, Status> {
+    let mut v = Violations::new();
+    if req.scope.as_ref().is_none_or(|s| s.org_id.is_empty()) {
+        v.add("scope.org_id", "required: your org id (min length 1)");
+    }
+    if req.turns.is_empty() {
+        v.add("turns", "at least one turn is required");
+    }
+    if req.turns.len() > config.max_turns_per_call {
+        v.add(
+            "turns",
+            format!("at most {} turns per call", config.max_turns_per_call),
+        );
+    }
+    let mut turns = Vec::with_capacity(req.turns.len());
+    for (i, t) in req.turns.iter().enumerate() {
+        let role = t.role.parse::<Role>();
+        if let Err(e) = &role {
+            v.add(format!("turns[{i}].role"), e.clone());
+        }
+        let chars = t.text.chars().count();
+        if t.text.trim().is_empty() {
+            v.add(format!("turns[{i}].text"), "must not be empty");
+        } else if chars > config.max_text_chars {
+            v.add(
+                format!("turns[{i}].text"),
+                format!(
+                    "{chars} characters is over the limit of {}",
+                    config.max_text_chars
+                ),
+            );
+        }
+        let ts = if t.timestamp.is_empty() {
+            v.add(
+                format!("turns[{i}].timestamp"),
+                "required: RFC 3339, e.g. 2026-05-08T14:00:00Z",
+            );
+            None
+        } else {
+            match parse_timestamp(&t.timestamp) {
+                Ok(ms) => Some(ms),
+                Err(e) => {
+                    v.add(format!("turns[{i}].timestamp"), e);
+                    None
+                }
+            }
+        };
+        for (j, o) in t.observations.iter().enumerate() {
+            if o.trim().is_empty() {
+                v.add(format!("turns[{i}].observations[{j}]"), "must not be empty");
+            } else if o.chars().count() > config.max_text_chars {
+                v.add(
+                    format!("turns[{i}].observations[{j}]"),
+                    format!("over the limit of {} characters", config.max_text_chars),
+                );
+            }
+        }
+        if let (Ok(role), Some(ts_ms)) = (role, ts) {
+            turns.push(ValidTurn {
+                role,
+                text: t.text.clone(),
+                ts_ms,
+                observations: t.observations.clone(),
+            });
+        }
+    }
+    let opts = req.options.unwrap_or_default();
+    let write_active = opts.write_active.unwrap_or(true);
+    let write_passive = opts.write_passive.unwrap_or(true);
+    if !write_active {
+        // The passive tier only enriches; without the active write nothing
+        // would be stored, so a passive-only write cannot be honoured yet.
+        v.add(
+            "options.write_active",
+            "must be true: this server stores turns in the active tier; passive-only writes need the enrichment tier",
+        );
+    }
+    if let Some(m) = &req.metadata {
+        let size = serde_json::to_string(&crate::convert::struct_to_json(m))
+            .map(|s| s.len())
+            .unwrap_or(usize::MAX);
+        if size > config.max_metadata_bytes {
+            v.add(
+                "metadata",
+                format!("{size} bytes of JSON is over the limit of {}", config.max_metadata_bytes),
+            );
+        }
+    }
+    v.into_result()?;
+    Ok(ValidRemember {
+        turns,
+        write_active,
+        write_passive,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_proto::v1::{Scope, Turn};
+    use tonic_types_ext::fields;
+
+    mod tonic_types_ext {
+        use tonic::Status;
+        pub fn fields(s: &Status) -> Vec<String> {
+            use tonic_types::StatusExt;
+            s.get_details_bad_request()
+                .map(|b| b.field_violations.into_iter().map(|f| f.field).collect())
+                .unwrap_or_default()
+        }
+    }
+
+    fn turn(role: &str, text: &str, ts: &str) -> Turn {
+        Turn {
+            role: role.into(),
+            text: text.into(),
+            timestamp: ts.into(),
+            observations: vec![],
+        }
+    }
+
+    fn req(turns: Vec<Turn>) -> RememberRequest {
+        RememberRequest {
+            scope: Some(Scope {
+                org_id: "org".into(),
+                ..Default::default()
+            }),
+            turns,
+            options: None,
+            metadata: None,
+        }
+    }
+
+    #[test]
+    fn a_good_request_passes() {
+        let r = validate(
+            &req(vec![turn("user", "hi", "2026-05-08T14:00:00Z")]),
+            &IngestConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(r.turns[0].ts_ms, 1_778_248_800_000);
+        assert!(r.write_active && r.write_passive);
+    }
+
+    #[test]
+    fn every_bad_field_is_named() {
+        let cfg = IngestConfig {
+            max_text_chars: 5,
+            ..IngestConfig::default()
+        };
+        let mut r = req(vec![
+            turn("robot", "", "yesterday"),
+            turn("user", "too long text", "2026-05-08T14:00:00Z"),
+        ]);
+        r.scope = None;
+        let s = validate(&r, &cfg).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::InvalidArgument);
+        assert_eq!(
+            fields(&s),
+            [
+                "scope.org_id",
+                "turns[0].role",
+                "turns[0].text",
+                "turns[0].timestamp",
+                "turns[1].text"
+            ]
+        );
+        let s = validate(&req(vec![]), &cfg).unwrap_err();
+        assert_eq!(fields(&s), ["turns"]);
+    }
+}

@@ -1,0 +1,150 @@
+//! Shared gRPC plumbing: request validation with `google.rpc.BadRequest`
+//! field violations, `ErrorInfo` reasons, retry hints, and the one place
+//! where port and auth errors become `tonic::Status`.
+
+use engram_auth::{Claims, ScopeError};
+use engram_core::{DEFAULT_RETRY_DELAY, EmbedError, StoreError};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+/// The `ErrorInfo.domain` of every Engram error.
+pub const ERROR_DOMAIN: &str = "engram.dev";
+
+/// `ErrorInfo.reason` when a backing store cannot be reached.
+pub const REASON_UNREACHABLE: &str = "MEMORY_UNREACHABLE";
+/// `ErrorInfo.reason` when a dependency is up but not ready (model not loaded).
+pub const REASON_NOT_READY: &str = "MEMORY_INFRA_NOT_READY";
+/// `ErrorInfo.reason` of a refusal on tenancy or role grounds.
+pub const REASON_POLICY_DENY: &str = "POLICY_DENY";
+
+/// Collects field violations; turns into `INVALID_ARGUMENT` when non-empty.
+#[derive(Debug, Default)]
+pub struct Violations(Vec<FieldViolation>);
+
+impl Violations {
+    /// No violations yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that `field` is invalid because of `description`.
+    pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// `Ok(())` when empty, else `INVALID_ARGUMENT` listing every violation.
+    pub fn into_result(self) -> Result<(), Status> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let msg = self
+            .0
+            .iter()
+            .map(|v| format!("{}: {}", v.field, v.description))
+            .collect::<Vec<_>>()
+            .join("; ");
+        Err(Status::with_error_details(
+            Code::InvalidArgument,
+            format!("invalid request: {msg}"),
+            ErrorDetails::with_bad_request(self.0),
+        ))
+    }
+}
+
+/// The verified claims of a call; `UNAUTHENTICATED` if the auth layer did
+/// not run (a wiring error that must not turn into an open door).
+pub fn claims<T>(req: &tonic::Request<T>) -> Result<Claims, Status> {
+    req.extensions()
+        .get::<Claims>()
+        .cloned()
+        .ok_or_else(|| Status::unauthenticated("missing bearer token"))
+}
+
+/// Maps a scope resolution failure to its status.
+pub fn scope_status(e: ScopeError) -> Status {
+    match e {
+        ScopeError::MissingOrg => {
+            let mut v = Violations::new();
+            v.add("scope.org_id", "required: your org id (min length 1)");
+            v.into_result().expect_err("one violation")
+        }
+        ScopeError::MissingUser => {
+            let mut v = Violations::new();
+            v.add("scope.user_id", e.to_string());
+            v.into_result().expect_err("one violation")
+        }
+        ScopeError::OrgMismatch { .. } => Status::with_error_details(
+            Code::PermissionDenied,
+            e.to_string(),
+            ErrorDetails::with_error_info(REASON_POLICY_DENY, ERROR_DOMAIN, []),
+        ),
+    }
+}
+
+/// `UNAVAILABLE` with `ErrorInfo` and a `RetryInfo` hint.
+pub fn unavailable(reason: &str, message: impl Into<String>) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(DEFAULT_RETRY_DELAY));
+    details.set_error_info(reason, ERROR_DOMAIN, []);
+    Status::with_error_details(Code::Unavailable, message, details)
+}
+
+/// Maps a vector-store error.
+pub fn store_status(e: StoreError) -> Status {
+    match e {
+        StoreError::Unavailable(_) => unavailable(REASON_UNREACHABLE, e.to_string()),
+        StoreError::Internal(_) => {
+            tracing::error!(error = %e, "vector store failed");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+/// Maps an embedder error.
+pub fn embed_status(e: EmbedError) -> Status {
+    match e {
+        EmbedError::Unavailable(_) => unavailable(REASON_NOT_READY, e.to_string()),
+        EmbedError::Internal(_) => {
+            tracing::error!(error = %e, "embedding failed");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn violations_name_every_field() {
+        let mut v = Violations::new();
+        v.add("turns", "at least one turn");
+        v.add("q", "must not be empty");
+        let s = v.into_result().unwrap_err();
+        assert_eq!(s.code(), Code::InvalidArgument);
+        let br = s.get_details_bad_request().unwrap();
+        let fields: Vec<_> = br.field_violations.iter().map(|f| f.field.as_str()).collect();
+        assert_eq!(fields, ["turns", "q"]);
+    }
+
+    #[test]
+    fn unavailable_carries_retry_and_reason() {
+        let s = store_status(StoreError::Unavailable("down".into()));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert!(s.get_details_retry_info().unwrap().retry_delay.is_some());
+        assert_eq!(s.get_details_error_info().unwrap().reason, REASON_UNREACHABLE);
+    }
+
+    #[test]
+    fn org_mismatch_is_permission_denied() {
+        let s = scope_status(ScopeError::OrgMismatch {
+            requested: "x".into(),
+        });
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert_eq!(s.get_details_error_info().unwrap().reason, REASON_POLICY_DENY);
+    }
+}

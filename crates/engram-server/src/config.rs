@@ -1,0 +1,320 @@
+//! One configuration struct: defaults < TOML file < `ENGRAM__SECTION__KEY`
+//! environment variables, validated at start-up.
+
+use crate::ServerError;
+use engram_auth::{AuthConfig, KeySource};
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// All settings of an Engram process.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// The gRPC listener.
+    pub server: ServerSettings,
+    /// Where data lives.
+    pub storage: StorageSettings,
+    /// The embedding model.
+    pub embedder: EmbedderSettings,
+    /// Token verification.
+    pub auth: AuthSettings,
+    /// Ingest limits.
+    pub ingest: IngestSettings,
+    /// Recall sizes.
+    pub recall: RecallSettings,
+    /// Logging.
+    pub log: LogSettings,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// How long in-flight calls may take to finish after SIGTERM, seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            shutdown_grace_secs: 20,
+        }
+    }
+}
+
+/// `[storage]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// The one directory holding all data of the embedded default.
+    pub data_dir: PathBuf,
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from(".engram-data"),
+        }
+    }
+}
+
+/// `[embedder]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmbedderSettings {
+    /// Directory filled by `scripts/setup.sh` (model and ONNX Runtime).
+    pub models_dir: PathBuf,
+    /// ONNX Runtime intra-op threads.
+    pub threads: usize,
+}
+
+impl Default for EmbedderSettings {
+    fn default() -> Self {
+        Self {
+            models_dir: PathBuf::from("models"),
+            threads: 2,
+        }
+    }
+}
+
+/// `[auth]`: at most one key source; none means the development secret in
+/// the data directory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthSettings {
+    /// HS256 shared secret (at least 16 bytes).
+    pub hs256_secret: Option<String>,
+    /// File holding the HS256 secret.
+    pub hs256_secret_file: Option<PathBuf>,
+    /// RS256 public key, PEM file.
+    pub rs256_public_key_file: Option<PathBuf>,
+    /// ES256 public key, PEM file.
+    pub es256_public_key_file: Option<PathBuf>,
+    /// JWKS document with RS256/ES256 keys.
+    pub jwks_file: Option<PathBuf>,
+    /// Required `iss` claim.
+    pub issuer: Option<String>,
+    /// Required `aud` claim.
+    pub audience: Option<String>,
+    /// Clock skew tolerated on expiry, seconds.
+    pub leeway_secs: u64,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            hs256_secret_file: None,
+            rs256_public_key_file: None,
+            es256_public_key_file: None,
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestSettings {
+    /// Longest turn text, characters.
+    pub max_text_chars: usize,
+    /// Most turns per Remember call.
+    pub max_turns_per_call: usize,
+    /// Largest metadata object, bytes of JSON.
+    pub max_metadata_bytes: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        let d = engram_ingest::IngestConfig::default();
+        Self {
+            max_text_chars: d.max_text_chars,
+            max_turns_per_call: d.max_turns_per_call,
+            max_metadata_bytes: d.max_metadata_bytes,
+        }
+    }
+}
+
+/// `[recall]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RecallSettings {
+    /// Candidates per retriever before fusion, active mode.
+    pub prefetch_active: usize,
+    /// Candidates per retriever before fusion, deep mode.
+    pub prefetch_deep: usize,
+}
+
+impl Default for RecallSettings {
+    fn default() -> Self {
+        let d = engram_recall::RecallConfig::default();
+        Self {
+            prefetch_active: d.prefetch_active,
+            prefetch_deep: d.prefetch_deep,
+        }
+    }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `tracing` filter, e.g. `info,engram=debug` (RUST_LOG wins when set).
+    pub filter: String,
+    /// `text` or `json`.
+    pub format: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            filter: "info".into(),
+            format: "text".into(),
+        }
+    }
+}
+
+impl Config {
+    /// Loads defaults, then `file` (if given), then `ENGRAM__*` variables,
+    /// and validates the result.
+    pub fn load(file: Option<&Path>) -> Result<Self, ServerError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(f) = file {
+            if !f.exists() {
+                return Err(ServerError::Config(format!(
+                    "config file {} does not exist",
+                    f.display()
+                )));
+            }
+            fig = fig.merge(Toml::file(f));
+        }
+        fig = fig.merge(Env::prefixed("ENGRAM__").split("__"));
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ServerError::Config(e.to_string()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks cross-field rules that serde cannot express.
+    pub fn validate(&self) -> Result<(), ServerError> {
+        let a = &self.auth;
+        let sources = [
+            a.hs256_secret.is_some(),
+            a.hs256_secret_file.is_some(),
+            a.rs256_public_key_file.is_some(),
+            a.es256_public_key_file.is_some(),
+            a.jwks_file.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if sources > 1 {
+            return Err(ServerError::Config(
+                "auth: set only one of hs256_secret, hs256_secret_file, rs256_public_key_file, es256_public_key_file, jwks_file".into(),
+            ));
+        }
+        if self.embedder.threads == 0 {
+            return Err(ServerError::Config("embedder.threads must be at least 1".into()));
+        }
+        if self.ingest.max_text_chars == 0 || self.ingest.max_turns_per_call == 0 {
+            return Err(ServerError::Config(
+                "ingest.max_text_chars and ingest.max_turns_per_call must be at least 1".into(),
+            ));
+        }
+        if !["text", "json"].contains(&self.log.format.as_str()) {
+            return Err(ServerError::Config(format!(
+                "log.format must be \"text\" or \"json\", not {:?}",
+                self.log.format
+            )));
+        }
+        if self.recall.prefetch_active == 0 || self.recall.prefetch_deep == 0 {
+            return Err(ServerError::Config("recall.prefetch_* must be at least 1".into()));
+        }
+        Ok(())
+    }
+
+    /// The verification settings, reading key files and, when no key is
+    /// configured, the data directory's development secret.
+    pub fn auth_config(&self) -> Result<AuthConfig, ServerError> {
+        let a = &self.auth;
+        let read = |p: &PathBuf| {
+            std::fs::read(p).map_err(|source| ServerError::Io {
+                path: p.clone(),
+                source,
+            })
+        };
+        let keys = if let Some(s) = &a.hs256_secret {
+            KeySource::Hs256Secret(s.as_bytes().to_vec())
+        } else if let Some(p) = &a.hs256_secret_file {
+            KeySource::Hs256Secret(String::from_utf8_lossy(&read(p)?).trim().as_bytes().to_vec())
+        } else if let Some(p) = &a.rs256_public_key_file {
+            KeySource::Rs256Pem(read(p)?)
+        } else if let Some(p) = &a.es256_public_key_file {
+            KeySource::Es256Pem(read(p)?)
+        } else if let Some(p) = &a.jwks_file {
+            KeySource::Jwks(String::from_utf8_lossy(&read(p)?).into_owned())
+        } else {
+            KeySource::Hs256Secret(crate::load_or_create_dev_secret(&self.storage.data_dir)?)
+        };
+        Ok(AuthConfig {
+            keys,
+            issuer: a.issuer.clone(),
+            audience: a.audience.clone(),
+            leeway_secs: a.leeway_secs,
+        })
+    }
+
+    /// The secret `engram token` signs with: the configured HS256 secret or
+    /// the development secret; `None` when the server verifies public keys.
+    pub fn signing_secret(&self) -> Result<Option<Vec<u8>>, ServerError> {
+        match self.auth_config()?.keys {
+            KeySource::Hs256Secret(s) => Ok(Some(s)),
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "engram.toml",
+                "[server]\nlisten = \"127.0.0.1:7000\"\n[storage]\ndata_dir = \"/tmp/x\"\n",
+            )?;
+            jail.set_env("ENGRAM__STORAGE__DATA_DIR", "/tmp/y");
+            let c = Config::load(Some(Path::new("engram.toml"))).expect("loads");
+            assert_eq!(c.server.listen.port(), 7000);
+            assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/y"));
+            assert_eq!(c.embedder.threads, 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn unknown_keys_and_conflicting_auth_are_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[server]\nlisen = \"x\"\n")?;
+            let e = Config::load(Some(Path::new("bad.toml"))).unwrap_err();
+            assert!(e.to_string().contains("lisen"), "{e}");
+            jail.set_env("ENGRAM__AUTH__HS256_SECRET", "0123456789abcdef0123");
+            jail.set_env("ENGRAM__AUTH__JWKS_FILE", "/k.json");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("only one"), "{e}");
+            Ok(())
+        });
+    }
+}

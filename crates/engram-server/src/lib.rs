@@ -1,0 +1,42 @@
+//! Wiring of Engram: configuration, the backends, and the gRPC server.
+//!
+//! [`run`] serves every role in one process on the embedded default
+//! (Qdrant Edge in the data directory, ONNX Runtime embeddings) with
+//! `grpc.health.v1`, server reflection and JWT auth, until `shutdown`
+//! resolves; then it drains in-flight calls and flushes the store.
+
+mod config;
+mod secret;
+mod serve;
+
+pub use config::{AuthSettings, Config, EmbedderSettings, LogSettings, ServerSettings, StorageSettings};
+pub use secret::{dev_secret_path, load_or_create_dev_secret};
+pub use serve::{Backends, run, run_with};
+
+/// Errors of start-up and serving.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// The configuration is invalid; the message says which key and why.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// The vector store could not be opened.
+    #[error(transparent)]
+    Store(#[from] engram_core::StoreError),
+    /// The embedding model could not be loaded.
+    #[error("embedder: {0}")]
+    Embed(String),
+    /// The auth keys could not be loaded.
+    #[error(transparent)]
+    Auth(#[from] engram_auth::AuthError),
+    /// The gRPC transport failed.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        source: std::io::Error,
+    },
+}

@@ -1,0 +1,164 @@
+//! `engram`: the memory service binary. Thin by design: configuration and
+//! wiring live in `engram-server`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use engram_server::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "engram", version, about = "Self-hosted memory for LLM agents, over gRPC")]
+struct Cli {
+    /// TOML configuration file (ENGRAM__SECTION__KEY variables override it).
+    #[arg(long, global = true, env = "ENGRAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Directory holding all data (overrides storage.data_dir).
+    #[arg(long, global = true, env = "ENGRAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run every role in one process on the embedded default.
+    Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Mint a development token signed with the configured HS256 secret.
+    Token {
+        /// Tenant (org_id claim).
+        #[arg(long)]
+        org: String,
+        /// End user (user_id claim).
+        #[arg(long)]
+        user: String,
+        /// Default session (session_id claim).
+        #[arg(long)]
+        session: Option<String>,
+        /// Role claim (viewer, member, admin, owner).
+        #[arg(long)]
+        role: Option<String>,
+        /// Lifetime: a number with s, m, h or d (e.g. 30m, 12h, 7d).
+        #[arg(long, default_value = "24h", value_parser = parse_ttl)]
+        ttl: u64,
+    },
+}
+
+fn parse_ttl(s: &str) -> Result<u64, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("bad ttl {s:?}: use e.g. 30m, 12h, 7d"))?;
+    let mult = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("bad ttl unit {unit:?}: use s, m, h or d")),
+    };
+    Ok(n * mult)
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<Config> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(d) = &cli.data_dir {
+        config.storage.data_dir = d.clone();
+    }
+    Ok(config)
+}
+
+fn init_logging(config: &Config) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    if config.log.format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!("received sigint"),
+        _ = term => tracing::info!("received sigterm"),
+    }
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let mut config = load_config(&cli)?;
+    match cli.command {
+        Command::Serve { listen } => {
+            if let Some(l) = listen {
+                config.server.listen = l;
+            }
+            init_logging(&config);
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::bind(config.server.listen)
+                    .await
+                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+                engram_server::run(config, listener, shutdown_signal()).await?;
+                Ok(())
+            })
+        }
+        Command::Token {
+            org,
+            user,
+            session,
+            role,
+            ttl,
+        } => {
+            let secret = config.signing_secret()?.context(
+                "the server verifies public keys (RS256/ES256/JWKS); mint tokens with your identity provider",
+            )?;
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_secs();
+            let claims = engram_auth::Claims {
+                org_id: org,
+                user_id: Some(user.clone()),
+                sub: Some(user),
+                session_id: session,
+                role,
+                exp: now + ttl,
+                iat: Some(now),
+                iss: config.auth.issuer.clone(),
+                aud: config.auth.audience.clone(),
+            };
+            println!("{}", engram_auth::mint_hs256(&secret, &claims)?);
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttl_units() {
+        assert_eq!(parse_ttl("90"), Ok(90));
+        assert_eq!(parse_ttl("30m"), Ok(1800));
+        assert_eq!(parse_ttl("7d"), Ok(604_800));
+        assert!(parse_ttl("1w").is_err());
+        assert!(parse_ttl("h").is_err());
+    }
+}
