@@ -38,14 +38,14 @@ impl Backends {
         .map_err(|e| ServerError::Embed(e.to_string()))?
         .map_err(|e| ServerError::Embed(e.to_string()))?;
         let dir = config.storage.data_dir.join("qdrant");
+        // Opening replays the journal; it is start-up work, done once.
         let store = engram_store::EdgeStore::open(
             &dir,
             engram_store::EdgeStoreOptions {
-                dim: embedder.dim(),
+                dense_dim: embedder.dim(),
                 ..Default::default()
             },
-        )
-        .await?;
+        )?;
         Ok(Self {
             store: Arc::new(store),
             embedder: Arc::new(embedder),
