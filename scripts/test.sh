@@ -7,3 +7,4 @@ cd "$REPO"
 bash scripts/setup.sh
 cargo fmt --all -- --check
 cargo test --workspace --all-targets
+cargo clippy --workspace --all-targets -- -D warnings

@@ -9,11 +9,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     unsafe_set_protoc(&protoc);
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
-    let files = ["engram/v1/common.proto", "engram/v1/ingest.proto", "engram/v1/recall.proto"];
+    let files = [
+        "engram/v1/common.proto",
+        "engram/v1/ingest.proto",
+        "engram/v1/recall.proto",
+    ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("engram_descriptor.bin"))
-        .compile_protos(&paths, &[root.clone()])?;
+        .compile_protos(&paths, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

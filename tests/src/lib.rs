@@ -29,13 +29,25 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    /// Starts a server on `data_dir`.
+    /// Starts a server on `data_dir` that verifies HS256 tokens with
+    /// [`SECRET`].
     pub async fn start(data_dir: &Path) -> anyhow::Result<Self> {
+        Self::start_with(data_dir, |_| {}).await
+    }
+
+    /// Starts a server on `data_dir` with the test defaults changed by
+    /// `adjust` (which may, say, swap the HS256 secret for a public key).
+    pub async fn start_with(
+        data_dir: &Path,
+        adjust: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let mut config = Config::default();
         config.storage.data_dir = data_dir.to_path_buf();
         config.embedder.models_dir = models_dir();
         config.auth.hs256_secret = Some(SECRET.into());
         config.server.shutdown_grace_secs = 5;
+        adjust(&mut config);
+        config.validate()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel();
@@ -106,7 +118,9 @@ pub fn token(org: &str, user: &str, ttl_secs: i64) -> String {
 /// Wraps `msg` in a request carrying `token`.
 pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().expect("ascii"));
+    r.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {token}").parse().expect("ascii"),
+    );
     r
 }

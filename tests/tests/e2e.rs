@@ -28,8 +28,16 @@ fn seed_request(org: &str) -> RememberRequest {
         turns: vec![
             turn("user", "I'm allergic to shellfish.", "2026-05-08T14:00:00Z"),
             turn("assistant", "Got it.", "2026-05-08T14:00:01Z"),
-            turn("user", "My favourite colour is green.", "2026-05-08T14:01:00Z"),
-            turn("user", "I drive a blue Toyota to work.", "2026-05-08T14:02:00Z"),
+            turn(
+                "user",
+                "My favourite colour is green.",
+                "2026-05-08T14:01:00Z",
+            ),
+            turn(
+                "user",
+                "I drive a blue Toyota to work.",
+                "2026-05-08T14:02:00Z",
+            ),
         ],
         options: None,
         metadata: None,
@@ -61,7 +69,10 @@ async fn remember_recall_idempotency_isolation_and_restart() -> anyhow::Result<(
     let mut recall = server.recall().await?;
 
     // Remember, then the seed's question finds the allergy first.
-    let first = ingest.remember(authed(seed_request("org_a"), &tok)).await?.into_inner();
+    let first = ingest
+        .remember(authed(seed_request("org_a"), &tok))
+        .await?
+        .into_inner();
     assert_eq!(first.job_id.len(), 32);
     assert_eq!(first.active_fragment_ids.len(), 4);
     assert!(first.active_fragment_ids.iter().all(|id| id.len() == 64));
@@ -69,13 +80,19 @@ async fn remember_recall_idempotency_isolation_and_restart() -> anyhow::Result<(
     assert_eq!(first.passive_job_id, None);
 
     let r = recall
-        .recall(authed(recall_req("org_a", "any food restrictions?", Some(3)), &tok))
+        .recall(authed(
+            recall_req("org_a", "any food restrictions?", Some(3)),
+            &tok,
+        ))
         .await?
         .into_inner();
     let hits = r.hits.unwrap();
     assert_eq!(hits.turns.len(), 3);
     let top = &hits.turns[0];
-    assert_eq!(top.text, "[Date: 2026-05-08T14:00:00Z] [user] I'm allergic to shellfish.");
+    assert_eq!(
+        top.text,
+        "[Date: 2026-05-08T14:00:00Z] [user] I'm allergic to shellfish."
+    );
     assert_eq!(top.id, first.active_fragment_ids[0]);
     assert_eq!(top.timestamp, "1778248800000");
     assert_eq!(top.kind, HitKind::Turn as i32);
@@ -95,12 +112,18 @@ async fn remember_recall_idempotency_isolation_and_restart() -> anyhow::Result<(
     assert!(lines.windows(2).all(|w| w[0] <= w[1]), "{tl}");
 
     // Idempotency: same job id and fragments, zero usage, nothing new stored.
-    let again = ingest.remember(authed(seed_request("org_a"), &tok)).await?.into_inner();
+    let again = ingest
+        .remember(authed(seed_request("org_a"), &tok))
+        .await?
+        .into_inner();
     assert_eq!(again.job_id, first.job_id);
     assert_eq!(again.active_fragment_ids, first.active_fragment_ids);
     assert_eq!(again.usage.unwrap().tokens_in, 0);
     let r = recall
-        .recall(authed(recall_req("org_a", "shellfish allergy", Some(30)), &tok))
+        .recall(authed(
+            recall_req("org_a", "shellfish allergy", Some(30)),
+            &tok,
+        ))
         .await?
         .into_inner();
     assert_eq!(r.hits.unwrap().turns.len(), 4, "one fragment per turn");
@@ -108,12 +131,18 @@ async fn remember_recall_idempotency_isolation_and_restart() -> anyhow::Result<(
     // Isolation: org B sees nothing of org A, and cannot forge scope.org_id.
     let tok_b = token("org_b", "u1", 600);
     let r = recall
-        .recall(authed(recall_req("org_b", "any food restrictions?", None), &tok_b))
+        .recall(authed(
+            recall_req("org_b", "any food restrictions?", None),
+            &tok_b,
+        ))
         .await?
         .into_inner();
     assert!(r.hits.unwrap().turns.is_empty());
     let e = recall
-        .recall(authed(recall_req("org_a", "any food restrictions?", None), &tok_b))
+        .recall(authed(
+            recall_req("org_a", "any food restrictions?", None),
+            &tok_b,
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
@@ -128,13 +157,23 @@ async fn remember_recall_idempotency_isolation_and_restart() -> anyhow::Result<(
     let server = TestServer::start(dir.path()).await?;
     let mut recall = server.recall().await?;
     let r = recall
-        .recall(authed(recall_req("org_a", "any food restrictions?", Some(1)), &tok))
+        .recall(authed(
+            recall_req("org_a", "any food restrictions?", Some(1)),
+            &tok,
+        ))
         .await?
         .into_inner();
     assert_eq!(r.hits.unwrap().turns[0].id, first.active_fragment_ids[0]);
     let mut ingest = server.ingest().await?;
-    let again = ingest.remember(authed(seed_request("org_a"), &tok)).await?.into_inner();
-    assert_eq!(again.usage.unwrap().tokens_in, 0, "restart keeps idempotency");
+    let again = ingest
+        .remember(authed(seed_request("org_a"), &tok))
+        .await?
+        .into_inner();
+    assert_eq!(
+        again.usage.unwrap().tokens_in,
+        0,
+        "restart keeps idempotency"
+    );
     server.stop().await?;
     Ok(())
 }
@@ -208,7 +247,9 @@ async fn validation_and_auth_errors() -> anyhow::Result<()> {
         assert_eq!(violation_fields(&e), [field]);
     }
     // top_k 50 is valid and capped at 30 at run time.
-    recall.recall(authed(recall_req("org_a", "x", Some(50)), &tok)).await?;
+    recall
+        .recall(authed(recall_req("org_a", "x", Some(50)), &tok))
+        .await?;
 
     // Missing, expired and wrongly signed tokens.
     let e = recall
@@ -217,7 +258,10 @@ async fn validation_and_auth_errors() -> anyhow::Result<()> {
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     let e = recall
-        .recall(authed(recall_req("org_a", "x", None), &token("org_a", "u1", -300)))
+        .recall(authed(
+            recall_req("org_a", "x", None),
+            &token("org_a", "u1", -300),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
@@ -237,6 +281,63 @@ async fn validation_and_auth_errors() -> anyhow::Result<()> {
     )?;
     let e = ingest
         .remember(authed(seed_request("org_a"), &forged))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::Unauthenticated);
+    server.stop().await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn es256_public_key_configuration_accepts_only_its_tokens() -> anyhow::Result<()> {
+    let keys =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/engram-auth/testdata");
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start_with(dir.path(), |c| {
+        c.auth.hs256_secret = None;
+        c.auth.es256_public_key_file = Some(keys.join("es256-public.pem"));
+    })
+    .await?;
+    let claims = engram_auth::Claims {
+        org_id: "org_a".into(),
+        user_id: Some("u1".into()),
+        sub: None,
+        session_id: None,
+        role: None,
+        exp: jsonwebtoken::get_current_timestamp() + 600,
+        iat: None,
+        iss: None,
+        aud: None,
+    };
+    let private = std::fs::read(keys.join("es256-private.pem"))?;
+    let es_token = jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_ec_pem(&private)?,
+    )?;
+    let mut ingest = server.ingest().await?;
+    let mut recall = server.recall().await?;
+    ingest
+        .remember(authed(seed_request("org_a"), &es_token))
+        .await?;
+    let hits = recall
+        .recall(authed(
+            recall_req("org_a", "any food restrictions?", Some(1)),
+            &es_token,
+        ))
+        .await?
+        .into_inner()
+        .hits
+        .unwrap_or_default();
+    assert!(hits.turns[0].text.contains("shellfish"), "{:?}", hits.turns);
+
+    // An HS256 token is refused outright once the server trusts a public
+    // key, even one signed with a secret the server once had.
+    let e = recall
+        .recall(authed(
+            recall_req("org_a", "x", None),
+            &token("org_a", "u1", 600),
+        ))
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);

@@ -6,7 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn tool(name: &str) -> PathBuf {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/bin").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../.tools/bin")
+        .join(name);
     assert!(p.exists(), "{} missing: run scripts/setup.sh", p.display());
     p
 }
@@ -25,7 +27,11 @@ async fn grpcurl_lists_services_and_calls_recall() -> anyhow::Result<()> {
     })
     .await??;
     let listed = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     for svc in [
         "engram.v1.IngestService",
         "engram.v1.RecallService",
@@ -40,20 +46,50 @@ async fn grpcurl_lists_services_and_calls_recall() -> anyhow::Result<()> {
     let out = tokio::task::spawn_blocking(move || -> std::io::Result<_> {
         let auth = format!("authorization: Bearer {tok}");
         let r1 = Command::new(&grpcurl)
-            .args(["-plaintext", "-H", &auth, "-d", remember, &addr, "engram.v1.IngestService/Remember"])
+            .args([
+                "-plaintext",
+                "-H",
+                &auth,
+                "-d",
+                remember,
+                &addr,
+                "engram.v1.IngestService/Remember",
+            ])
             .output()?;
         let r2 = Command::new(&grpcurl)
-            .args(["-plaintext", "-H", &auth, "-d", recall, &addr, "engram.v1.RecallService/Recall"])
+            .args([
+                "-plaintext",
+                "-H",
+                &auth,
+                "-d",
+                recall,
+                &addr,
+                "engram.v1.RecallService/Recall",
+            ])
             .output()?;
         let r3 = Command::new(&grpcurl)
-            .args(["-plaintext", "-d", recall, &addr, "engram.v1.RecallService/Recall"])
+            .args([
+                "-plaintext",
+                "-d",
+                recall,
+                &addr,
+                "engram.v1.RecallService/Recall",
+            ])
             .output()?;
         Ok((r1, r2, r3))
     })
     .await??;
-    assert!(out.0.status.success(), "{}", String::from_utf8_lossy(&out.0.stderr));
+    assert!(
+        out.0.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.0.stderr)
+    );
     let body = String::from_utf8_lossy(&out.1.stdout);
-    assert!(out.1.status.success(), "{}", String::from_utf8_lossy(&out.1.stderr));
+    assert!(
+        out.1.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.1.stderr)
+    );
     assert!(body.contains("I'm allergic to shellfish."), "{body}");
     assert!(!out.2.status.success(), "recall without a token must fail");
     assert!(String::from_utf8_lossy(&out.2.stderr).contains("Unauthenticated"));

@@ -4,7 +4,6 @@ use crate::AuthError;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, jwk::JwkSet};
 use serde::{Deserialize, Serialize};
 
-
 /// The claims Engram reads from a token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Claims {
@@ -38,7 +37,10 @@ pub struct Claims {
 impl Claims {
     /// The end user of the token: `user_id`, else `sub`.
     pub fn user(&self) -> Option<&str> {
-        self.user_id.as_deref().or(self.sub.as_deref()).filter(|s| !s.is_empty())
+        self.user_id
+            .as_deref()
+            .or(self.sub.as_deref())
+            .filter(|s| !s.is_empty())
     }
 }
 
@@ -77,7 +79,9 @@ pub struct JwtVerifier {
 
 impl std::fmt::Debug for JwtVerifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("JwtVerifier").field("keys", &self.keys.len()).finish()
+        f.debug_struct("JwtVerifier")
+            .field("keys", &self.keys.len())
+            .finish()
     }
 }
 
@@ -95,10 +99,18 @@ impl JwtVerifier {
                 vec![(None, Algorithm::HS256, DecodingKey::from_secret(s))]
             }
             KeySource::Rs256Pem(p) => {
-                vec![(None, Algorithm::RS256, DecodingKey::from_rsa_pem(p).map_err(bad)?)]
+                vec![(
+                    None,
+                    Algorithm::RS256,
+                    DecodingKey::from_rsa_pem(p).map_err(bad)?,
+                )]
             }
             KeySource::Es256Pem(p) => {
-                vec![(None, Algorithm::ES256, DecodingKey::from_ec_pem(p).map_err(bad)?)]
+                vec![(
+                    None,
+                    Algorithm::ES256,
+                    DecodingKey::from_ec_pem(p).map_err(bad)?,
+                )]
             }
             KeySource::Jwks(doc) => {
                 let set: JwkSet = serde_json::from_str(doc)
@@ -112,7 +124,11 @@ impl JwtVerifier {
                         }
                         _ => continue,
                     };
-                    keys.push((jwk.common.key_id.clone(), alg, DecodingKey::from_jwk(jwk).map_err(bad)?));
+                    keys.push((
+                        jwk.common.key_id.clone(),
+                        alg,
+                        DecodingKey::from_jwk(jwk).map_err(bad)?,
+                    ));
                 }
                 if keys.is_empty() {
                     return Err(AuthError::Config("jwks holds no RSA or EC key".into()));
@@ -134,7 +150,10 @@ impl JwtVerifier {
                 *alg == header.alg && (kid.is_none() || header.kid.is_none() || *kid == header.kid)
             })
             .ok_or_else(|| {
-                AuthError::Invalid(format!("algorithm {:?} or key id is not accepted", header.alg))
+                AuthError::Invalid(format!(
+                    "algorithm {:?} or key id is not accepted",
+                    header.alg
+                ))
             })?;
         let mut v = Validation::new(*alg);
         v.leeway = self.config.leeway_secs;
@@ -171,7 +190,6 @@ pub fn mint_hs256(secret: &[u8], claims: &Claims) -> Result<String, AuthError> {
     )
     .map_err(|e| AuthError::Config(e.to_string()))
 }
-
 
 #[cfg(test)]
 mod tests {
@@ -219,7 +237,10 @@ mod tests {
         assert_eq!(verifier().verify(&t), Err(AuthError::Expired));
         let t = mint_hs256(b"another-secret-another-secret!!", &claims(now() + 60)).unwrap();
         assert!(matches!(verifier().verify(&t), Err(AuthError::Invalid(_))));
-        assert!(matches!(verifier().verify("abc"), Err(AuthError::Invalid(_))));
+        assert!(matches!(
+            verifier().verify("abc"),
+            Err(AuthError::Invalid(_))
+        ));
     }
 
     #[test]
@@ -246,5 +267,72 @@ mod tests {
         })
         .unwrap();
         assert!(matches!(v.verify(&t), Err(AuthError::Invalid(_))));
+    }
+
+    fn pem_verifier(keys: KeySource) -> JwtVerifier {
+        JwtVerifier::new(AuthConfig {
+            keys,
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+        })
+        .unwrap()
+    }
+
+    fn sign(alg: Algorithm, key: EncodingKey, c: &Claims) -> String {
+        jsonwebtoken::encode(&Header::new(alg), c, &key).unwrap()
+    }
+
+    const RS_PRIVATE: &[u8] = include_bytes!("../testdata/rs256-private.pem");
+    const RS_PUBLIC: &[u8] = include_bytes!("../testdata/rs256-public.pem");
+    const RS_OTHER_PRIVATE: &[u8] = include_bytes!("../testdata/rs256-other-private.pem");
+    const ES_PRIVATE: &[u8] = include_bytes!("../testdata/es256-private.pem");
+    const ES_PUBLIC: &[u8] = include_bytes!("../testdata/es256-public.pem");
+
+    #[test]
+    fn rs256_public_key_verifies_its_tokens_only() {
+        let v = pem_verifier(KeySource::Rs256Pem(RS_PUBLIC.to_vec()));
+        let key = EncodingKey::from_rsa_pem(RS_PRIVATE).unwrap();
+        let t = sign(Algorithm::RS256, key.clone(), &claims(now() + 60));
+        assert_eq!(v.verify(&t).unwrap().user(), Some("u1"));
+
+        let expired = sign(Algorithm::RS256, key, &claims(now() - 120));
+        assert_eq!(v.verify(&expired), Err(AuthError::Expired));
+
+        let other = EncodingKey::from_rsa_pem(RS_OTHER_PRIVATE).unwrap();
+        let forged = sign(Algorithm::RS256, other, &claims(now() + 60));
+        assert!(matches!(v.verify(&forged), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn es256_public_key_verifies_its_tokens_only() {
+        let v = pem_verifier(KeySource::Es256Pem(ES_PUBLIC.to_vec()));
+        let key = EncodingKey::from_ec_pem(ES_PRIVATE).unwrap();
+        let t = sign(Algorithm::ES256, key, &claims(now() + 60));
+        assert_eq!(v.verify(&t).unwrap().org_id, "org_a");
+
+        let rs = EncodingKey::from_rsa_pem(RS_PRIVATE).unwrap();
+        let wrong_alg = sign(Algorithm::RS256, rs, &claims(now() + 60));
+        assert!(matches!(v.verify(&wrong_alg), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn hs256_token_signed_with_the_public_key_is_refused() {
+        // The classic algorithm-confusion attack: the public key is public,
+        // so an HS256 token keyed with it must not pass an RS256 verifier.
+        let v = pem_verifier(KeySource::Rs256Pem(RS_PUBLIC.to_vec()));
+        let t = mint_hs256(RS_PUBLIC, &claims(now() + 60)).unwrap();
+        assert!(matches!(v.verify(&t), Err(AuthError::Invalid(_))));
+    }
+
+    #[test]
+    fn garbage_pem_is_a_config_error() {
+        let r = JwtVerifier::new(AuthConfig {
+            keys: KeySource::Rs256Pem(b"not a key".to_vec()),
+            issuer: None,
+            audience: None,
+            leeway_secs: 0,
+        });
+        assert!(matches!(r, Err(AuthError::Config(_))));
     }
 }

@@ -37,9 +37,10 @@ pub enum AuthError {
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
         match e {
-            AuthError::Missing | AuthError::Malformed | AuthError::Expired | AuthError::Invalid(_) => {
-                tonic::Status::unauthenticated(e.to_string())
-            }
+            AuthError::Missing
+            | AuthError::Malformed
+            | AuthError::Expired
+            | AuthError::Invalid(_) => tonic::Status::unauthenticated(e.to_string()),
             AuthError::Config(_) => tonic::Status::internal(e.to_string()),
         }
     }

@@ -224,7 +224,9 @@ impl Config {
             ));
         }
         if self.embedder.threads == 0 {
-            return Err(ServerError::Config("embedder.threads must be at least 1".into()));
+            return Err(ServerError::Config(
+                "embedder.threads must be at least 1".into(),
+            ));
         }
         if self.ingest.max_text_chars == 0 || self.ingest.max_turns_per_call == 0 {
             return Err(ServerError::Config(
@@ -238,7 +240,9 @@ impl Config {
             )));
         }
         if self.recall.prefetch_active == 0 || self.recall.prefetch_deep == 0 {
-            return Err(ServerError::Config("recall.prefetch_* must be at least 1".into()));
+            return Err(ServerError::Config(
+                "recall.prefetch_* must be at least 1".into(),
+            ));
         }
         Ok(())
     }
@@ -256,7 +260,12 @@ impl Config {
         let keys = if let Some(s) = &a.hs256_secret {
             KeySource::Hs256Secret(s.as_bytes().to_vec())
         } else if let Some(p) = &a.hs256_secret_file {
-            KeySource::Hs256Secret(String::from_utf8_lossy(&read(p)?).trim().as_bytes().to_vec())
+            KeySource::Hs256Secret(
+                String::from_utf8_lossy(&read(p)?)
+                    .trim()
+                    .as_bytes()
+                    .to_vec(),
+            )
         } else if let Some(p) = &a.rs256_public_key_file {
             KeySource::Rs256Pem(read(p)?)
         } else if let Some(p) = &a.es256_public_key_file {
@@ -285,6 +294,8 @@ impl Config {
 }
 
 #[cfg(test)]
+// figment's `Jail` API returns its large error type by value; not ours to box.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
 

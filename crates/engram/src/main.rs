@@ -8,7 +8,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "engram", version, about = "Self-hosted memory for LLM agents, over gRPC")]
+#[command(
+    name = "engram",
+    version,
+    about = "Self-hosted memory for LLM agents, over gRPC"
+)]
 struct Cli {
     /// TOML configuration file (ENGRAM__SECTION__KEY variables override it).
     #[arg(long, global = true, env = "ENGRAM_CONFIG")]
@@ -50,7 +54,9 @@ enum Command {
 
 fn parse_ttl(s: &str) -> Result<u64, String> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num.parse().map_err(|_| format!("bad ttl {s:?}: use e.g. 30m, 12h, 7d"))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("bad ttl {s:?}: use e.g. 30m, 12h, 7d"))?;
     let mult = match unit {
         "" | "s" => 1,
         "m" => 60,
@@ -72,7 +78,9 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
 fn init_logging(config: &Config) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if config.log.format == "json" {
         builder.json().init();
     } else {
@@ -110,7 +118,9 @@ fn main() -> anyhow::Result<()> {
                 config.server.listen = l;
             }
             init_logging(&config);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let listener = tokio::net::TcpListener::bind(config.server.listen)
                     .await

@@ -1,0 +1,25 @@
+//! Embedded vector store of Engram: [`engram_core::VectorStore`] on one
+//! Qdrant Edge (`qdrant-edge` 0.7.2) shard in the data directory.
+//!
+//! Layout (DESIGN.md §4): named vectors `dense` (cosine) and sparse `bm25`
+//! (IDF modifier); payload is the JSON of [`engram_core::PointPayload`];
+//! `org_id` is a tenant keyword index; the point id is the UUID of the
+//! fragment id's first 16 bytes. Hybrid search is Qdrant's query API: a
+//! dense and a BM25 prefetch fused by reciprocal rank fusion.
+//!
+//! Edge is an engine without a server around it, so this crate supplies
+//! what a server would: a redo journal for durable upserts (Edge never
+//! replays its WAL on load), a background task that runs the optimizer and
+//! checkpoints, and a blocking-pool bridge for its synchronous calls.
+
+mod journal;
+mod maintenance;
+mod mapping;
+mod options;
+mod store;
+
+pub use options::EdgeStoreOptions;
+pub use store::{EdgeStore, EdgeStoreStats};
+
+#[cfg(test)]
+mod tests;

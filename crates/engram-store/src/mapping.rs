@@ -1,0 +1,350 @@
+//! Translation between Engram's model and Qdrant Edge's types: shard
+//! configuration, payload indexes, points, filters and the hybrid query.
+//!
+//! Everything here is pure, so the store module only deals with locking and
+//! I/O, and the Qdrant-specific choices (names, RRF constant, index schema)
+//! sit in one place that the distributed backend can mirror.
+
+use crate::options::EdgeStoreOptions;
+use engram_core::{HybridQuery, Point, PointPayload, ScopeFilter, StoreError};
+use qdrant_edge::external::ordered_float::OrderedFloat;
+use qdrant_edge::{
+    AnyVariants, Condition, CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig,
+    EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, Fusion,
+    HnswIndexConfig, IntegerIndexParams, JsonPath, KeywordIndexParams, Match, Modifier, NamedQuery,
+    Payload, PayloadFieldSchema, PayloadSchemaParams, PointId, PointInsertOperations,
+    PointOperations, PointStruct, Prefetch, QueryEnum, QueryRequest, Range, ScoringQuery,
+    UpdateOperation, ValueVariants, Vector, VectorInternal, VectorStructInternal,
+    WithPayloadInterface, WithVector,
+};
+
+/// Name of the dense (embedding) vector.
+pub(crate) const DENSE: &str = "dense";
+/// Name of the sparse BM25 vector.
+pub(crate) const BM25: &str = "bm25";
+/// RRF constant: Qdrant's default (`1 / (rank + 2)`), the same value the
+/// server applies when a query asks for plain `rrf`, so both backends fuse alike.
+pub(crate) const RRF_K: usize = 2;
+
+/// Keyword payload fields that get an index (besides the tenant field `org_id`).
+const KEYWORD_FIELDS: &[&str] = &[
+    "user_id",
+    "session_id",
+    "collection_id",
+    "kind",
+    "memory_type",
+    "fragment_id",
+];
+
+/// Shard configuration derived from the options.
+pub(crate) fn edge_config(options: &EdgeStoreOptions) -> EdgeConfig {
+    let hnsw = HnswIndexConfig {
+        max_indexing_threads: options.indexing_threads,
+        ..HnswIndexConfig::default()
+    };
+    let optimizers = EdgeOptimizersConfig {
+        indexing_threshold: options.indexing_threshold_kb,
+        ..EdgeOptimizersConfig::default()
+    };
+    EdgeConfig::builder()
+        .vector(
+            DENSE,
+            EdgeVectorParams::builder(options.dense_dim, Distance::Cosine).build(),
+        )
+        .sparse_vector(
+            BM25,
+            // Documents carry only the BM25 term-frequency part; the IDF
+            // modifier makes Qdrant multiply in the inverse document frequency
+            // at query time, so the dot product is the full BM25 score.
+            EdgeSparseVectorParams::builder()
+                .modifier(Modifier::Idf)
+                .build(),
+        )
+        .hnsw_config(hnsw)
+        .optimizers(optimizers)
+        .build()
+}
+
+/// The payload index operations the store issues on every open. Creating an
+/// index that exists is a no-op, and re-issuing them makes sure a segment
+/// created without the schema (Edge only copies indexes from existing
+/// segments) gets them too.
+pub(crate) fn index_operations() -> Vec<UpdateOperation> {
+    let tenant = PayloadSchemaParams::Keyword(KeywordIndexParams {
+        // Co-locates each tenant's points on disk and lets the planner treat
+        // org_id as the partition key of every query.
+        is_tenant: Some(true),
+        ..KeywordIndexParams::default()
+    });
+    let keyword = PayloadSchemaParams::Keyword(KeywordIndexParams::default());
+    let integer = PayloadSchemaParams::Integer(IntegerIndexParams {
+        lookup: Some(false),
+        range: Some(true),
+        ..IntegerIndexParams::default()
+    });
+
+    std::iter::once(("org_id", tenant))
+        .chain(KEYWORD_FIELDS.iter().map(|f| (*f, keyword.clone())))
+        .chain(std::iter::once(("ts_ms", integer)))
+        .map(|(field, params)| {
+            UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(CreateIndex {
+                field_name: field_path(field),
+                field_schema: Some(PayloadFieldSchema::FieldParams(params)),
+            }))
+        })
+        .collect()
+}
+
+/// The Qdrant point id of a fragment.
+pub(crate) fn point_id(fragment_id: &str) -> Result<PointId, StoreError> {
+    engram_core::ids::point_uuid(fragment_id)
+        .map(PointId::Uuid)
+        .ok_or_else(|| StoreError::Internal(format!("invalid fragment id {fragment_id:?}")))
+}
+
+/// Checks a point before it is journaled: ids, dimensions and finite values.
+///
+/// Validating up front keeps bad input out of the journal, where it would
+/// fail again on every replay.
+pub(crate) fn validate(point: &Point, dim: usize) -> Result<(), StoreError> {
+    point_id(&point.fragment_id)?;
+    if point.payload.fragment_id != point.fragment_id {
+        return Err(StoreError::Internal(format!(
+            "payload fragment id {:?} differs from point fragment id {:?}",
+            point.payload.fragment_id, point.fragment_id
+        )));
+    }
+    if point.dense.len() != dim {
+        return Err(StoreError::Internal(format!(
+            "dense vector of fragment {} has dimension {}, store expects {dim}",
+            point.fragment_id,
+            point.dense.len()
+        )));
+    }
+    let sparse = &point.sparse;
+    if sparse.indices.len() != sparse.values.len() {
+        return Err(StoreError::Internal(format!(
+            "sparse vector of fragment {} has {} indices but {} values",
+            point.fragment_id,
+            sparse.indices.len(),
+            sparse.values.len()
+        )));
+    }
+    if !point
+        .dense
+        .iter()
+        .chain(&sparse.values)
+        .all(|v| v.is_finite())
+    {
+        return Err(StoreError::Internal(format!(
+            "vector of fragment {} holds a non-finite value",
+            point.fragment_id
+        )));
+    }
+    Ok(())
+}
+
+/// One upsert operation for a batch of (validated) points.
+pub(crate) fn upsert_operation(points: &[Point]) -> Result<UpdateOperation, StoreError> {
+    let structs = points
+        .iter()
+        .map(|p| point_struct(p).map(Into::into))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(UpdateOperation::PointOperation(
+        PointOperations::UpsertPoints(PointInsertOperations::PointsList(structs)),
+    ))
+}
+
+fn point_struct(point: &Point) -> Result<PointStruct, StoreError> {
+    let id = point_id(&point.fragment_id)?;
+    let payload = serde_json::to_value(&point.payload).map_err(internal)?;
+    let mut vectors = vec![(DENSE, Vector::new_dense(point.dense.clone()))];
+    // A text made only of stop words has no terms: store no sparse vector
+    // rather than an empty one, the point simply never matches lexically.
+    if !point.sparse.indices.is_empty() {
+        let sparse = Vector::new_sparse(point.sparse.indices.clone(), point.sparse.values.clone())
+            .map_err(internal)?;
+        vectors.push((BM25, sparse));
+    }
+    Ok(PointStruct::new(id, vectors, payload))
+}
+
+/// The Qdrant filter of a scope: tenant always, the rest when set.
+pub(crate) fn scope_filter(scope: &ScopeFilter) -> Filter {
+    let mut must = vec![keyword("org_id", &scope.org_id)];
+    if let Some(user_id) = &scope.user_id {
+        must.push(keyword("user_id", user_id));
+    }
+    if let Some(session_id) = &scope.session_id {
+        must.push(keyword("session_id", session_id));
+    }
+    if !scope.kinds.is_empty() {
+        let kinds = scope.kinds.iter().map(|k| k.as_str().to_owned()).collect();
+        must.push(Condition::Field(FieldCondition::new_match(
+            field_path("kind"),
+            Match::from(AnyVariants::Strings(kinds)),
+        )));
+    }
+    if scope.from_ms.is_some() || scope.until_ms.is_some() {
+        // Epoch milliseconds are far below 2^53, so the f64 range is exact.
+        let range = Range {
+            gte: scope.from_ms.map(|ms| OrderedFloat(ms as f64)),
+            lt: scope.until_ms.map(|ms| OrderedFloat(ms as f64)),
+            gt: None,
+            lte: None,
+        };
+        must.push(Condition::Field(FieldCondition::new_range(
+            field_path("ts_ms"),
+            range,
+        )));
+    }
+    Filter {
+        must: Some(must),
+        ..Filter::default()
+    }
+}
+
+fn keyword(field: &str, value: &str) -> Condition {
+    Condition::Field(FieldCondition::new_match(
+        field_path(field),
+        Match::from(ValueVariants::String(value.to_owned())),
+    ))
+}
+
+/// The hybrid query: a dense and (when the query has terms) a BM25
+/// prefetch, fused by RRF, filtered by the scope. The root filter is
+/// propagated into both prefetches by Qdrant's planner.
+pub(crate) fn hybrid_request(query: &HybridQuery) -> Result<QueryRequest, StoreError> {
+    let mut prefetches = vec![prefetch(
+        DENSE,
+        VectorInternal::Dense(query.dense.clone()),
+        query.prefetch,
+    )];
+    if !query.sparse.indices.is_empty() {
+        let sparse = Vector::new_sparse(query.sparse.indices.clone(), query.sparse.values.clone())
+            .map_err(internal)?;
+        prefetches.push(prefetch(BM25, sparse.0, query.prefetch));
+    }
+    Ok(QueryRequest {
+        prefetches,
+        query: Some(ScoringQuery::Fusion(Fusion::Rrf {
+            k: RRF_K,
+            weights: None,
+        })),
+        filter: Some(scope_filter(&query.filter)),
+        score_threshold: None,
+        limit: query.limit,
+        offset: 0,
+        params: None,
+        // The dense vector comes back with each hit so the store can report
+        // its cosine to the query without a second lookup.
+        with_vector: WithVector::Selector(vec![DENSE.to_owned()]),
+        with_payload: WithPayloadInterface::Bool(true),
+    })
+}
+
+fn prefetch(using: &str, vector: VectorInternal, limit: usize) -> Prefetch {
+    Prefetch {
+        prefetches: Vec::new(),
+        query: Some(ScoringQuery::Vector(QueryEnum::Nearest(NamedQuery {
+            query: vector,
+            using: Some(using.to_owned()),
+        }))),
+        limit,
+        params: None,
+        filter: None,
+        score_threshold: None,
+    }
+}
+
+/// Decodes a stored payload.
+pub(crate) fn decode_payload(payload: Option<Payload>) -> Result<PointPayload, StoreError> {
+    let map = payload
+        .ok_or_else(|| StoreError::Internal("stored point has no payload".into()))?
+        .0;
+    serde_json::from_value(serde_json::Value::Object(map)).map_err(internal)
+}
+
+/// The dense vector in a returned vector struct.
+pub(crate) fn dense_vector(vectors: Option<&VectorStructInternal>) -> Option<&[f32]> {
+    match vectors? {
+        VectorStructInternal::Single(v) => Some(v),
+        VectorStructInternal::Named(map) => match map.get(DENSE)? {
+            VectorInternal::Dense(v) => Some(v),
+            VectorInternal::Sparse(_) | VectorInternal::MultiDense(_) => None,
+        },
+        VectorStructInternal::MultiDense(_) => None,
+    }
+}
+
+/// `v` scaled to unit length (unchanged when it is zero).
+pub(crate) fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+/// Dot product; the cosine when both sides are unit vectors (Qdrant stores
+/// cosine vectors normalized).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// The JSON path of a top-level payload field.
+pub(crate) fn field_path(field: &str) -> JsonPath {
+    // Only called with the plain identifiers of this crate, which always parse.
+    field
+        .parse()
+        .unwrap_or_else(|_| panic!("payload field {field:?} is not a valid JSON path"))
+}
+
+/// Wraps an engine or codec error whose retry would not help.
+pub(crate) fn internal(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_core::Kind;
+
+    #[test]
+    fn scope_filter_always_has_tenant_and_only_the_set_conditions() {
+        let f = scope_filter(&ScopeFilter::tenant("org_a"));
+        assert_eq!(f.must.as_ref().map(Vec::len), Some(1));
+
+        let mut scope = ScopeFilter::tenant("org_a");
+        scope.user_id = Some("u".into());
+        scope.session_id = Some("s".into());
+        scope.kinds = vec![Kind::Turn, Kind::Memory];
+        scope.from_ms = Some(10);
+        let f = scope_filter(&scope);
+        assert_eq!(f.must.as_ref().map(Vec::len), Some(5));
+        assert!(f.should.is_none() && f.must_not.is_none());
+    }
+
+    #[test]
+    fn point_id_is_the_uuid_of_the_first_16_bytes() {
+        let fid = "00112233445566778899aabbccddeeff".repeat(2);
+        let PointId::Uuid(u) = point_id(&fid).unwrap() else {
+            panic!("expected a uuid point id");
+        };
+        assert_eq!(u.to_string(), "00112233-4455-6677-8899-aabbccddeeff");
+        assert!(point_id("xyz").is_err());
+    }
+
+    #[test]
+    fn index_operations_cover_every_indexed_field() {
+        assert_eq!(index_operations().len(), KEYWORD_FIELDS.len() + 2);
+    }
+
+    #[test]
+    fn dot_of_normalized_vectors_is_cosine() {
+        let a = normalized(&[3.0, 4.0]);
+        assert!((dot(&a, &[0.6, 0.8]) - 1.0).abs() < 1e-6);
+        assert_eq!(normalized(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+}

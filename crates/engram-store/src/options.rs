@@ -1,0 +1,38 @@
+//! Settings of the embedded store.
+
+use std::time::Duration;
+
+/// How an [`EdgeStore`](crate::EdgeStore) lays out its shard and when it
+/// maintains it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EdgeStoreOptions {
+    /// Dimension of the `dense` vector (384 for all-MiniLM-L6-v2). Must match
+    /// the shard when it already exists.
+    pub dense_dim: usize,
+    /// Run the optimizer once this many points were written since its last
+    /// run, even if writes keep coming.
+    pub optimize_after_points: u64,
+    /// Run the optimizer once writes have paused this long with points
+    /// written since its last run.
+    pub optimize_when_idle: Duration,
+    /// Segment size (KB of vectors) above which the optimizer builds an HNSW
+    /// index; `None` keeps Qdrant's default (10,000 KB, about 6,500 vectors of
+    /// 384 dimensions). Smaller segments are searched exhaustively, which is
+    /// exact and fast at that size.
+    pub indexing_threshold_kb: Option<usize>,
+    /// Threads an HNSW build may use; 0 lets Qdrant choose. On small machines
+    /// a low value leaves cores to searches while an index is built.
+    pub indexing_threads: usize,
+}
+
+impl Default for EdgeStoreOptions {
+    fn default() -> Self {
+        Self {
+            dense_dim: 384,
+            optimize_after_points: 2_000,
+            optimize_when_idle: Duration::from_secs(5),
+            indexing_threshold_kb: None,
+            indexing_threads: 0,
+        }
+    }
+}

@@ -1,0 +1,450 @@
+//! [`EdgeStore`]: the [`VectorStore`] port on one Qdrant Edge shard.
+
+use crate::journal::Journal;
+use crate::mapping::{self, internal};
+use crate::options::EdgeStoreOptions;
+use async_trait::async_trait;
+use engram_core::{HybridQuery, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore};
+use parking_lot::{Mutex, RwLock};
+use qdrant_edge::{CountRequest, EdgeShard, WithPayloadInterface, WithVector};
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// File Edge writes when it creates a shard; its presence means "load".
+const EDGE_CONFIG_FILE: &str = "edge_config.json";
+
+/// Figures about the shard, for health pages and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EdgeStoreStats {
+    /// Segments in the shard.
+    pub segments: usize,
+    /// Points in the shard (approximate while an optimization runs).
+    pub points: usize,
+    /// Vectors reachable through an index: every BM25 vector (sparse vectors
+    /// are always indexed) plus the dense vectors of HNSW-indexed segments;
+    /// the remaining dense vectors are scanned.
+    pub indexed_vectors: usize,
+    /// Bytes of upserts journaled since the last checkpoint.
+    pub journal_bytes: u64,
+}
+
+/// The embedded vector store: one Qdrant Edge shard in a directory, plus a
+/// redo journal (see the `journal` module) and a background task that
+/// optimizes and checkpoints the shard.
+///
+/// Edge is synchronous, so every call runs on tokio's blocking pool. The
+/// shard sits behind an `RwLock<Option<_>>`: all operations, including
+/// optimization, share the read side (Edge does its own fine-grained
+/// locking), and only [`close`](VectorStore::close) takes the write side to
+/// remove the shard.
+#[derive(Debug)]
+pub struct EdgeStore {
+    inner: Arc<Inner>,
+    maintenance_task: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// State shared by the store, its blocking calls and its background task.
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) dir: PathBuf,
+    pub(crate) options: EdgeStoreOptions,
+    /// `None` once closed.
+    pub(crate) shard: RwLock<Option<EdgeShard>>,
+    /// Held while an upsert journals and applies its batch, and while a
+    /// checkpoint flushes and empties the journal: a checkpoint must never
+    /// drop a batch the shard has not applied yet. It also keeps `update`
+    /// off Edge's WAL mutex while `EdgeShard::flush` runs, since `flush`
+    /// panics rather than wait for that mutex.
+    pub(crate) journal: Mutex<Journal>,
+    /// Held by `optimize` and by checkpoints: `EdgeShard::flush` panics when
+    /// the optimizer holds (or waits for) the segment holder's write lock.
+    pub(crate) maintenance: Mutex<()>,
+    /// Points written since the last maintenance pass.
+    pub(crate) pending: AtomicU64,
+    /// When the last write happened, in ms since `epoch`.
+    pub(crate) last_write_ms: AtomicU64,
+    pub(crate) epoch: Instant,
+    /// Wakes the background task early when enough points are pending.
+    pub(crate) wake: Arc<Notify>,
+}
+
+pub(crate) fn closed() -> StoreError {
+    StoreError::Unavailable("embedded vector store is closed".into())
+}
+
+impl EdgeStore {
+    /// Opens the store in `dir`: creates the shard when the directory holds
+    /// none, otherwise loads it (checking that `options.dense_dim` matches),
+    /// replays the journal, and starts the background optimizer.
+    ///
+    /// Must be called inside a tokio runtime (the optimizer is a tokio
+    /// task). It does blocking file I/O, which is fine at startup.
+    pub fn open(dir: &Path, options: EdgeStoreOptions) -> Result<Self, StoreError> {
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            StoreError::Internal("EdgeStore::open must be called inside a tokio runtime".into())
+        })?;
+        if options.dense_dim == 0 {
+            return Err(StoreError::Internal("dense_dim must be positive".into()));
+        }
+        std::fs::create_dir_all(dir).map_err(|e| {
+            StoreError::Internal(format!(
+                "cannot create store directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+
+        let started = Instant::now();
+        let config = mapping::edge_config(&options);
+        let existed = dir.join(EDGE_CONFIG_FILE).exists();
+        let shard = if existed {
+            EdgeShard::load(dir, Some(config))
+        } else {
+            EdgeShard::new(dir, config)
+        }
+        .map_err(|e| {
+            StoreError::Internal(format!("cannot open shard in {}: {e}", dir.display()))
+        })?;
+        for op in mapping::index_operations() {
+            shard.update(op).map_err(internal)?;
+        }
+
+        let (mut journal, batches) = Journal::open(dir).map_err(|e| {
+            StoreError::Internal(format!("cannot open journal in {}: {e}", dir.display()))
+        })?;
+        let mut replayed = 0;
+        for batch in &batches {
+            // A batch the shard rejects would be rejected on every start;
+            // skipping it (loudly) keeps the store usable.
+            match mapping::upsert_operation(batch).and_then(|op| shard.update(op).map_err(internal))
+            {
+                Ok(()) => replayed += batch.len(),
+                Err(err) => tracing::error!(
+                    points = batch.len(),
+                    error = %err,
+                    "skipping journal batch the shard rejects"
+                ),
+            }
+        }
+        // Persist the index schema and the replayed points, then start with
+        // an empty journal.
+        shard.flush();
+        journal.reset().map_err(internal)?;
+
+        let inner = Arc::new(Inner {
+            dir: dir.to_path_buf(),
+            options,
+            shard: RwLock::new(Some(shard)),
+            journal: Mutex::new(journal),
+            maintenance: Mutex::new(()),
+            // Replayed points have not been through the optimizer yet.
+            pending: AtomicU64::new(replayed as u64),
+            last_write_ms: AtomicU64::new(0),
+            epoch: Instant::now(),
+            wake: Arc::new(Notify::new()),
+        });
+        let task = runtime.spawn(crate::maintenance::run(
+            Arc::downgrade(&inner),
+            Arc::clone(&inner.wake),
+        ));
+        tracing::info!(
+            dir = %dir.display(),
+            created = !existed,
+            replayed_points = replayed,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "embedded vector store open"
+        );
+        Ok(Self {
+            inner,
+            maintenance_task: Mutex::new(Some(task)),
+        })
+    }
+
+    /// Runs the optimizer now (merging segments, building HNSW indexes where
+    /// segments passed the indexing threshold) and checkpoints the shard.
+    /// Returns whether any segment changed.
+    ///
+    /// Searches and upserts keep running meanwhile: Edge builds the new
+    /// segment beside the old ones and only locks the segment list to swap
+    /// them.
+    pub async fn optimize_now(&self) -> Result<bool, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking("optimize", move || inner.maintain("explicit")).await
+    }
+
+    /// Segment, point and index figures of the shard.
+    pub async fn stats(&self) -> Result<EdgeStoreStats, StoreError> {
+        self.with_shard("stats", |inner, shard| {
+            let info = shard.info();
+            Ok(EdgeStoreStats {
+                segments: info.segments_count,
+                points: info.points_count,
+                indexed_vectors: info.indexed_vectors_count,
+                journal_bytes: inner.journal.lock().bytes(),
+            })
+        })
+        .await
+    }
+
+    /// The directory the store lives in.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// Runs `f` on the open shard in the blocking pool.
+    async fn with_shard<T, F>(&self, what: &'static str, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Inner, &EdgeShard) -> Result<T, StoreError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        blocking(what, move || {
+            let guard = inner.shard.read();
+            let shard = guard.as_ref().ok_or_else(closed)?;
+            f(&inner, shard)
+        })
+        .await
+    }
+
+    fn stop_maintenance(&self) {
+        if let Some(task) = self.maintenance_task.lock().take() {
+            task.abort();
+        }
+    }
+}
+
+/// Runs a synchronous store call on tokio's blocking pool.
+pub(crate) async fn blocking<T, F>(what: &'static str, f: F) -> Result<T, StoreError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, StoreError> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| StoreError::Internal(format!("{what} failed: {e}")))?
+}
+
+impl Inner {
+    /// Records `n` written points for the optimizer policy.
+    fn note_writes(&self, n: usize) {
+        let pending = self.pending.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
+        self.last_write_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Release);
+        if pending >= self.options.optimize_after_points {
+            self.wake.notify_one();
+        }
+    }
+
+    /// Time since the last write (since open when there was none).
+    pub(crate) fn idle_for(&self) -> Duration {
+        let last = Duration::from_millis(self.last_write_ms.load(Ordering::Acquire));
+        self.epoch.elapsed().saturating_sub(last)
+    }
+
+    /// Optimizes and checkpoints the shard; blocking. Returns whether the
+    /// optimizer changed any segment.
+    pub(crate) fn maintain(&self, reason: &'static str) -> Result<bool, StoreError> {
+        let guard = self.shard.read();
+        let shard = guard.as_ref().ok_or_else(closed)?;
+        let _maintenance = self.maintenance.lock();
+        let pending = self.pending.load(Ordering::Acquire);
+
+        let started = Instant::now();
+        let optimized = shard.optimize();
+        let optimize_ms = started.elapsed().as_millis() as u64;
+        // Checkpoint even when the optimizer failed: the journal should not
+        // grow because of it.
+        let checkpoint = self.checkpoint(shard);
+        let optimized = optimized.map_err(internal)?;
+        checkpoint?;
+        self.pending.fetch_sub(pending, Ordering::AcqRel);
+
+        let info = shard.info();
+        tracing::info!(
+            reason,
+            pending_points = pending,
+            optimized,
+            optimize_ms,
+            total_ms = started.elapsed().as_millis() as u64,
+            segments = info.segments_count,
+            points = info.points_count,
+            indexed_vectors = info.indexed_vectors_count,
+            "vector store maintained"
+        );
+        Ok(optimized)
+    }
+
+    /// Makes the shard durable and empties the journal. The caller holds
+    /// `maintenance` (or the shard's write lock), so no optimization runs.
+    fn checkpoint(&self, shard: &EdgeShard) -> Result<(), StoreError> {
+        let mut journal = self.journal.lock();
+        shard.flush();
+        journal.reset().map_err(|e| {
+            StoreError::Internal(format!(
+                "cannot reset journal {}: {e}",
+                journal.path().display()
+            ))
+        })
+    }
+}
+
+impl Drop for EdgeStore {
+    fn drop(&mut self) {
+        // The task holds the store only weakly, so the shard is dropped (and
+        // flushed by Edge) here, or once a blocking call still in flight
+        // ends. The journal stays and is replayed, harmlessly, on the next
+        // open.
+        self.stop_maintenance();
+    }
+}
+
+#[async_trait]
+impl VectorStore for EdgeStore {
+    async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        // Malformed ids cannot be stored, so they simply do not exist.
+        let wanted: HashMap<_, _> = ids
+            .iter()
+            .filter_map(|id| mapping::point_id(id).ok().map(|pid| (pid, id.clone())))
+            .collect();
+        if wanted.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let org_id = org_id.to_owned();
+        self.with_shard("existing", move |_, shard| {
+            let point_ids: Vec<_> = wanted.keys().copied().collect();
+            let fields = vec![
+                mapping::field_path("org_id"),
+                mapping::field_path("fragment_id"),
+            ];
+            let records = shard
+                .retrieve(
+                    &point_ids,
+                    Some(WithPayloadInterface::Fields(fields)),
+                    Some(WithVector::Bool(false)),
+                )
+                .map_err(internal)?;
+            Ok(records
+                .into_iter()
+                .filter_map(|record| {
+                    let payload = record.payload?.0;
+                    let fragment_id = wanted.get(&record.id)?;
+                    // Same org, and the full 64-hex id: the point id only
+                    // covers its first half.
+                    (payload.get("org_id")?.as_str()? == org_id
+                        && payload.get("fragment_id")?.as_str()? == fragment_id)
+                        .then(|| fragment_id.clone())
+                })
+                .collect())
+        })
+        .await
+    }
+
+    async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        if points.is_empty() {
+            return Ok(());
+        }
+        let dim = self.inner.options.dense_dim;
+        for point in &points {
+            mapping::validate(point, dim)?;
+        }
+        let n = points.len();
+        self.with_shard("upsert", move |inner, shard| {
+            let op = mapping::upsert_operation(&points)?;
+            let mut journal = inner.journal.lock();
+            journal.append(&points).map_err(|e| {
+                StoreError::Internal(format!(
+                    "cannot write journal {}: {e}",
+                    journal.path().display()
+                ))
+            })?;
+            shard.update(op).map_err(internal)?;
+            drop(journal);
+            inner.note_writes(n);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn hybrid_search(&self, query: &HybridQuery) -> Result<Vec<ScoredPoint>, StoreError> {
+        let dim = self.inner.options.dense_dim;
+        if query.dense.len() != dim {
+            return Err(StoreError::Internal(format!(
+                "query vector has dimension {}, store expects {dim}",
+                query.dense.len()
+            )));
+        }
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut query = query.clone();
+        // A prefetch shorter than the limit would starve the fused list.
+        query.prefetch = query.prefetch.max(query.limit);
+        let request = mapping::hybrid_request(&query)?;
+        let unit_query = mapping::normalized(&query.dense);
+        self.with_shard("hybrid search", move |_, shard| {
+            let hits = shard.query(request).map_err(internal)?;
+            let mut out = Vec::with_capacity(hits.len());
+            for hit in hits {
+                let dense_score = mapping::dense_vector(hit.vector.as_ref())
+                    .map(|v| mapping::dot(&unit_query, v));
+                match mapping::decode_payload(hit.payload) {
+                    Ok(payload) => out.push(ScoredPoint {
+                        payload,
+                        score: hit.score,
+                        dense_score,
+                        // The fused query does not expose per-prefetch ranks.
+                        dense_rank: None,
+                        sparse_rank: None,
+                    }),
+                    Err(err) => tracing::warn!(
+                        point_id = %hit.id,
+                        error = %err,
+                        "skipping hit whose payload does not decode"
+                    ),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
+        let request = CountRequest {
+            filter: Some(mapping::scope_filter(filter)),
+            exact: true,
+        };
+        self.with_shard("count", move |_, shard| {
+            shard.count(request).map(|n| n as u64).map_err(internal)
+        })
+        .await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        // `try_read` so a health check never waits behind a closing store.
+        match self.inner.shard.try_read() {
+            Some(guard) if guard.is_some() => Ok(()),
+            _ => Err(closed()),
+        }
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.stop_maintenance();
+        let inner = Arc::clone(&self.inner);
+        blocking("close", move || {
+            // Waits for running calls (including an optimization) to end.
+            let mut guard = inner.shard.write();
+            let Some(shard) = guard.take() else {
+                return Ok(());
+            };
+            inner.checkpoint(&shard)?;
+            drop(shard);
+            tracing::info!(dir = %inner.dir.display(), "embedded vector store closed");
+            Ok(())
+        })
+        .await
+    }
+}
