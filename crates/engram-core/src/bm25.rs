@@ -18,8 +18,8 @@ const STOPWORDS: &[&str] = &[
     "from", "had", "has", "have", "he", "her", "him", "his", "i", "if", "in", "into", "is", "it",
     "its", "me", "my", "of", "on", "or", "our", "she", "so", "that", "the", "their", "them",
     "then", "there", "they", "this", "to", "was", "we", "were", "what", "when", "where", "which",
-    "who", "will", "with", "would", "you", "your", "how", "about", "am", "any", "can", "just",
-    "s", "t", "ve", "ll", "re", "d", "m",
+    "who", "will", "with", "would", "you", "your", "how", "about", "am", "any", "can", "just", "s",
+    "t", "ve", "ll", "re", "d", "m",
 ];
 
 /// Lowercased word tokens without stop words, lightly stemmed.
@@ -38,7 +38,13 @@ fn stem(word: &str) -> String {
     if n <= 3 || !word.is_ascii() {
         return word.to_string();
     }
-    for (suffix, keep) in [("ies", "y"), ("sses", "ss"), ("ing", ""), ("ed", ""), ("s", "")] {
+    for (suffix, keep) in [
+        ("ies", "y"),
+        ("sses", "ss"),
+        ("ing", ""),
+        ("ed", ""),
+        ("s", ""),
+    ] {
         if let Some(stem) = word.strip_suffix(suffix)
             && stem.len() >= 3
             && !(suffix == "s" && (stem.ends_with('s') || stem.ends_with('u')))

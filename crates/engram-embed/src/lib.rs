@@ -102,8 +102,8 @@ impl OrtEmbedder {
             .and_then(|b| b.commit_from_file(&opts.model))
             .map_err(|e| LoadError::Runtime(e.to_string()))?;
         let wants_token_types = session.inputs.iter().any(|i| i.name == "token_type_ids");
-        let mut tokenizer =
-            Tokenizer::from_file(&opts.tokenizer).map_err(|e| LoadError::Tokenizer(e.to_string()))?;
+        let mut tokenizer = Tokenizer::from_file(&opts.tokenizer)
+            .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
         // The shipped tokenizer pads every input to 128; batch-longest
         // padding avoids paying for padding on short turns.
         tokenizer.with_padding(Some(PaddingParams {
@@ -178,7 +178,9 @@ impl OrtEmbedder {
         let (shape, data) = outputs[0].try_extract_tensor::<f32>().map_err(internal)?;
         let dim = *shape.last().unwrap_or(&0) as usize;
         if dim != DIM || shape.len() != 3 {
-            return Err(EmbedError::Internal(format!("unexpected output shape {shape:?}")));
+            return Err(EmbedError::Internal(format!(
+                "unexpected output shape {shape:?}"
+            )));
         }
         let mut out = Vec::with_capacity(batch);
         for b in 0..batch {

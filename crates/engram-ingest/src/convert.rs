@@ -43,6 +43,9 @@ mod tests {
             },
         );
         let j = struct_to_json(&prost_types::Struct { fields });
-        assert_eq!(Value::Object(j), serde_json::json!({"channel": "support", "n": 2.0}));
+        assert_eq!(
+            Value::Object(j),
+            serde_json::json!({"channel": "support", "n": 2.0})
+        );
     }
 }

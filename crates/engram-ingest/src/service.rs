@@ -44,7 +44,11 @@ pub struct IngestServiceImpl {
 
 impl IngestServiceImpl {
     /// A service writing to `store`, embedding with `embedder`.
-    pub fn new(store: Arc<dyn VectorStore>, embedder: Arc<dyn Embedder>, config: IngestConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn VectorStore>,
+        embedder: Arc<dyn Embedder>,
+        config: IngestConfig,
+    ) -> Self {
         Self {
             store,
             embedder,
@@ -54,7 +58,10 @@ impl IngestServiceImpl {
     }
 
     fn stripe(&self, scope: &Scope) -> &tokio::sync::Mutex<()> {
-        let key = bm25::term_id(&format!("{}\0{}\0{}", scope.org_id, scope.user_id, scope.session_id));
+        let key = bm25::term_id(&format!(
+            "{}\0{}\0{}",
+            scope.org_id, scope.user_id, scope.session_id
+        ));
         &self.stripes[key as usize % STRIPES]
     }
 
@@ -83,13 +90,19 @@ impl IngestServiceImpl {
         let new: Vec<(usize, &ValidTurn)> = turns
             .iter()
             .enumerate()
-            .filter(|(i, _)| !existing.contains(&fragment_ids[*i]) && seen.insert(&fragment_ids[*i]))
+            .filter(|(i, _)| {
+                !existing.contains(&fragment_ids[*i]) && seen.insert(&fragment_ids[*i])
+            })
             .collect();
 
         let mut tokens_in = 0u64;
         if !new.is_empty() {
             let texts: Vec<String> = new.iter().map(|(_, t)| t.text.clone()).collect();
-            let vectors = self.embedder.embed(&texts).await.map_err(engram_rpc::embed_status)?;
+            let vectors = self
+                .embedder
+                .embed(&texts)
+                .await
+                .map_err(engram_rpc::embed_status)?;
             let points: Vec<Point> = new
                 .iter()
                 .zip(vectors)
@@ -115,7 +128,10 @@ impl IngestServiceImpl {
                     }
                 })
                 .collect();
-            self.store.upsert(points).await.map_err(engram_rpc::store_status)?;
+            self.store
+                .upsert(points)
+                .await
+                .map_err(engram_rpc::store_status)?;
         }
         tracing::info!(
             org_id = %scope.org_id,
@@ -166,4 +182,3 @@ impl IngestService for IngestServiceImpl {
         Ok(Response::new(resp))
     }
 }
-

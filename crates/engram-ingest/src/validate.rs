@@ -123,7 +123,10 @@ pub fn validate(req: &RememberRequest, config: &IngestConfig) -> Result<ValidRem
         if size > config.max_metadata_bytes {
             v.add(
                 "metadata",
-                format!("{size} bytes of JSON is over the limit of {}", config.max_metadata_bytes),
+                format!(
+                    "{size} bytes of JSON is over the limit of {}",
+                    config.max_metadata_bytes
+                ),
             );
         }
     }

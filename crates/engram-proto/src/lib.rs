@@ -10,5 +10,4 @@ pub mod v1 {
 }
 
 /// Encoded `FileDescriptorSet` of the contract, for server reflection.
-pub const FILE_DESCRIPTOR_SET: &[u8] =
-    tonic::include_file_descriptor_set!("engram_descriptor");
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("engram_descriptor");

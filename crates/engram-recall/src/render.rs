@@ -24,11 +24,17 @@ pub fn turn_text(p: &PointPayload) -> String {
 /// always renders the same timeline).
 pub fn timeline(hits: &[&PointPayload]) -> String {
     let mut sorted: Vec<&&PointPayload> = hits.iter().collect();
-    sorted.sort_by(|a, b| a.ts_ms.cmp(&b.ts_ms).then_with(|| a.fragment_id.cmp(&b.fragment_id)));
+    sorted.sort_by(|a, b| {
+        a.ts_ms
+            .cmp(&b.ts_ms)
+            .then_with(|| a.fragment_id.cmp(&b.fragment_id))
+    });
     sorted
         .iter()
         .map(|p| {
-            let who = p.role.map_or_else(|| p.kind.as_str().to_string(), |r| r.to_string());
+            let who = p
+                .role
+                .map_or_else(|| p.kind.as_str().to_string(), |r| r.to_string());
             format!("{} [{}] {}", format_ts(p.ts_ms), who, p.text)
         })
         .collect::<Vec<_>>()

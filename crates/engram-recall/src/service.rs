@@ -50,7 +50,11 @@ pub struct RecallServiceImpl {
 
 impl RecallServiceImpl {
     /// A service reading from `store`, embedding queries with `embedder`.
-    pub fn new(store: Arc<dyn VectorStore>, embedder: Arc<dyn Embedder>, config: RecallConfig) -> Self {
+    pub fn new(
+        store: Arc<dyn VectorStore>,
+        embedder: Arc<dyn Embedder>,
+        config: RecallConfig,
+    ) -> Self {
         Self {
             store,
             embedder,
@@ -68,7 +72,10 @@ impl RecallServiceImpl {
         } else if req.q.chars().count() > self.config.max_query_chars {
             v.add(
                 "q",
-                format!("over the limit of {} characters", self.config.max_query_chars),
+                format!(
+                    "over the limit of {} characters",
+                    self.config.max_query_chars
+                ),
             );
         }
         if let Some(k) = req.top_k
@@ -81,7 +88,13 @@ impl RecallServiceImpl {
         }
         let mode = RecallMode::try_from(req.mode);
         if mode.is_err() {
-            v.add("mode", format!("unknown mode {}: use RECALL_MODE_ACTIVE or RECALL_MODE_DEEP", req.mode));
+            v.add(
+                "mode",
+                format!(
+                    "unknown mode {}: use RECALL_MODE_ACTIVE or RECALL_MODE_DEEP",
+                    req.mode
+                ),
+            );
         }
         v.into_result()?;
         Ok(match mode {
@@ -124,8 +137,9 @@ impl RecallService for RecallServiceImpl {
         let req = request.into_inner();
         let mode = self.validate(&req)?;
         let s = req.scope.clone().unwrap_or_default();
-        let scope = engram_auth::resolve_scope(&claims, &s.org_id, &s.user_id, &s.session_id, false)
-            .map_err(engram_rpc::scope_status)?;
+        let scope =
+            engram_auth::resolve_scope(&claims, &s.org_id, &s.user_id, &s.session_id, false)
+                .map_err(engram_rpc::scope_status)?;
 
         let default_k = match mode {
             RecallMode::Deep => self.config.default_top_k_deep,
@@ -171,9 +185,10 @@ impl RecallService for RecallServiceImpl {
             .await
             .map_err(engram_rpc::store_status)?;
 
-        let best_cos = found.iter().filter_map(|p| p.dense_score).fold(None, |m: Option<f32>, c| {
-            Some(m.map_or(c, |m| m.max(c)))
-        });
+        let best_cos = found
+            .iter()
+            .filter_map(|p| p.dense_score)
+            .fold(None, |m: Option<f32>, c| Some(m.map_or(c, |m| m.max(c))));
         let agree = match (found.first().and_then(|p| p.dense_score), best_cos) {
             (Some(top), Some(best)) => top >= best,
             _ => false,

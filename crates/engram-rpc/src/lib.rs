@@ -127,7 +127,11 @@ mod tests {
         let s = v.into_result().unwrap_err();
         assert_eq!(s.code(), Code::InvalidArgument);
         let br = s.get_details_bad_request().unwrap();
-        let fields: Vec<_> = br.field_violations.iter().map(|f| f.field.as_str()).collect();
+        let fields: Vec<_> = br
+            .field_violations
+            .iter()
+            .map(|f| f.field.as_str())
+            .collect();
         assert_eq!(fields, ["turns", "q"]);
     }
 
@@ -136,7 +140,10 @@ mod tests {
         let s = store_status(StoreError::Unavailable("down".into()));
         assert_eq!(s.code(), Code::Unavailable);
         assert!(s.get_details_retry_info().unwrap().retry_delay.is_some());
-        assert_eq!(s.get_details_error_info().unwrap().reason, REASON_UNREACHABLE);
+        assert_eq!(
+            s.get_details_error_info().unwrap().reason,
+            REASON_UNREACHABLE
+        );
     }
 
     #[test]
@@ -145,6 +152,9 @@ mod tests {
             requested: "x".into(),
         });
         assert_eq!(s.code(), Code::PermissionDenied);
-        assert_eq!(s.get_details_error_info().unwrap().reason, REASON_POLICY_DENY);
+        assert_eq!(
+            s.get_details_error_info().unwrap().reason,
+            REASON_POLICY_DENY
+        );
     }
 }

@@ -9,7 +9,9 @@ mod config;
 mod secret;
 mod serve;
 
-pub use config::{AuthSettings, Config, EmbedderSettings, LogSettings, ServerSettings, StorageSettings};
+pub use config::{
+    AuthSettings, Config, EmbedderSettings, LogSettings, ServerSettings, StorageSettings,
+};
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
 pub use serve::{Backends, run, run_with};
 

@@ -94,9 +94,15 @@ pub async fn run_with(
     );
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<IngestServiceServer<IngestServiceImpl>>().await;
-    health.set_serving::<RecallServiceServer<RecallServiceImpl>>().await;
-    health.set_service_status("", tonic_health::ServingStatus::Serving).await;
+    health
+        .set_serving::<IngestServiceServer<IngestServiceImpl>>()
+        .await;
+    health
+        .set_serving::<RecallServiceServer<RecallServiceImpl>>()
+        .await;
+    health
+        .set_service_status("", tonic_health::ServingStatus::Serving)
+        .await;
 
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(engram_proto::FILE_DESCRIPTOR_SET)
