@@ -1,7 +1,8 @@
 //! Sentence embeddings on ONNX Runtime.
 //!
 //! all-MiniLM-L6-v2 (int8 ONNX graph, 384 dimensions): BERT tokenization
-//! with batch-longest padding and truncation at 256 tokens, mean pooling
+//! truncated at 256 tokens and run in length-sorted sub-batches padded only
+//! to their own longest input, mean pooling
 //! over the attention mask, L2 normalization. ONNX Runtime is loaded at run
 //! time (`load-dynamic`) from the library `scripts/setup.sh` extracts from
 //! the pinned `onnxruntime` wheel, because `ort`'s own binary download
@@ -14,10 +15,14 @@ use ort::value::TensorRef;
 use parking_lot::Mutex;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 /// Dimension of all-MiniLM-L6-v2 vectors.
 pub const DIM: usize = 384;
+
+/// Most inputs one model run takes; larger batches are split after sorting
+/// by length.
+pub const SUB_BATCH: usize = 16;
 
 /// Where the model files are and how to run them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,12 +109,9 @@ impl OrtEmbedder {
         let wants_token_types = session.inputs.iter().any(|i| i.name == "token_type_ids");
         let mut tokenizer = Tokenizer::from_file(&opts.tokenizer)
             .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
-        // The shipped tokenizer pads every input to 128; batch-longest
-        // padding avoids paying for padding on short turns.
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..PaddingParams::default()
-        }));
+        // The shipped tokenizer pads every input to 128; `embed_blocking`
+        // pads each length-sorted sub-batch itself, to its own longest input.
+        tokenizer.with_padding(None);
         tokenizer
             .with_truncation(Some(TruncationParams {
                 max_length: opts.max_length,
@@ -132,16 +134,38 @@ impl OrtEmbedder {
         })
     }
 
-    /// Embeds a batch synchronously.
+    /// Embeds a batch synchronously; vectors come back in input order.
+    ///
+    /// Inputs are sorted by token count and run in sub-batches of
+    /// [`SUB_BATCH`], each padded to its own longest input: a batch of
+    /// conversation turns mixes 5-token acknowledgements with 100-token
+    /// stories, and padding everything to the longest wastes most of the
+    /// transformer's work.
     pub fn embed_blocking(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if texts.is_empty() {
             return Ok(Vec::new());
         }
-        let inner = &self.inner;
-        let enc = inner
+        let enc = self
+            .inner
             .tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| EmbedError::Internal(format!("tokenize: {e}")))?;
+        let mut order: Vec<usize> = (0..enc.len()).collect();
+        order.sort_by_key(|&i| enc[i].get_ids().len());
+        let mut out = vec![Vec::new(); enc.len()];
+        for chunk in order.chunks(SUB_BATCH) {
+            let group: Vec<&Encoding> = chunk.iter().map(|&i| &enc[i]).collect();
+            for (&i, v) in chunk.iter().zip(self.run(&group)?) {
+                out[i] = v;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Runs the model on encodings of similar length, padding them (id 0,
+    /// mask 0) to the longest.
+    fn run(&self, enc: &[&Encoding]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let inner = &self.inner;
         let batch = enc.len();
         let len = enc.iter().map(|e| e.get_ids().len()).max().unwrap_or(0);
         let mut ids = Array2::<i64>::zeros((batch, len));
@@ -261,5 +285,25 @@ mod tests {
         assert!(cos(&single[0], &v[2]) > 0.9999);
         let n = e.count_tokens("I'm allergic to shellfish.");
         assert!((5..=10).contains(&n), "{n}");
+    }
+
+    #[test]
+    fn large_mixed_batches_keep_input_order() {
+        let e = embedder();
+        // More than two sub-batches, lengths deliberately out of order.
+        let texts: Vec<String> = (0..(2 * SUB_BATCH + 5))
+            .map(|i| {
+                format!(
+                    "note {i}: {}",
+                    "the weather was lovely ".repeat((i * 7) % 11)
+                )
+            })
+            .collect();
+        let batched = e.embed_blocking(&texts).unwrap();
+        assert_eq!(batched.len(), texts.len());
+        for (text, v) in texts.iter().zip(&batched) {
+            let alone = e.embed_blocking(std::slice::from_ref(text)).unwrap();
+            assert!(cos(&alone[0], v) > 0.9999, "{text}");
+        }
     }
 }

@@ -11,8 +11,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
+use tonic::transport::server::TcpIncoming;
 
 /// The ports a server runs on.
 #[derive(Clone)]
@@ -134,6 +134,11 @@ pub async fn run_with(
             .await;
         let _ = stopping_tx.send(());
     };
+    // Nagle's algorithm would hold a response's last small frame until the
+    // client's delayed ACK (~40 ms on Linux): every unary call would pay it.
+    let incoming = TcpIncoming::from(listener)
+        .with_nodelay(Some(true))
+        .with_keepalive(Some(Duration::from_secs(60)));
     let server = Server::builder()
         .layer(AuthLayer::new(verifier))
         .add_service(health_service)
@@ -141,7 +146,7 @@ pub async fn run_with(
         .add_service(reflection_v1alpha)
         .add_service(IngestServiceServer::new(ingest))
         .add_service(RecallServiceServer::new(recall))
-        .serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+        .serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,

@@ -1,0 +1,524 @@
+//! `bench locomo`: LoCoMo retrieval quality through the real gRPC API.
+//!
+//! Each conversation is its own scope (org `locomo`, user = `sample_id`,
+//! session = `session_N`). Every session is written with Remember, each turn
+//! stamped with its session's date; every question with evidence is then
+//! recalled across all sessions of its conversation (empty `session_id`),
+//! and the returned turn ids are mapped back to LoCoMo `dia_id`s.
+
+use crate::dataset::{self, Conversation, category_name};
+use crate::server::{Memory, Target, authed};
+use crate::stats::{self, Calibration, Latency};
+use anyhow::{Context, bail};
+use clap::Args;
+use engram_proto::v1::ingest_service_client::IngestServiceClient;
+use engram_proto::v1::recall_service_client::RecallServiceClient;
+use engram_proto::v1::{RecallMode, RecallRequest, RememberRequest, Scope, Turn};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// Tenant all LoCoMo conversations are written under.
+const ORG: &str = "locomo";
+/// Cut-offs reported, as in the LoCoMo paper's retrieval table (R@50 is out
+/// of reach: the server caps top_k at 30).
+const KS: [usize; 3] = [5, 10, 25];
+/// Equal-width bins of the calibration error.
+const ECE_BINS: usize = 10;
+/// Calibration event: at least one evidence turn among the first this many.
+const CALIBRATION_K: usize = 5;
+
+/// Options of `bench locomo`.
+#[derive(Debug, Clone, Args)]
+pub struct LocomoArgs {
+    /// The LoCoMo data file.
+    #[arg(long, default_value = "../shared/bench/locomo10.json")]
+    pub data: PathBuf,
+    /// Use only the first N conversations.
+    #[arg(long)]
+    pub limit_conversations: Option<usize>,
+    /// Write the full results (with per-question detail) as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Hits requested per question (the server accepts 1..=50, caps at 30).
+    #[arg(long, default_value_t = 25)]
+    pub top_k: i32,
+    /// Most turns per Remember call (the server's ingest.max_turns_per_call).
+    #[arg(long, default_value_t = 512)]
+    pub max_turns_per_call: usize,
+}
+
+/// Recall@k of a group of questions, in percent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Row {
+    /// Group label, e.g. `1 multi-hop`.
+    pub label: String,
+    /// Questions scored.
+    pub questions: usize,
+    /// R@5, %.
+    pub recall_at_5: f64,
+    /// R@10, %.
+    pub recall_at_10: f64,
+    /// R@25, %.
+    pub recall_at_25: f64,
+}
+
+/// What happened to one question.
+#[derive(Debug, Clone, Serialize)]
+pub struct QuestionResult {
+    /// Conversation.
+    pub sample_id: String,
+    /// Category code.
+    pub category: u8,
+    /// The question.
+    pub question: String,
+    /// Evidence turn ids (normalized).
+    pub evidence: Vec<String>,
+    /// `dia_id`s of the returned turns in rank order (`?` for an id that is
+    /// not a turn of this conversation).
+    pub retrieved: Vec<String>,
+    /// Recall at each of 5, 10, 25 (fraction).
+    pub recall: [f64; 3],
+    /// The server's confidence.
+    pub confidence: f64,
+    /// Recall latency, ms.
+    pub latency_ms: f64,
+}
+
+/// Ingest of the conversations.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestSummary {
+    /// Turns written.
+    pub turns: usize,
+    /// Remember calls.
+    pub calls: usize,
+    /// Wall time of the phase, seconds.
+    pub seconds: f64,
+    /// Turns per second over the phase (sequential calls, one client).
+    pub turns_per_sec: f64,
+    /// Latency per Remember call.
+    pub remember: Latency,
+}
+
+/// Everything `bench locomo` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct LocomoReport {
+    /// Server URL.
+    pub endpoint: String,
+    /// Data file.
+    pub data: String,
+    /// Conversations used.
+    pub conversations: usize,
+    /// Sessions written.
+    pub sessions: usize,
+    /// `top_k` sent with each Recall.
+    pub top_k: i32,
+    /// Questions in the conversations used.
+    pub questions_total: usize,
+    /// Questions without evidence, skipped.
+    pub questions_skipped_no_evidence: usize,
+    /// Questions whose evidence strings needed lenient parsing.
+    pub questions_evidence_repaired: usize,
+    /// Evidence ids naming no turn of their conversation (never findable).
+    pub evidence_ids_absent: usize,
+    /// Returned turn ids that were not turns of the queried conversation.
+    pub foreign_hits: usize,
+    /// By category, then overall, then overall without category 5.
+    pub rows: Vec<Row>,
+    /// Calibration of `confidence` against "an evidence turn in the top 5",
+    /// all scored questions.
+    pub calibration: Calibration,
+    /// The same without category 5.
+    pub calibration_without_adversarial: Calibration,
+    /// Ingest phase.
+    pub ingest: IngestSummary,
+    /// Recall latency over all scored questions.
+    pub recall: Latency,
+    /// Server memory after ingest.
+    pub memory_after_ingest: Option<Memory>,
+    /// Server memory after the questions.
+    pub memory_after_recall: Option<Memory>,
+    /// Per-question detail.
+    pub questions: Vec<QuestionResult>,
+}
+
+/// Runs the LoCoMo benchmark against `target`.
+pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoReport> {
+    let mut convs = dataset::load(&args.data)?;
+    if let Some(n) = args.limit_conversations {
+        convs.truncate(n);
+    }
+    if convs.is_empty() {
+        bail!("no conversations to run");
+    }
+    let channel = target.connect().await?;
+    let mut ingest = IngestServiceClient::new(channel.clone());
+    let mut recall = RecallServiceClient::new(channel);
+
+    let mut remember_lat = Vec::new();
+    let mut maps = Vec::with_capacity(convs.len());
+    let started = Instant::now();
+    for conv in &convs {
+        let token = target.token(ORG, &conv.sample_id)?;
+        let t = Instant::now();
+        let map = ingest_conversation(
+            &mut ingest,
+            &token,
+            conv,
+            args.max_turns_per_call,
+            &mut remember_lat,
+        )
+        .await
+        .with_context(|| format!("ingest of {}", conv.sample_id))?;
+        eprintln!(
+            "locomo: ingested {} ({} sessions, {} turns) in {:.1} s",
+            conv.sample_id,
+            conv.sessions.len(),
+            map.len(),
+            t.elapsed().as_secs_f64()
+        );
+        maps.push(map);
+    }
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let turns: usize = maps.iter().map(HashMap::len).sum();
+    let ingest_summary = IngestSummary {
+        turns,
+        calls: remember_lat.len(),
+        seconds: ingest_secs,
+        turns_per_sec: turns as f64 / ingest_secs.max(1e-9),
+        remember: Latency::of(&remember_lat),
+    };
+    let memory_after_ingest = target.memory();
+
+    let mut results = Vec::new();
+    let mut recall_lat = Vec::new();
+    let (mut skipped, mut repaired, mut absent, mut foreign) = (0, 0, 0, 0);
+    for (conv, map) in convs.iter().zip(&maps) {
+        let token = target.token(ORG, &conv.sample_id)?;
+        let known: std::collections::HashSet<&str> = map.values().map(String::as_str).collect();
+        let t = Instant::now();
+        for q in &conv.qa {
+            repaired += usize::from(q.evidence_repaired);
+            if q.evidence.is_empty() {
+                skipped += 1;
+                continue;
+            }
+            absent += q
+                .evidence
+                .iter()
+                .filter(|e| !known.contains(e.as_str()))
+                .count();
+            let req = RecallRequest {
+                scope: Some(Scope {
+                    org_id: ORG.into(),
+                    user_id: conv.sample_id.clone(),
+                    // Empty: search every session of the conversation.
+                    session_id: String::new(),
+                }),
+                q: q.question.clone(),
+                mode: RecallMode::Active as i32,
+                top_k: Some(args.top_k),
+                include_timeline: false,
+            };
+            let t_call = Instant::now();
+            let resp = recall
+                .recall(authed(req, &token)?)
+                .await
+                .with_context(|| format!("recall of {:?} in {}", q.question, conv.sample_id))?
+                .into_inner();
+            let elapsed = t_call.elapsed();
+            recall_lat.push(elapsed);
+            let ranked: Vec<Option<String>> = resp
+                .hits
+                .map(|h| h.turns)
+                .unwrap_or_default()
+                .iter()
+                .map(|h| map.get(&h.id).cloned())
+                .collect();
+            foreign += ranked.iter().filter(|r| r.is_none()).count();
+            results.push(QuestionResult {
+                sample_id: conv.sample_id.clone(),
+                category: q.category,
+                question: q.question.clone(),
+                evidence: q.evidence.clone(),
+                retrieved: ranked
+                    .iter()
+                    .map(|r| r.clone().unwrap_or_else(|| "?".into()))
+                    .collect(),
+                recall: KS.map(|k| stats::recall_at_k(&q.evidence, &ranked, k)),
+                confidence: resp.confidence,
+                latency_ms: elapsed.as_secs_f64() * 1000.0,
+            });
+        }
+        eprintln!(
+            "locomo: recalled {} questions of {} in {:.1} s",
+            conv.qa.len(),
+            conv.sample_id,
+            t.elapsed().as_secs_f64()
+        );
+    }
+    let memory_after_recall = target.memory();
+
+    Ok(LocomoReport {
+        endpoint: target.endpoint().to_string(),
+        data: args.data.display().to_string(),
+        conversations: convs.len(),
+        sessions: convs.iter().map(|c| c.sessions.len()).sum(),
+        top_k: args.top_k,
+        questions_total: convs.iter().map(|c| c.qa.len()).sum(),
+        questions_skipped_no_evidence: skipped,
+        questions_evidence_repaired: repaired,
+        evidence_ids_absent: absent,
+        foreign_hits: foreign,
+        rows: rows(&results),
+        calibration: calibrate(results.iter()),
+        calibration_without_adversarial: calibrate(results.iter().filter(|r| r.category != 5)),
+        ingest: ingest_summary,
+        recall: Latency::of(&recall_lat),
+        memory_after_ingest,
+        memory_after_recall,
+        questions: results,
+    })
+}
+
+/// Writes one conversation, a Remember per session (split at
+/// `max_turns`), and returns fragment id → `dia_id`.
+async fn ingest_conversation(
+    client: &mut IngestServiceClient<Channel>,
+    token: &str,
+    conv: &Conversation,
+    max_turns: usize,
+    latencies: &mut Vec<Duration>,
+) -> anyhow::Result<HashMap<String, String>> {
+    let mut map = HashMap::new();
+    for session in &conv.sessions {
+        let turns: Vec<(String, Turn)> = session
+            .turns
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                // Engram knows user and assistant turns; speaker A plays the
+                // user, speaker B the assistant.
+                let role = if t.speaker == conv.speaker_a {
+                    "user"
+                } else if t.speaker == conv.speaker_b {
+                    "assistant"
+                } else {
+                    bail!(
+                        "turn {} is by {:?}, neither speaker of the conversation",
+                        t.dia_id,
+                        t.speaker
+                    );
+                };
+                let turn = Turn {
+                    role: role.into(),
+                    text: t.indexed_text(),
+                    timestamp: dataset::turn_timestamp(session.date, i),
+                    observations: Vec::new(),
+                };
+                Ok((t.dia_id.clone(), turn))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        for chunk in turns.chunks(max_turns.max(1)) {
+            let req = RememberRequest {
+                scope: Some(Scope {
+                    org_id: ORG.into(),
+                    user_id: conv.sample_id.clone(),
+                    session_id: format!("session_{}", session.number),
+                }),
+                turns: chunk.iter().map(|(_, t)| t.clone()).collect(),
+                options: None,
+                metadata: None,
+            };
+            let t = Instant::now();
+            let resp = client
+                .remember(authed(req, token)?)
+                .await
+                .with_context(|| format!("remember of session_{}", session.number))?
+                .into_inner();
+            latencies.push(t.elapsed());
+            if resp.active_fragment_ids.len() != chunk.len() {
+                bail!(
+                    "remember returned {} fragment ids for {} turns",
+                    resp.active_fragment_ids.len(),
+                    chunk.len()
+                );
+            }
+            for (id, (dia_id, _)) in resp.active_fragment_ids.into_iter().zip(chunk) {
+                map.insert(id, dia_id.clone());
+            }
+        }
+    }
+    Ok(map)
+}
+
+fn row(label: String, results: &[&QuestionResult]) -> Row {
+    let pct =
+        |i: usize| 100.0 * stats::mean(&results.iter().map(|r| r.recall[i]).collect::<Vec<_>>());
+    Row {
+        label,
+        questions: results.len(),
+        recall_at_5: pct(0),
+        recall_at_10: pct(1),
+        recall_at_25: pct(2),
+    }
+}
+
+/// Rows by category, overall, and overall without category 5.
+fn rows(results: &[QuestionResult]) -> Vec<Row> {
+    let mut out: Vec<Row> = (1..=5u8)
+        .map(|c| {
+            let of: Vec<&QuestionResult> = results.iter().filter(|r| r.category == c).collect();
+            row(format!("{c} {}", category_name(c)), &of)
+        })
+        .collect();
+    out.push(row(
+        "overall (1-5)".into(),
+        &results.iter().collect::<Vec<_>>(),
+    ));
+    out.push(row(
+        "overall without adversarial (1-4)".into(),
+        &results
+            .iter()
+            .filter(|r| r.category != 5)
+            .collect::<Vec<_>>(),
+    ));
+    out
+}
+
+fn calibrate<'a>(results: impl Iterator<Item = &'a QuestionResult>) -> Calibration {
+    // recall[0] is R@5: above zero exactly when an evidence turn is in the top 5.
+    debug_assert_eq!(KS[0], CALIBRATION_K);
+    let pairs: Vec<(f64, bool)> = results.map(|r| (r.confidence, r.recall[0] > 0.0)).collect();
+    stats::calibration(&pairs, ECE_BINS)
+}
+
+fn mib(m: Option<Memory>) -> String {
+    m.map_or_else(
+        || "n/a".into(),
+        |m| format!("VmHWM {:.0} MiB, VmRSS {:.0} MiB", m.hwm_mib(), m.rss_mib()),
+    )
+}
+
+impl LocomoReport {
+    /// The report as markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let scored = self.calibration.n;
+        let _ = writeln!(
+            s,
+            "## LoCoMo retrieval: {} conversations, {} sessions, {} turns, {} of {} questions scored (mode active, top_k {})\n",
+            self.conversations,
+            self.sessions,
+            self.ingest.turns,
+            scored,
+            self.questions_total,
+            self.top_k
+        );
+        let _ = writeln!(s, "| category | questions | R@5 | R@10 | R@25 |");
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        for r in &self.rows {
+            let _ = writeln!(
+                s,
+                "| {} | {} | {:.1} | {:.1} | {:.1} |",
+                r.label, r.questions, r.recall_at_5, r.recall_at_10, r.recall_at_25
+            );
+        }
+        let _ = writeln!(
+            s,
+            "\nrecall = share of a question's evidence turns among the first k turn hits, averaged over questions. \
+             skipped {} questions without evidence; {} had malformed evidence strings parsed leniently; \
+             {} evidence ids name no turn of their conversation; {} hits were not turns of the queried conversation.\n",
+            self.questions_skipped_no_evidence,
+            self.questions_evidence_repaired,
+            self.evidence_ids_absent,
+            self.foreign_hits
+        );
+        let _ = writeln!(
+            s,
+            "| calibration (event: evidence in top {CALIBRATION_K}, {ECE_BINS} bins) | questions | ECE | mean confidence | hit rate |"
+        );
+        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+        for (label, c) in [
+            ("all categories", &self.calibration),
+            ("without adversarial", &self.calibration_without_adversarial),
+        ] {
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {:.3} | {:.3} | {:.3} |",
+                c.n, c.ece, c.mean_confidence, c.hit_rate
+            );
+        }
+        let i = &self.ingest;
+        let _ = writeln!(s, "\n| speed | |");
+        let _ = writeln!(s, "|---|---|");
+        let _ = writeln!(
+            s,
+            "| ingest | {} turns in {} Remember calls, {:.1} s, {:.1} turns/s; Remember p50 {:.1} ms, p99 {:.1} ms |",
+            i.turns, i.calls, i.seconds, i.turns_per_sec, i.remember.p50_ms, i.remember.p99_ms
+        );
+        let r = &self.recall;
+        let _ = writeln!(
+            s,
+            "| recall | {} calls; p50 {:.1} ms, p99 {:.1} ms, mean {:.1} ms, max {:.1} ms |",
+            r.n, r.p50_ms, r.p99_ms, r.mean_ms, r.max_ms
+        );
+        let _ = writeln!(
+            s,
+            "| server memory after ingest | {} |",
+            mib(self.memory_after_ingest)
+        );
+        let _ = writeln!(
+            s,
+            "| server memory after recall | {} |",
+            mib(self.memory_after_recall)
+        );
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn result(category: u8, recall: [f64; 3], confidence: f64) -> QuestionResult {
+        QuestionResult {
+            sample_id: "c".into(),
+            category,
+            question: "q".into(),
+            evidence: vec!["D1:1".into()],
+            retrieved: vec![],
+            recall,
+            confidence,
+            latency_ms: 1.0,
+        }
+    }
+
+    #[test]
+    fn rows_average_by_category_and_overall() {
+        let rs = vec![
+            result(1, [0.0, 0.5, 1.0], 0.5),
+            result(1, [1.0, 1.0, 1.0], 0.5),
+            result(5, [0.0, 0.0, 0.0], 0.5),
+        ];
+        let rows = rows(&rs);
+        assert_eq!(rows.len(), 7);
+        assert_eq!(rows[0].label, "1 multi-hop");
+        assert_eq!(
+            (rows[0].questions, rows[0].recall_at_5, rows[0].recall_at_10),
+            (2, 50.0, 75.0)
+        );
+        assert_eq!(rows[1].questions, 0);
+        assert_eq!(rows[4].label, "5 adversarial");
+        let overall = &rows[5];
+        assert_eq!(overall.questions, 3);
+        assert!((overall.recall_at_25 - 200.0 / 3.0).abs() < 1e-9);
+        assert_eq!((rows[6].questions, rows[6].recall_at_25), (2, 100.0));
+        let c = calibrate(rs.iter());
+        assert_eq!(c.n, 3);
+        assert!((c.hit_rate - 1.0 / 3.0).abs() < 1e-9);
+    }
+}

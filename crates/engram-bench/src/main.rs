@@ -1,0 +1,77 @@
+//! `bench`: measures a real Engram server over gRPC.
+//!
+//! `bench locomo` scores retrieval on LoCoMo (recall@k by category, and the
+//! calibration of the returned confidence); `bench speed` grows a store to
+//! given sizes and measures ingest throughput, recall latency and server
+//! memory. By default each run spawns the `engram` binary on a fresh data
+//! directory and stops it at the end; `--addr` targets a running server.
+
+mod dataset;
+mod locomo;
+mod server;
+mod speed;
+mod stats;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use serde::Serialize;
+use std::path::Path;
+
+#[derive(Parser)]
+#[command(name = "bench", about = "Benchmarks a real Engram server over gRPC")]
+struct Cli {
+    #[command(flatten)]
+    server: server::ServerArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// LoCoMo retrieval: recall@5/10/25 by category, confidence calibration.
+    Locomo(locomo::LocomoArgs),
+    /// Ingest throughput, recall latency and server memory as the store grows.
+    Speed(speed::SpeedArgs),
+}
+
+fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(value)?;
+    std::fs::write(path, text + "\n")
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    eprintln!("bench: wrote {}", path.display());
+    Ok(())
+}
+
+async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
+    match command {
+        Command::Locomo(args) => {
+            let report = locomo::run(target, args).await?;
+            println!("{}", report.markdown());
+            if let Some(out) = &args.out {
+                write_json(out, &report)?;
+            }
+        }
+        Command::Speed(args) => {
+            let report = speed::run(target, args).await?;
+            println!("{}", report.markdown());
+            if let Some(out) = &args.out {
+                write_json(out, &report)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let target = server::Target::start(&cli.server).await?;
+    // On Ctrl-C the run is dropped and the server is still stopped cleanly.
+    let result = tokio::select! {
+        r = run(&target, &cli.command) => r,
+        _ = tokio::signal::ctrl_c() => Err(anyhow::anyhow!("interrupted")),
+    };
+    let stopped = target.shutdown().await;
+    result?;
+    stopped
+}
