@@ -95,24 +95,26 @@ impl TestServer {
     }
 }
 
-/// Mints a token for `org`/`user` valid for `ttl_secs` (negative: expired).
-pub fn token(org: &str, user: &str, ttl_secs: i64) -> String {
+/// Claims for `org`/`user` valid for `ttl_secs` (negative: expired).
+pub fn claims(org: &str, user: &str, ttl_secs: i64) -> engram_auth::Claims {
     let now = jsonwebtoken::get_current_timestamp() as i64;
-    engram_auth::mint_hs256(
-        SECRET.as_bytes(),
-        &engram_auth::Claims {
-            org_id: org.into(),
-            user_id: Some(user.into()),
-            sub: None,
-            session_id: None,
-            role: None,
-            exp: (now + ttl_secs) as u64,
-            iat: Some(now as u64),
-            iss: None,
-            aud: None,
-        },
-    )
-    .expect("mint")
+    engram_auth::Claims {
+        org_id: org.into(),
+        user_id: Some(user.into()),
+        sub: None,
+        session_id: None,
+        role: None,
+        exp: (now + ttl_secs) as u64,
+        iat: Some(now as u64),
+        iss: None,
+        aud: None,
+    }
+}
+
+/// Mints an HS256 token with [`SECRET`] for `org`/`user` valid for
+/// `ttl_secs` (negative: expired).
+pub fn token(org: &str, user: &str, ttl_secs: i64) -> String {
+    engram_auth::mint_hs256(SECRET.as_bytes(), &claims(org, user, ttl_secs)).expect("mint")
 }
 
 /// Wraps `msg` in a request carrying `token`.

@@ -1,7 +1,7 @@
 //! Remember and recall over a real socket on the embedded default.
 
 use engram_proto::v1::*;
-use engram_tests::{TestServer, authed, token};
+use engram_tests::{TestServer, authed, claims, token};
 use tonic::Code;
 use tonic_types::StatusExt;
 
@@ -267,17 +267,7 @@ async fn validation_and_auth_errors() -> anyhow::Result<()> {
     assert_eq!(e.code(), Code::Unauthenticated);
     let forged = engram_auth::mint_hs256(
         b"some-other-secret-0123456789abcdef",
-        &engram_auth::Claims {
-            org_id: "org_a".into(),
-            user_id: Some("u1".into()),
-            sub: None,
-            session_id: None,
-            role: None,
-            exp: jsonwebtoken::get_current_timestamp() + 600,
-            iat: None,
-            iss: None,
-            aud: None,
-        },
+        &claims("org_a", "u1", 600),
     )?;
     let e = ingest
         .remember(authed(seed_request("org_a"), &forged))
@@ -298,21 +288,10 @@ async fn es256_public_key_configuration_accepts_only_its_tokens() -> anyhow::Res
         c.auth.es256_public_key_file = Some(keys.join("es256-public.pem"));
     })
     .await?;
-    let claims = engram_auth::Claims {
-        org_id: "org_a".into(),
-        user_id: Some("u1".into()),
-        sub: None,
-        session_id: None,
-        role: None,
-        exp: jsonwebtoken::get_current_timestamp() + 600,
-        iat: None,
-        iss: None,
-        aud: None,
-    };
     let private = std::fs::read(keys.join("es256-private.pem"))?;
     let es_token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256),
-        &claims,
+        &claims("org_a", "u1", 600),
         &jsonwebtoken::EncodingKey::from_ec_pem(&private)?,
     )?;
     let mut ingest = server.ingest().await?;

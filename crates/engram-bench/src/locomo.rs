@@ -8,7 +8,7 @@
 
 use crate::dataset::{self, Conversation, category_name};
 use crate::server::{Memory, Target, authed};
-use crate::stats::{self, Calibration, Latency};
+use crate::stats::{self, Calibration, IngestRun, Latency};
 use anyhow::{Context, bail};
 use clap::Args;
 use engram_proto::v1::ingest_service_client::IngestServiceClient;
@@ -88,21 +88,6 @@ pub struct QuestionResult {
     pub latency_ms: f64,
 }
 
-/// Ingest of the conversations.
-#[derive(Debug, Clone, Serialize)]
-pub struct IngestSummary {
-    /// Turns written.
-    pub turns: usize,
-    /// Remember calls.
-    pub calls: usize,
-    /// Wall time of the phase, seconds.
-    pub seconds: f64,
-    /// Turns per second over the phase (sequential calls, one client).
-    pub turns_per_sec: f64,
-    /// Latency per Remember call.
-    pub remember: Latency,
-}
-
 /// Everything `bench locomo` measured.
 #[derive(Debug, Clone, Serialize)]
 pub struct LocomoReport {
@@ -134,7 +119,7 @@ pub struct LocomoReport {
     /// The same without category 5.
     pub calibration_without_adversarial: Calibration,
     /// Ingest phase.
-    pub ingest: IngestSummary,
+    pub ingest: IngestRun,
     /// Recall latency over all scored questions.
     pub recall: Latency,
     /// Server memory after ingest.
@@ -184,13 +169,7 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
     }
     let ingest_secs = started.elapsed().as_secs_f64();
     let turns: usize = maps.iter().map(HashMap::len).sum();
-    let ingest_summary = IngestSummary {
-        turns,
-        calls: remember_lat.len(),
-        seconds: ingest_secs,
-        turns_per_sec: turns as f64 / ingest_secs.max(1e-9),
-        remember: Latency::of(&remember_lat),
-    };
+    let ingest_summary = IngestRun::new(turns, &remember_lat, ingest_secs);
     let memory_after_ingest = target.memory();
 
     let mut results = Vec::new();

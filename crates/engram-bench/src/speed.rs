@@ -10,7 +10,7 @@
 
 use crate::dataset;
 use crate::server::{Memory, Target, authed};
-use crate::stats::Latency;
+use crate::stats::{IngestRun, Latency};
 use anyhow::{Context, bail};
 use chrono::{DateTime, TimeDelta, Utc};
 use clap::Args;
@@ -67,21 +67,6 @@ pub struct SpeedArgs {
     pub out: Option<PathBuf>,
 }
 
-/// Ingest of one growth step.
-#[derive(Debug, Clone, Serialize)]
-pub struct IngestStep {
-    /// Turns written in this step.
-    pub turns: usize,
-    /// Remember calls.
-    pub calls: usize,
-    /// Wall time, seconds.
-    pub seconds: f64,
-    /// Turns per second with `concurrency` clients.
-    pub turns_per_sec: f64,
-    /// Latency per Remember call.
-    pub remember: Latency,
-}
-
 /// Measurements at one store size.
 #[derive(Debug, Clone, Serialize)]
 pub struct SizeReport {
@@ -90,7 +75,7 @@ pub struct SizeReport {
     /// Users holding them.
     pub users: usize,
     /// The growth step that reached this size.
-    pub ingest: IngestStep,
+    pub ingest: IngestRun,
     /// Recall latency, one client, calls in sequence.
     pub recall_sequential: Latency,
     /// Recall latency with `recall_concurrency` clients.
@@ -298,7 +283,7 @@ async fn ingest(
     calls: Vec<Call>,
     tokens: Arc<Vec<String>>,
     concurrency: usize,
-) -> anyhow::Result<IngestStep> {
+) -> anyhow::Result<IngestRun> {
     let turns: usize = calls.iter().map(|c| c.request.turns.len()).sum();
     let n = calls.len();
     let calls = Arc::new(calls);
@@ -346,13 +331,7 @@ async fn ingest(
         lat.extend(w.await??);
     }
     let seconds = started.elapsed().as_secs_f64();
-    Ok(IngestStep {
-        turns,
-        calls: n,
-        seconds,
-        turns_per_sec: turns as f64 / seconds.max(1e-9),
-        remember: Latency::of(&lat),
-    })
+    Ok(IngestRun::new(turns, &lat, seconds))
 }
 
 /// Latencies of a recall run.

@@ -3,6 +3,34 @@
 use serde::Serialize;
 use std::time::Duration;
 
+/// An ingest phase: how many turns, how fast, and the latency per call.
+#[derive(Debug, Clone, Serialize)]
+pub struct IngestRun {
+    /// Turns written.
+    pub turns: usize,
+    /// Remember calls.
+    pub calls: usize,
+    /// Wall time of the phase, seconds.
+    pub seconds: f64,
+    /// Turns per second over the phase.
+    pub turns_per_sec: f64,
+    /// Latency per Remember call.
+    pub remember: Latency,
+}
+
+impl IngestRun {
+    /// Summarizes `turns` written by calls of the given latencies in `seconds`.
+    pub fn new(turns: usize, latencies: &[std::time::Duration], seconds: f64) -> Self {
+        Self {
+            turns,
+            calls: latencies.len(),
+            seconds,
+            turns_per_sec: turns as f64 / seconds.max(1e-9),
+            remember: Latency::of(latencies),
+        }
+    }
+}
+
 /// Latency of a series of calls, in milliseconds.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
 pub struct Latency {

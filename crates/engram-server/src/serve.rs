@@ -43,6 +43,10 @@ impl Backends {
             &dir,
             engram_store::EdgeStoreOptions {
                 dense_dim: embedder.dim(),
+                // An HNSW build on every core would stall embedding and
+                // searches while it runs; half leaves the rest serving.
+                indexing_threads: std::thread::available_parallelism()
+                    .map_or(1, |n| (n.get() / 2).max(1)),
                 ..Default::default()
             },
         )?;

@@ -44,6 +44,7 @@ pub(crate) fn edge_config(options: &EdgeStoreOptions) -> EdgeConfig {
     };
     let optimizers = EdgeOptimizersConfig {
         indexing_threshold: options.indexing_threshold_kb,
+        default_segment_number: Some(options.segment_number),
         ..EdgeOptimizersConfig::default()
     };
     EdgeConfig::builder()
