@@ -96,6 +96,11 @@ async fn remember_recall_idempotency_isolation_and_restart() -> anyhow::Result<(
     assert_eq!(top.id, first.active_fragment_ids[0]);
     assert_eq!(top.timestamp, "1778248800000");
     assert_eq!(top.kind, HitKind::Turn as i32);
+    // Scores are in (0, 1] and rank the hits: the third hit, matched by
+    // neither retriever first, cannot score like the first.
+    assert!(hits.turns.windows(2).all(|w| w[0].score >= w[1].score));
+    assert!(hits.turns.iter().all(|h| h.score > 0.0 && h.score <= 1.0));
+    assert!(hits.turns[2].score < top.score, "{:?}", hits.turns);
     assert!((0.0..=1.0).contains(&r.confidence));
     assert_eq!(r.mode, RecallMode::Active as i32);
     assert!(r.timeline.is_none());

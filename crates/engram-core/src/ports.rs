@@ -110,5 +110,11 @@ pub trait Embedder: Send + Sync + 'static {
     fn count_tokens(&self, text: &str) -> usize;
 }
 
+/// Reciprocal rank fusion constant of every [`VectorStore`]: the point at
+/// 0-based position `r` of a retriever's list contributes `1 / (r + RRF_K)`
+/// (Qdrant's formula and default), so a hybrid score lies in
+/// `(0, 2 / RRF_K]` and is exactly 1.0 for the first hit of both lists.
+pub const RRF_K: usize = 2;
+
 /// How long clients should wait before retrying after `Unavailable`.
 pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_secs(1);

@@ -104,12 +104,10 @@ impl RecallServiceImpl {
     }
 }
 
-/// Normalizes an RRF score so 1.0 means "first in both retrievers".
+/// Normalizes a hybrid (RRF) score so 1.0 means "first in both
+/// retrievers" and 0.5 "first in one, absent from the other".
 fn normalized(score: f32) -> f32 {
-    // Qdrant's RRF gives 1 / (k + rank) per list with k = 60 (rank from 1
-    // in Qdrant Edge? it uses 1/(k+rank+1) with rank from 0); the maximum
-    // over two lists is 2 / 61.
-    (score / (2.0 / 61.0)).clamp(0.0, 1.0)
+    (score / (2.0 / engram_core::RRF_K as f32)).clamp(0.0, 1.0)
 }
 
 fn hit(p: &ScoredPoint) -> Hit {
@@ -228,5 +226,25 @@ impl RecallService for RecallServiceImpl {
                 tokens_out,
             }),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::normalized;
+    use engram_core::RRF_K;
+
+    /// A retriever's contribution at 0-based position `r` (Qdrant's RRF).
+    fn rrf(r: usize) -> f32 {
+        1.0 / (r + RRF_K) as f32
+    }
+
+    #[test]
+    fn scores_span_zero_to_one_and_keep_order() {
+        assert_eq!(normalized(rrf(0) + rrf(0)), 1.0);
+        assert_eq!(normalized(rrf(0)), 0.5);
+        let second = normalized(rrf(1));
+        assert!(second < 0.5 && second > normalized(rrf(2)));
+        assert!(normalized(rrf(0) + rrf(5)) < 1.0);
     }
 }

@@ -22,9 +22,9 @@ use qdrant_edge::{
 pub(crate) const DENSE: &str = "dense";
 /// Name of the sparse BM25 vector.
 pub(crate) const BM25: &str = "bm25";
-/// RRF constant: Qdrant's default (`1 / (rank + 2)`), the same value the
-/// server applies when a query asks for plain `rrf`, so both backends fuse alike.
-pub(crate) const RRF_K: usize = 2;
+/// RRF constant shared by both backends (Qdrant's default), so they fuse
+/// alike and recall can normalize scores.
+pub(crate) use engram_core::RRF_K;
 
 /// Keyword payload fields that get an index (besides the tenant field `org_id`).
 const KEYWORD_FIELDS: &[&str] = &[
