@@ -211,14 +211,17 @@ mod tests {
         }
     }
 
-    fn verifier() -> JwtVerifier {
-        JwtVerifier::new(AuthConfig {
-            keys: KeySource::Hs256Secret(SECRET.to_vec()),
+    fn config(keys: KeySource) -> AuthConfig {
+        AuthConfig {
+            keys,
             issuer: None,
             audience: None,
             leeway_secs: 0,
-        })
-        .unwrap()
+        }
+    }
+
+    fn verifier() -> JwtVerifier {
+        JwtVerifier::new(config(KeySource::Hs256Secret(SECRET.to_vec()))).unwrap()
     }
 
     fn now() -> u64 {
@@ -245,12 +248,7 @@ mod tests {
 
     #[test]
     fn short_secret_is_a_config_error() {
-        let r = JwtVerifier::new(AuthConfig {
-            keys: KeySource::Hs256Secret(b"short".to_vec()),
-            issuer: None,
-            audience: None,
-            leeway_secs: 0,
-        });
+        let r = JwtVerifier::new(config(KeySource::Hs256Secret(b"short".to_vec())));
         assert!(matches!(r, Err(AuthError::Config(_))));
     }
 
@@ -260,23 +258,15 @@ mod tests {
         c.iss = Some("someone-else".into());
         let t = mint_hs256(SECRET, &c).unwrap();
         let v = JwtVerifier::new(AuthConfig {
-            keys: KeySource::Hs256Secret(SECRET.to_vec()),
             issuer: Some("engram".into()),
-            audience: None,
-            leeway_secs: 0,
+            ..config(KeySource::Hs256Secret(SECRET.to_vec()))
         })
         .unwrap();
         assert!(matches!(v.verify(&t), Err(AuthError::Invalid(_))));
     }
 
     fn pem_verifier(keys: KeySource) -> JwtVerifier {
-        JwtVerifier::new(AuthConfig {
-            keys,
-            issuer: None,
-            audience: None,
-            leeway_secs: 0,
-        })
-        .unwrap()
+        JwtVerifier::new(config(keys)).unwrap()
     }
 
     fn sign(alg: Algorithm, key: EncodingKey, c: &Claims) -> String {
@@ -327,12 +317,7 @@ mod tests {
 
     #[test]
     fn garbage_pem_is_a_config_error() {
-        let r = JwtVerifier::new(AuthConfig {
-            keys: KeySource::Rs256Pem(b"not a key".to_vec()),
-            issuer: None,
-            audience: None,
-            leeway_secs: 0,
-        });
+        let r = JwtVerifier::new(config(KeySource::Rs256Pem(b"not a key".to_vec())));
         assert!(matches!(r, Err(AuthError::Config(_))));
     }
 }

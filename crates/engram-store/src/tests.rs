@@ -23,6 +23,9 @@ fn options() -> EdgeStoreOptions {
     }
 }
 
+/// Opens a store in `dir`. Every test closes its store at the end, as a
+/// server does: a maintenance pass still running when the temporary
+/// directory is removed would flush into a deleted directory.
 fn open(dir: &Path) -> EdgeStore {
     EdgeStore::open(dir, options()).expect("store opens")
 }
@@ -134,7 +137,6 @@ async fn upsert_then_existing_reports_only_own_org_and_known_ids() {
     assert!(store.existing("org_b", &asked).await.unwrap().is_empty());
     assert!(store.existing("org_a", &[]).await.unwrap().is_empty());
     store.ready().await.unwrap();
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -156,7 +158,6 @@ async fn upsert_rejects_malformed_points() {
         assert!(matches!(err, StoreError::Internal(_)), "{err}");
     }
     assert_eq!(store.count(&ScopeFilter::tenant("org_a")).await.unwrap(), 0);
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -192,7 +193,6 @@ async fn tenants_never_see_each_other_even_with_identical_vectors() {
     assert_eq!(store.count(&ScopeFilter::tenant("org_c")).await.unwrap(), 0);
     let a_ids: Vec<_> = pa.iter().map(|p| p.fragment_id.clone()).collect();
     assert!(store.existing("org_b", &a_ids).await.unwrap().is_empty());
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -221,7 +221,6 @@ async fn user_and_session_filters_narrow_results() {
     let mut f = ScopeFilter::tenant("org");
     f.session_id = Some("s1".into());
     assert_eq!(store.count(&f).await.unwrap(), 2);
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -316,7 +315,6 @@ async fn hybrid_search_fuses_a_semantic_and_a_lexical_match_by_rrf() {
         ids(&hits),
         vec![lexical.fragment_id.as_str(), semantic.fragment_id.as_str()]
     );
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -348,7 +346,6 @@ async fn kinds_filter_matches_any_of_the_kinds() {
     assert_eq!(store.count(&f).await.unwrap(), 2);
     f.kinds = vec![Kind::Memory];
     assert_eq!(store.count(&f).await.unwrap(), 0);
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -379,7 +376,6 @@ async fn time_range_includes_from_and_excludes_until() {
     f.from_ms = None;
     f.until_ms = Some(base + 100);
     assert_eq!(store.count(&f).await.unwrap(), 1);
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -409,7 +405,6 @@ async fn re_upserting_a_fragment_overwrites_it() {
         .unwrap();
     assert_eq!(hits.len(), 1);
     assert_eq!(hits[0].payload.job_id, "job-2");
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -491,7 +486,6 @@ async fn dropping_without_close_keeps_acknowledged_writes() {
     }
     let store = open(dir.path());
     assert_eq!(store.count(&ScopeFilter::tenant("org")).await.unwrap(), 20);
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -623,7 +617,6 @@ async fn searches_and_upserts_keep_working_while_optimizing() {
         3_500
     );
     assert_eq!(store.stats().await.unwrap().journal_bytes, 0);
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -654,7 +647,6 @@ async fn background_task_optimizes_once_writes_go_idle() {
         store.count(&ScopeFilter::tenant("org")).await.unwrap(),
         3_000
     );
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
 
@@ -674,6 +666,5 @@ async fn background_task_optimizes_after_enough_points() {
         assert!(Instant::now() < deadline, "not optimized in time");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    // Stop the background optimizer before the directory goes away.
     store.close().await.unwrap();
 }
