@@ -1,4 +1,4 @@
-//! Generates the engram.v1 code with a vendored protoc, so no protoc has to
+//! Generates the engram.v1 and engram.events.v1 code with a vendored protoc, so no protoc has to
 //! be installed by hand.
 
 use std::path::PathBuf;
@@ -13,6 +13,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "engram/v1/common.proto",
         "engram/v1/ingest.proto",
         "engram/v1/recall.proto",
+        "engram/v1/jobs.proto",
+        "engram/events/v1/events.proto",
     ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();
     tonic_prost_build::configure()

@@ -2,9 +2,13 @@
 //! embedded default, the real model) on a free port in a temporary data
 //! directory, and mints tokens for it.
 
+pub mod faults;
+
 use engram_proto::v1::ingest_service_client::IngestServiceClient;
+use engram_proto::v1::job_service_client::JobServiceClient;
 use engram_proto::v1::recall_service_client::RecallServiceClient;
-use engram_server::Config;
+use engram_proto::v1::{GetJobRequest, Job, JobState};
+use engram_server::{Backends, Config, Role};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use tokio::sync::oneshot;
@@ -41,11 +45,7 @@ impl TestServer {
         data_dir: &Path,
         adjust: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
-        let mut config = Config::default();
-        config.storage.data_dir = data_dir.to_path_buf();
-        config.embedder.models_dir = models_dir();
-        config.auth.hs256_secret = Some(SECRET.into());
-        config.server.shutdown_grace_secs = 5;
+        let mut config = test_config(data_dir);
         adjust(&mut config);
         config.validate()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -54,6 +54,33 @@ impl TestServer {
         let task = tokio::spawn(engram_server::run(config, listener, async move {
             let _ = rx.await;
         }));
+        Ok(Self {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
+    /// Starts `role` on backends the test opened itself (several roles in
+    /// one test process can share them).
+    pub async fn start_role(
+        role: Role,
+        config: Config,
+        backends: Backends,
+    ) -> anyhow::Result<Self> {
+        config.validate()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(engram_server::run_with(
+            role,
+            config,
+            backends,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
         Ok(Self {
             addr,
             stop: Some(tx),
@@ -83,6 +110,64 @@ impl TestServer {
         Ok(RecallServiceClient::new(self.channel().await?))
     }
 
+    /// Job client.
+    pub async fn jobs(&self) -> anyhow::Result<JobServiceClient<Channel>> {
+        Ok(JobServiceClient::new(self.channel().await?))
+    }
+
+    /// Polls `job_id` until it reaches a final state (ready or failed) or
+    /// `timeout` passes; returns the last record seen.
+    pub async fn wait_job(
+        &self,
+        token: &str,
+        job_id: &str,
+        timeout: std::time::Duration,
+    ) -> anyhow::Result<Job> {
+        let mut client = self.jobs().await?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let job = client
+                .get_job(authed(
+                    GetJobRequest {
+                        job_id: job_id.to_owned(),
+                    },
+                    token,
+                ))
+                .await;
+            match job {
+                Ok(r) => {
+                    let job = r.into_inner().job.expect("a job");
+                    let state = job.state();
+                    if state == JobState::Ready || state == JobState::Failed {
+                        return Ok(job);
+                    }
+                    if tokio::time::Instant::now() > deadline {
+                        anyhow::bail!("job {job_id} still {state:?} after {timeout:?}: {job:?}");
+                    }
+                }
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    if tokio::time::Instant::now() > deadline {
+                        anyhow::bail!("job {job_id} never appeared");
+                    }
+                }
+                Err(s) => return Err(s.into()),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The overall (`""`) or one service's health status.
+    pub async fn health(&self, service: &str) -> anyhow::Result<tonic_health::pb::health_check_response::ServingStatus> {
+        let mut client = tonic_health::pb::health_client::HealthClient::new(self.channel().await?);
+        let r = client
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.to_owned(),
+            })
+            .await?
+            .into_inner();
+        Ok(r.status())
+    }
+
     /// Stops the server gracefully and waits for it.
     pub async fn stop(mut self) -> anyhow::Result<()> {
         if let Some(s) = self.stop.take() {
@@ -93,6 +178,36 @@ impl TestServer {
         }
         Ok(())
     }
+}
+
+impl Drop for TestServer {
+    /// A test that fails before `stop` still shuts its server down cleanly
+    /// (before its temporary data directory is removed), so the failure is
+    /// reported instead of being lost in a flush panic on a deleted path.
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.task.take() {
+            tokio::task::block_in_place(|| {
+                let _ = tokio::runtime::Handle::current().block_on(t);
+            });
+        }
+    }
+}
+
+/// The test defaults on `data_dir`: the embedded backends, the repository's
+/// models, the HS256 [`SECRET`], short drains and back-offs.
+pub fn test_config(data_dir: &Path) -> Config {
+    let mut config = Config::default();
+    config.storage.data_dir = data_dir.to_path_buf();
+    config.embedder.models_dir = models_dir();
+    config.auth.hs256_secret = Some(SECRET.into());
+    config.server.shutdown_grace_secs = 5;
+    config.enrich.backoff_base_ms = 100;
+    config.enrich.backoff_max_ms = 400;
+    config.enrich.drain_timeout_secs = 5;
+    config
 }
 
 /// Claims for `org`/`user` valid for `ttl_secs` (negative: expired).

@@ -77,7 +77,8 @@ async fn remember_recall_idempotency_isolation_and_restart() -> anyhow::Result<(
     assert_eq!(first.active_fragment_ids.len(), 4);
     assert!(first.active_fragment_ids.iter().all(|id| id.len() == 64));
     assert!(first.usage.unwrap().tokens_in > 0);
-    assert_eq!(first.passive_job_id, None);
+    // Enrichment is on by default: the job id doubles as the passive job.
+    assert_eq!(first.passive_job_id.as_deref(), Some(first.job_id.as_str()));
 
     let r = recall
         .recall(authed(

@@ -3,10 +3,12 @@
 //! `bench locomo` scores retrieval on LoCoMo (recall@k by category, and the
 //! calibration of the returned confidence); `bench speed` grows a store to
 //! given sizes and measures ingest throughput, recall latency and server
-//! memory. By default each run spawns the `engram` binary on a fresh data
+//! memory; `bench enrich` measures the time from Remember to job ready
+//! with the turn stream in the path. By default each run spawns the `engram` binary on a fresh data
 //! directory and stops it at the end; `--addr` targets a running server.
 
 mod dataset;
+mod enrich;
 mod locomo;
 mod server;
 mod speed;
@@ -32,6 +34,8 @@ enum Command {
     Locomo(locomo::LocomoArgs),
     /// Ingest throughput, recall latency and server memory as the store grows.
     Speed(speed::SpeedArgs),
+    /// Remember → job ready latency and ingest throughput with the stream in the path.
+    Enrich(enrich::EnrichArgs),
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -46,6 +50,13 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Locomo(args) => {
             let report = locomo::run(target, args).await?;
+            println!("{}", report.markdown());
+            if let Some(out) = &args.out {
+                write_json(out, &report)?;
+            }
+        }
+        Command::Enrich(args) => {
+            let report = enrich::run(target, args).await?;
             println!("{}", report.markdown());
             if let Some(out) = &args.out {
                 write_json(out, &report)?;

@@ -24,6 +24,20 @@ pub fn fragment_id(scope: &Scope, role: Role, text: &str, ts_ms: i64) -> String 
     hex::encode(h.finalize())
 }
 
+/// The 64-hex fragment id of an observation: a digest of its scope, the
+/// fragment it was derived from and its text, so the same fact derived from
+/// the same turn is one point however often enrichment runs.
+pub fn observation_id(scope: &Scope, source_id: &str, text: &str) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, "observation/v1");
+    field(&mut h, &scope.org_id);
+    field(&mut h, &scope.user_id);
+    field(&mut h, &scope.session_id);
+    field(&mut h, source_id);
+    field(&mut h, text);
+    hex::encode(h.finalize())
+}
+
 /// The 32-hex job id of a write: a digest of its scope, its fragment ids in
 /// order and its options, so re-sending the same request yields the same id.
 pub fn job_id(scope: &Scope, fragment_ids: &[String], options: &[bool]) -> String {
@@ -76,6 +90,18 @@ mod tests {
         let mut other = scope();
         other.org_id = "org_b".into();
         assert_ne!(a, fragment_id(&other, Role::User, "hello", 1));
+    }
+
+    #[test]
+    fn observation_id_depends_on_source_and_text_not_on_the_run() {
+        let src = fragment_id(&scope(), Role::User, "I'm allergic to shellfish.", 1);
+        let a = observation_id(&scope(), &src, "User is allergic to shellfish.");
+        assert_eq!(a, observation_id(&scope(), &src, "User is allergic to shellfish."));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, src);
+        assert_ne!(a, observation_id(&scope(), &src, "User likes shellfish."));
+        let other_src = fragment_id(&scope(), Role::User, "x", 1);
+        assert_ne!(a, observation_id(&scope(), &other_src, "User is allergic to shellfish."));
     }
 
     #[test]

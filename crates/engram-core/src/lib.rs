@@ -1,13 +1,17 @@
 //! Domain model of Engram and the ports the services depend on.
 //!
 //! The services (ingest, recall) never see Qdrant, NATS or ONNX Runtime
-//! types: they talk to a [`VectorStore`] and an [`Embedder`], each of which
-//! has an embedded and a distributed implementation in its own crate.
+//! types: they talk to a [`VectorStore`], an [`Embedder`], a [`TurnStream`]
+//! and a [`JobStore`], each of which has an embedded and a distributed implementation in its own crate.
 
 pub mod bm25;
 pub mod ids;
+pub mod jobs;
 pub mod model;
 pub mod ports;
+pub mod stream;
 
+pub use jobs::*;
 pub use model::*;
 pub use ports::*;
+pub use stream::*;

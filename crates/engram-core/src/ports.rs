@@ -73,6 +73,11 @@ pub trait VectorStore: Send + Sync + 'static {
     /// Insert or overwrite points (keyed by fragment id). Durable on return.
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError>;
 
+    /// Removes the points of tenant `org_id` with these fragment ids (ids
+    /// that do not exist, or belong to another tenant, are ignored). Used to
+    /// roll back a write whose event could not be published.
+    async fn delete(&self, org_id: &str, ids: &[String]) -> Result<(), StoreError>;
+
     /// Hybrid search inside the filter, best first.
     async fn hybrid_search(&self, query: &HybridQuery) -> Result<Vec<ScoredPoint>, StoreError>;
 

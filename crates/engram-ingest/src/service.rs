@@ -1,9 +1,14 @@
 //! `IngestService.Remember`.
 
 use crate::validate::{ValidTurn, validate};
-use engram_core::{Embedder, Kind, Point, PointPayload, Scope, VectorStore, bm25, ids};
+use engram_core::{
+    Embedder, Job, JobState, JobStore, Kind, OutboundMessage, Point, PointPayload, Scope,
+    TurnStream, VectorStore, bm25, ids,
+};
+use engram_proto::events::v1::{IngestedTurn, TurnsIngested};
 use engram_proto::v1::ingest_service_server::IngestService;
 use engram_proto::v1::{RememberRequest, RememberResponse, Usage};
+use prost::Message;
 use std::collections::HashSet;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -32,10 +37,13 @@ impl Default for IngestConfig {
 /// Number of lock stripes serializing writes of the same session.
 const STRIPES: usize = 64;
 
-/// The ingest service over any vector store and embedder.
+/// The ingest service over any vector store, embedder, turn stream and job
+/// store.
 pub struct IngestServiceImpl {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
+    stream: Arc<dyn TurnStream>,
+    jobs: Arc<dyn JobStore>,
     config: IngestConfig,
     // Writes of one session are serialized so that two concurrent copies of
     // the same request cannot both see a turn as new and both bill it.
@@ -43,15 +51,21 @@ pub struct IngestServiceImpl {
 }
 
 impl IngestServiceImpl {
-    /// A service writing to `store`, embedding with `embedder`.
+    /// A service writing active memory to `store` (embedded with
+    /// `embedder`) and handing writes to enrichment through `stream`, with
+    /// job records in `jobs`.
     pub fn new(
         store: Arc<dyn VectorStore>,
         embedder: Arc<dyn Embedder>,
+        stream: Arc<dyn TurnStream>,
+        jobs: Arc<dyn JobStore>,
         config: IngestConfig,
     ) -> Self {
         Self {
             store,
             embedder,
+            stream,
+            jobs,
             config,
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
@@ -66,6 +80,11 @@ impl IngestServiceImpl {
     }
 
     /// Writes validated turns; returns the response.
+    ///
+    /// Order of effects, so that a failure anywhere leaves nothing a retry
+    /// would duplicate or fail to bill: check the stream answers (before
+    /// any side effect), write the new turns, publish the event (on failure
+    /// the turns this call wrote are deleted again), record the job.
     async fn write(
         &self,
         scope: Scope,
@@ -73,84 +92,199 @@ impl IngestServiceImpl {
         options: [bool; 2],
         metadata: serde_json::Map<String, serde_json::Value>,
     ) -> Result<RememberResponse, Status> {
+        let [write_active, write_passive] = options;
         let fragment_ids: Vec<String> = turns
             .iter()
             .map(|t| ids::fragment_id(&scope, t.role, &t.text, t.ts_ms))
             .collect();
         let job_id = ids::job_id(&scope, &fragment_ids, &options);
-
-        let _guard = self.stripe(&scope).lock().await;
-        let existing = self
-            .store
-            .existing(&scope.org_id, &fragment_ids)
-            .await
-            .map_err(engram_rpc::store_status)?;
-        // A turn repeated inside one request is stored and billed once.
+        // A turn repeated inside one request is stored, sent and billed once.
         let mut seen = HashSet::new();
-        let new: Vec<(usize, &ValidTurn)> = turns
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| {
-                !existing.contains(&fragment_ids[*i]) && seen.insert(&fragment_ids[*i])
-            })
+        let unique: Vec<usize> = (0..turns.len())
+            .filter(|&i| seen.insert(&fragment_ids[i]))
             .collect();
 
-        let mut tokens_in = 0u64;
-        if !new.is_empty() {
-            let texts: Vec<String> = new.iter().map(|(_, t)| t.text.clone()).collect();
-            let vectors = self
-                .embedder
-                .embed(&texts)
+        let _guard = self.stripe(&scope).lock().await;
+        // A job record exists once its event was published: the passive
+        // tier of this exact write is already taken care of.
+        let enqueued = if write_passive {
+            self.stream
+                .ready()
                 .await
-                .map_err(engram_rpc::embed_status)?;
-            let points: Vec<Point> = new
-                .iter()
-                .zip(vectors)
-                .map(|((i, t), dense)| {
-                    tokens_in += self.embedder.count_tokens(&t.text) as u64;
-                    Point {
-                        fragment_id: fragment_ids[*i].clone(),
-                        payload: PointPayload {
-                            fragment_id: fragment_ids[*i].clone(),
-                            org_id: scope.org_id.clone(),
-                            user_id: scope.user_id.clone(),
-                            session_id: scope.session_id.clone(),
-                            kind: Kind::Turn,
-                            role: Some(t.role),
-                            text: t.text.clone(),
-                            ts_ms: t.ts_ms,
-                            job_id: job_id.clone(),
-                            source_ids: Vec::new(),
-                            metadata: metadata.clone(),
-                        },
-                        dense,
-                        sparse: bm25::document_vector(&t.text),
-                    }
-                })
-                .collect();
-            self.store
-                .upsert(points)
+                .map_err(engram_rpc::stream_status)?;
+            self.jobs
+                .get(&job_id)
+                .await
+                .map_err(engram_rpc::jobs_status)?
+                .is_some()
+        } else {
+            false
+        };
+
+        let mut written: Vec<String> = Vec::new();
+        let mut tokens_in = 0u64;
+        if write_active {
+            let existing = self
+                .store
+                .existing(&scope.org_id, &fragment_ids)
                 .await
                 .map_err(engram_rpc::store_status)?;
+            let new: Vec<usize> = unique
+                .iter()
+                .copied()
+                .filter(|&i| !existing.contains(&fragment_ids[i]))
+                .collect();
+            if !new.is_empty() {
+                let texts: Vec<String> = new.iter().map(|&i| turns[i].text.clone()).collect();
+                let vectors = self
+                    .embedder
+                    .embed(&texts)
+                    .await
+                    .map_err(engram_rpc::embed_status)?;
+                let points: Vec<Point> = new
+                    .iter()
+                    .zip(vectors)
+                    .map(|(&i, dense)| {
+                        let t = &turns[i];
+                        tokens_in += self.embedder.count_tokens(&t.text) as u64;
+                        turn_point(&scope, &fragment_ids[i], t, &job_id, &metadata, dense)
+                    })
+                    .collect();
+                self.store
+                    .upsert(points)
+                    .await
+                    .map_err(engram_rpc::store_status)?;
+                written = new.iter().map(|&i| fragment_ids[i].clone()).collect();
+            }
+        } else if !enqueued {
+            // Passive only: billed once per job, like active turns once per turn.
+            tokens_in = unique
+                .iter()
+                .map(|&i| self.embedder.count_tokens(&turns[i].text) as u64)
+                .sum();
+        }
+
+        if write_passive && !enqueued {
+            let event = event(&scope, &job_id, &turns, &unique, &fragment_ids, &metadata, write_active);
+            let published = self
+                .stream
+                .publish(OutboundMessage {
+                    msg_id: job_id.clone(),
+                    job_id: job_id.clone(),
+                    payload: event.encode_to_vec(),
+                })
+                .await;
+            if let Err(err) = published {
+                self.roll_back(&scope, &written).await;
+                return Err(engram_rpc::stream_status(err));
+            }
+            let now = chrono::Utc::now().timestamp_millis();
+            let job = Job {
+                job_id: job_id.clone(),
+                org_id: scope.org_id.clone(),
+                state: JobState::Pending,
+                created_ms: now,
+                updated_ms: now,
+                attempts: 0,
+                error: None,
+                turns: unique.len() as u32,
+                observations: 0,
+            };
+            // The event is durable now, and the consumer records the job
+            // itself if this fails: the write has succeeded either way.
+            if let Err(error) = self.jobs.create(&job).await {
+                tracing::warn!(job_id = %job_id, %error, "cannot record pending job; the consumer will");
+            }
         }
         tracing::info!(
             org_id = %scope.org_id,
             session_id = %scope.session_id,
             job_id = %job_id,
             turns = turns.len(),
-            new = new.len(),
+            new = written.len(),
+            enqueued = write_passive && !enqueued,
             tokens_in,
             "remembered turns"
         );
         Ok(RememberResponse {
-            job_id,
-            active_fragment_ids: fragment_ids,
-            passive_job_id: None,
+            job_id: job_id.clone(),
+            active_fragment_ids: if write_active { fragment_ids } else { Vec::new() },
+            passive_job_id: write_passive.then_some(job_id),
             usage: Some(Usage {
                 tokens_in,
                 tokens_out: 0,
             }),
         })
+    }
+
+    /// Deletes the turns this call wrote, so that the caller's retry writes
+    /// (and bills) them again instead of finding them half-done.
+    async fn roll_back(&self, scope: &Scope, written: &[String]) {
+        if written.is_empty() {
+            return;
+        }
+        match self.store.delete(&scope.org_id, written).await {
+            Ok(()) => tracing::info!(org_id = %scope.org_id, turns = written.len(), "rolled back turns of an unpublished write"),
+            Err(error) => tracing::error!(org_id = %scope.org_id, turns = written.len(), %error, "cannot roll back turns of an unpublished write"),
+        }
+    }
+}
+
+fn turn_point(
+    scope: &Scope,
+    fragment_id: &str,
+    t: &ValidTurn,
+    job_id: &str,
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    dense: Vec<f32>,
+) -> Point {
+    Point {
+        fragment_id: fragment_id.to_owned(),
+        payload: PointPayload {
+            fragment_id: fragment_id.to_owned(),
+            org_id: scope.org_id.clone(),
+            user_id: scope.user_id.clone(),
+            session_id: scope.session_id.clone(),
+            kind: Kind::Turn,
+            role: Some(t.role),
+            text: t.text.clone(),
+            ts_ms: t.ts_ms,
+            job_id: job_id.to_owned(),
+            source_ids: Vec::new(),
+            metadata: metadata.clone(),
+        },
+        dense,
+        sparse: bm25::document_vector(&t.text),
+    }
+}
+
+fn event(
+    scope: &Scope,
+    job_id: &str,
+    turns: &[ValidTurn],
+    unique: &[usize],
+    fragment_ids: &[String],
+    metadata: &serde_json::Map<String, serde_json::Value>,
+    active_written: bool,
+) -> TurnsIngested {
+    TurnsIngested {
+        job_id: job_id.to_owned(),
+        org_id: scope.org_id.clone(),
+        user_id: scope.user_id.clone(),
+        session_id: scope.session_id.clone(),
+        turns: unique
+            .iter()
+            .map(|&i| IngestedTurn {
+                fragment_id: fragment_ids[i].clone(),
+                role: turns[i].role.as_str().to_owned(),
+                text: turns[i].text.clone(),
+                ts_ms: turns[i].ts_ms,
+                observations: turns[i].observations.clone(),
+            })
+            .collect(),
+        metadata: Some(engram_proto::json::json_to_struct(metadata)),
+        ingested_at: Some(prost_types::Timestamp::from(std::time::SystemTime::now())),
+        active_written,
     }
 }
 
@@ -169,7 +303,7 @@ impl IngestService for IngestServiceImpl {
         let metadata = req
             .metadata
             .as_ref()
-            .map(crate::convert::struct_to_json)
+            .map(engram_proto::json::struct_to_json)
             .unwrap_or_default();
         let resp = self
             .write(

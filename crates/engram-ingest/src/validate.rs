@@ -108,16 +108,14 @@ pub fn validate(req: &RememberRequest, config: &IngestConfig) -> Result<ValidRem
     let opts = req.options.unwrap_or_default();
     let write_active = opts.write_active.unwrap_or(true);
     let write_passive = opts.write_passive.unwrap_or(true);
-    if !write_active {
-        // The passive tier only enriches; without the active write nothing
-        // would be stored, so a passive-only write cannot be honoured yet.
+    if !write_active && !write_passive {
         v.add(
-            "options.write_active",
-            "must be true: this server stores turns in the active tier; passive-only writes need the enrichment tier",
+            "options",
+            "at least one of write_active and write_passive must be true, or nothing would be stored",
         );
     }
     if let Some(m) = &req.metadata {
-        let size = serde_json::to_string(&crate::convert::struct_to_json(m))
+        let size = serde_json::to_string(&engram_proto::json::struct_to_json(m))
             .map(|s| s.len())
             .unwrap_or(usize::MAX);
         if size > config.max_metadata_bytes {
@@ -184,6 +182,23 @@ mod tests {
         .unwrap();
         assert_eq!(r.turns[0].ts_ms, 1_778_248_800_000);
         assert!(r.write_active && r.write_passive);
+    }
+
+    #[test]
+    fn a_write_needs_at_least_one_tier() {
+        let mut req = req(vec![turn("user", "hi", "2026-05-08T14:00:00Z")]);
+        req.options = Some(engram_proto::v1::RememberOptions {
+            write_active: Some(false),
+            write_passive: Some(false),
+        });
+        let err = validate(&req, &IngestConfig::default()).unwrap_err();
+        assert_eq!(fields(&err), ["options"]);
+        req.options = Some(engram_proto::v1::RememberOptions {
+            write_active: Some(false),
+            write_passive: Some(true),
+        });
+        let r = validate(&req, &IngestConfig::default()).unwrap();
+        assert!(!r.write_active && r.write_passive);
     }
 
     #[test]

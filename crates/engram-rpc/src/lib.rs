@@ -3,7 +3,7 @@
 //! where port and auth errors become `tonic::Status`.
 
 use engram_auth::{Claims, ScopeError};
-use engram_core::{DEFAULT_RETRY_DELAY, EmbedError, StoreError};
+use engram_core::{DEFAULT_RETRY_DELAY, EmbedError, JobStoreError, StoreError, StreamError};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
@@ -78,12 +78,17 @@ pub fn scope_status(e: ScopeError) -> Status {
             v.add("scope.user_id", e.to_string());
             v.into_result().expect_err("one violation")
         }
-        ScopeError::OrgMismatch { .. } => Status::with_error_details(
-            Code::PermissionDenied,
-            e.to_string(),
-            ErrorDetails::with_error_info(REASON_POLICY_DENY, ERROR_DOMAIN, []),
-        ),
+        ScopeError::OrgMismatch { .. } => permission_denied(e.to_string()),
     }
+}
+
+/// `PERMISSION_DENIED` with `ErrorInfo` reason `POLICY_DENY`.
+pub fn permission_denied(message: impl Into<String>) -> Status {
+    Status::with_error_details(
+        Code::PermissionDenied,
+        message,
+        ErrorDetails::with_error_info(REASON_POLICY_DENY, ERROR_DOMAIN, []),
+    )
 }
 
 /// `UNAVAILABLE` with `ErrorInfo` and a `RetryInfo` hint.
@@ -110,6 +115,31 @@ pub fn embed_status(e: EmbedError) -> Status {
         EmbedError::Unavailable(_) => unavailable(REASON_NOT_READY, e.to_string()),
         EmbedError::Internal(_) => {
             tracing::error!(error = %e, "embedding failed");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+/// Maps a turn-stream error. A closed stream means this process is shutting
+/// down, which the caller should treat like an unreachable dependency.
+pub fn stream_status(e: StreamError) -> Status {
+    match e {
+        StreamError::Unavailable(_) | StreamError::Closed => {
+            unavailable(REASON_UNREACHABLE, e.to_string())
+        }
+        StreamError::Internal(_) => {
+            tracing::error!(error = %e, "turn stream failed");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+/// Maps a job-store error.
+pub fn jobs_status(e: JobStoreError) -> Status {
+    match e {
+        JobStoreError::Unavailable(_) => unavailable(REASON_UNREACHABLE, e.to_string()),
+        JobStoreError::Internal(_) => {
+            tracing::error!(error = %e, "job store failed");
             Status::internal(e.to_string())
         }
     }
@@ -144,6 +174,19 @@ mod tests {
             s.get_details_error_info().unwrap().reason,
             REASON_UNREACHABLE
         );
+    }
+
+    #[test]
+    fn stream_outage_is_memory_unreachable_with_retry() {
+        for e in [StreamError::Unavailable("down".into()), StreamError::Closed] {
+            let s = stream_status(e);
+            assert_eq!(s.code(), Code::Unavailable);
+            assert!(s.get_details_retry_info().unwrap().retry_delay.is_some());
+            assert_eq!(s.get_details_error_info().unwrap().reason, REASON_UNREACHABLE);
+        }
+        let s = jobs_status(JobStoreError::Unavailable("down".into()));
+        assert_eq!(s.code(), Code::Unavailable);
+        assert_eq!(stream_status(StreamError::Internal("bad".into())).code(), Code::Internal);
     }
 
     #[test]

@@ -8,6 +8,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 /// All settings of an Engram process.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -27,6 +28,110 @@ pub struct Config {
     pub recall: RecallSettings,
     /// Logging.
     pub log: LogSettings,
+    /// Which implementation backs each port.
+    pub backends: BackendSettings,
+    /// The Qdrant server (when `backends.vector_store = "qdrant"`).
+    pub qdrant: engram_qdrant::QdrantOptions,
+    /// NATS JetStream (when `backends.stream = "nats"`).
+    pub nats: engram_stream::NatsOptions,
+    /// The embedded queue (when `backends.stream = "local"`).
+    pub queue: QueueSettings,
+    /// The enrichment consumer.
+    pub enrich: EnrichSettings,
+}
+
+/// Which vector store backs a process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum VectorStoreKind {
+    /// Qdrant Edge in the data directory (one process only).
+    #[default]
+    Edge,
+    /// A Qdrant server (`[qdrant]`), shared by any number of processes.
+    Qdrant,
+}
+
+/// Which turn stream and job store back a process.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamKind {
+    /// The durable local queue in the data directory (one process only).
+    #[default]
+    Local,
+    /// NATS JetStream (`[nats]`): stream, durable consumer, key-value jobs.
+    Nats,
+}
+
+/// `[backends]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BackendSettings {
+    /// `edge` (default) or `qdrant`.
+    pub vector_store: VectorStoreKind,
+    /// `local` (default) or `nats`.
+    pub stream: StreamKind,
+}
+
+/// `[queue]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct QueueSettings {
+    /// A re-published job inside this window is dropped, seconds.
+    pub duplicate_window_secs: u64,
+}
+
+impl Default for QueueSettings {
+    fn default() -> Self {
+        Self {
+            duplicate_window_secs: 120,
+        }
+    }
+}
+
+/// `[enrich]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichSettings {
+    /// Events processed at the same time.
+    pub concurrency: usize,
+    /// Deliveries of one event before it is dead-lettered and its job failed.
+    pub max_deliver: u64,
+    /// Delay before the second delivery (doubling after), milliseconds.
+    pub backoff_base_ms: u64,
+    /// Longest delay between deliveries, milliseconds.
+    pub backoff_max_ms: u64,
+    /// How often long work reports progress to the stream, milliseconds.
+    pub progress_interval_ms: u64,
+    /// Longest wait for in-flight events at shutdown, seconds.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for EnrichSettings {
+    fn default() -> Self {
+        let d = engram_enrich::EnrichConfig::default();
+        Self {
+            concurrency: d.concurrency,
+            max_deliver: d.max_deliver,
+            backoff_base_ms: d.backoff_base.as_millis() as u64,
+            backoff_max_ms: d.backoff_max.as_millis() as u64,
+            progress_interval_ms: d.progress_interval.as_millis() as u64,
+            drain_timeout_secs: d.drain_timeout.as_secs(),
+        }
+    }
+}
+
+impl EnrichSettings {
+    /// The consumer's configuration.
+    pub fn consumer_config(&self) -> engram_enrich::EnrichConfig {
+        engram_enrich::EnrichConfig {
+            concurrency: self.concurrency,
+            max_deliver: self.max_deliver,
+            backoff_base: Duration::from_millis(self.backoff_base_ms),
+            backoff_max: Duration::from_millis(self.backoff_max_ms),
+            progress_interval: Duration::from_millis(self.progress_interval_ms),
+            drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+        }
+    }
 }
 
 /// `[server]`
@@ -244,6 +349,54 @@ impl Config {
                 "recall.prefetch_* must be at least 1".into(),
             ));
         }
+        let e = &self.enrich;
+        if e.concurrency == 0 || e.max_deliver == 0 {
+            return Err(ServerError::Config(
+                "enrich.concurrency and enrich.max_deliver must be at least 1".into(),
+            ));
+        }
+        if e.backoff_base_ms == 0 || e.backoff_max_ms < e.backoff_base_ms || e.progress_interval_ms == 0 {
+            return Err(ServerError::Config(
+                "enrich: backoff_base_ms and progress_interval_ms must be at least 1, backoff_max_ms at least backoff_base_ms".into(),
+            ));
+        }
+        if self.backends.stream == StreamKind::Nats {
+            self.nats
+                .validate()
+                .map_err(|e| ServerError::Config(format!("nats: {e}")))?;
+        }
+        if self.backends.vector_store == VectorStoreKind::Qdrant {
+            if self.qdrant.url.trim().is_empty() || self.qdrant.collection.trim().is_empty() {
+                return Err(ServerError::Config(
+                    "qdrant.url and qdrant.collection must not be empty".into(),
+                ));
+            }
+            if self.qdrant.timeout.is_zero() {
+                return Err(ServerError::Config("qdrant.timeout_ms must be at least 1".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that the backends can serve `role` in a process of its own:
+    /// the embedded parts live in one process's data directory, so a role
+    /// that shares work with other processes needs the distributed ones.
+    pub fn validate_role(&self, role: crate::Role) -> Result<(), ServerError> {
+        use crate::Role;
+        let needs_nats = matches!(role, Role::Ingest | Role::Enrich);
+        let needs_qdrant = matches!(role, Role::Ingest | Role::Recall | Role::Enrich);
+        if needs_nats && self.backends.stream != StreamKind::Nats {
+            return Err(ServerError::Config(format!(
+                "`engram {}` hands work to other processes: set backends.stream = \"nats\" (ENGRAM__BACKENDS__STREAM=nats) and [nats].url",
+                role.as_str()
+            )));
+        }
+        if needs_qdrant && self.backends.vector_store != VectorStoreKind::Qdrant {
+            return Err(ServerError::Config(format!(
+                "`engram {}` shares memory with other processes: set backends.vector_store = \"qdrant\" (ENGRAM__BACKENDS__VECTOR_STORE=qdrant) and [qdrant].url",
+                role.as_str()
+            )));
+        }
         Ok(())
     }
 
@@ -311,6 +464,38 @@ mod tests {
             assert_eq!(c.server.listen.port(), 7000);
             assert_eq!(c.storage.data_dir, PathBuf::from("/tmp/y"));
             assert_eq!(c.embedder.threads, 2);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn roles_alone_need_the_distributed_backends() {
+        let mut c = Config::default();
+        c.validate_role(crate::Role::Serve).expect("serve runs embedded");
+        let e = c.validate_role(crate::Role::Ingest).unwrap_err();
+        assert!(e.to_string().contains("backends.stream"), "{e}");
+        c.backends.stream = StreamKind::Nats;
+        let e = c.validate_role(crate::Role::Enrich).unwrap_err();
+        assert!(e.to_string().contains("backends.vector_store"), "{e}");
+        c.backends.vector_store = VectorStoreKind::Qdrant;
+        for role in [crate::Role::Ingest, crate::Role::Recall, crate::Role::Enrich] {
+            c.validate_role(role).expect("distributed backends serve every role");
+        }
+    }
+
+    #[test]
+    fn backends_and_nats_come_from_env() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENGRAM__BACKENDS__STREAM", "nats");
+            jail.set_env("ENGRAM__NATS__URL", "nats://nats.example:4222");
+            jail.set_env("ENGRAM__ENRICH__MAX_DELIVER", "7");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.backends.stream, StreamKind::Nats);
+            assert_eq!(c.nats.url, "nats://nats.example:4222");
+            assert_eq!(c.enrich.max_deliver, 7);
+            jail.set_env("ENGRAM__ENRICH__CONCURRENCY", "0");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("enrich.concurrency"), "{e}");
             Ok(())
         });
     }

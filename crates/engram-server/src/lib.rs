@@ -1,19 +1,25 @@
 //! Wiring of Engram: configuration, the backends, and the gRPC server.
 //!
-//! [`run`] serves every role in one process on the embedded default
-//! (Qdrant Edge in the data directory, ONNX Runtime embeddings) with
-//! `grpc.health.v1`, server reflection and JWT auth, until `shutdown`
-//! resolves; then it drains in-flight calls and flushes the store.
+//! [`run`] serves every role in one process, by default on the embedded
+//! parts (Qdrant Edge and the durable local queue in the data directory,
+//! ONNX Runtime embeddings); [`run_role`] serves one role (ingest, recall or
+//! enrich) against NATS JetStream and a Qdrant server. Every role serves
+//! `grpc.health.v1` (NOT_SERVING while a dependency does not answer),
+//! server reflection and JWT auth until `shutdown` resolves; then it drains
+//! in-flight calls and enrichment and flushes the store.
 
+mod backends;
 mod config;
 mod secret;
 mod serve;
 
+pub use backends::Backends;
 pub use config::{
-    AuthSettings, Config, EmbedderSettings, LogSettings, ServerSettings, StorageSettings,
+    AuthSettings, BackendSettings, Config, EmbedderSettings, EnrichSettings, LogSettings,
+    QueueSettings, ServerSettings, StorageSettings, StreamKind, VectorStoreKind,
 };
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
-pub use serve::{Backends, run, run_with};
+pub use serve::{Role, run, run_role, run_with};
 
 /// Errors of start-up and serving.
 #[derive(Debug, thiserror::Error)]

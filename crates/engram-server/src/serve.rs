@@ -1,113 +1,130 @@
-//! The gRPC server: services, health, reflection, auth and shutdown.
+//! The gRPC server of each role: services, health, reflection, auth, the
+//! enrichment consumer, and shutdown.
 
-use crate::{Config, ServerError};
+use crate::{Backends, Config, ServerError};
 use engram_auth::{AuthLayer, JwtVerifier};
-use engram_core::{Embedder, VectorStore};
-use engram_ingest::{IngestConfig, IngestServiceImpl};
+use engram_enrich::Enricher;
+use engram_ingest::{IngestConfig, IngestServiceImpl, JobServiceImpl};
 use engram_proto::v1::ingest_service_server::IngestServiceServer;
+use engram_proto::v1::job_service_server::JobServiceServer;
 use engram_proto::v1::recall_service_server::RecallServiceServer;
 use engram_recall::{RecallConfig, RecallServiceImpl};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
-/// The ports a server runs on.
-#[derive(Clone)]
-pub struct Backends {
-    /// Where memory is stored.
-    pub store: Arc<dyn VectorStore>,
-    /// How text is embedded.
-    pub embedder: Arc<dyn Embedder>,
+/// What a process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Everything in one process (`engram serve`).
+    Serve,
+    /// `IngestService` and `JobService` (`engram ingest`).
+    Ingest,
+    /// `RecallService` (`engram recall`).
+    Recall,
+    /// The enrichment consumer, with health only (`engram enrich`).
+    Enrich,
 }
 
-impl Backends {
-    /// Opens the embedded default: Qdrant Edge under the data directory and
-    /// ONNX Runtime with the model files of `embedder.models_dir`.
-    pub async fn embedded(config: &Config) -> Result<Self, ServerError> {
-        let models = config.embedder.models_dir.clone();
-        let threads = config.embedder.threads;
-        let embedder = tokio::task::spawn_blocking(move || {
-            let mut opts = engram_embed::OrtEmbedderOptions::from_models_dir(&models);
-            opts.intra_threads = threads;
-            engram_embed::OrtEmbedder::load(opts)
-        })
-        .await
-        .map_err(|e| ServerError::Embed(e.to_string()))?
-        .map_err(|e| ServerError::Embed(e.to_string()))?;
-        let dir = config.storage.data_dir.join("qdrant");
-        // Opening replays the journal; it is start-up work, done once.
-        let store = engram_store::EdgeStore::open(
-            &dir,
-            engram_store::EdgeStoreOptions {
-                dense_dim: embedder.dim(),
-                // An HNSW build on every core would stall embedding and
-                // searches while it runs; half leaves the rest serving.
-                indexing_threads: std::thread::available_parallelism()
-                    .map_or(1, |n| (n.get() / 2).max(1)),
-                ..Default::default()
-            },
-        )?;
-        Ok(Self {
-            store: Arc::new(store),
-            embedder: Arc::new(embedder),
-        })
+impl Role {
+    /// The subcommand spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Serve => "serve",
+            Role::Ingest => "ingest",
+            Role::Recall => "recall",
+            Role::Enrich => "enrich",
+        }
+    }
+
+    fn ingests(self) -> bool {
+        matches!(self, Role::Serve | Role::Ingest)
+    }
+
+    fn recalls(self) -> bool {
+        matches!(self, Role::Serve | Role::Recall)
+    }
+
+    fn enriches(self) -> bool {
+        matches!(self, Role::Serve | Role::Enrich)
     }
 }
 
-/// Runs every role in one process on the embedded default until `shutdown`
-/// resolves.
+const INGEST: &str = "engram.v1.IngestService";
+const RECALL: &str = "engram.v1.RecallService";
+const JOBS: &str = "engram.v1.JobService";
+/// How often dependencies are probed for the health service.
+const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Runs every role in one process with the backends `config` names (the
+/// embedded default unless configured otherwise) until `shutdown` resolves.
 pub async fn run(
     config: Config,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let backends = Backends::embedded(&config).await?;
-    run_with(config, backends, listener, shutdown).await
+    run_role(Role::Serve, config, listener, shutdown).await
 }
 
-/// Runs the gRPC server on given backends until `shutdown` resolves, then
-/// drains in-flight calls (bounded by `server.shutdown_grace_secs`) and
-/// closes the store.
+/// Runs one role with the backends `config` names until `shutdown` resolves.
+pub async fn run_role(
+    role: Role,
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate_role(role)?;
+    let backends = Backends::open(&config, role).await?;
+    run_with(role, config, backends, listener, shutdown).await
+}
+
+fn missing(what: &str, role: Role) -> ServerError {
+    ServerError::Config(format!("role {} needs a {what}", role.as_str()))
+}
+
+/// Runs `role` on given backends until `shutdown` resolves, then drains
+/// in-flight calls (bounded by `server.shutdown_grace_secs`) and in-flight
+/// enrichment (bounded by `enrich.drain_timeout_secs`), and closes the store.
 pub async fn run_with(
+    role: Role,
     config: Config,
     backends: Backends,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let verifier = Arc::new(JwtVerifier::new(config.auth_config()?)?);
-    let ingest = IngestServiceImpl::new(
-        backends.store.clone(),
-        backends.embedder.clone(),
-        IngestConfig {
-            max_text_chars: config.ingest.max_text_chars,
-            max_turns_per_call: config.ingest.max_turns_per_call,
-            max_metadata_bytes: config.ingest.max_metadata_bytes,
-        },
-    );
-    let recall = RecallServiceImpl::new(
-        backends.store.clone(),
-        backends.embedder.clone(),
-        RecallConfig {
-            prefetch_active: config.recall.prefetch_active,
-            prefetch_deep: config.recall.prefetch_deep,
-            ..RecallConfig::default()
-        },
-    );
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let stopped = move |mut rx: watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
 
     let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_serving::<IngestServiceServer<IngestServiceImpl>>()
-        .await;
-    health
-        .set_serving::<RecallServiceServer<RecallServiceImpl>>()
-        .await;
-    health
-        .set_service_status("", tonic_health::ServingStatus::Serving)
-        .await;
+    // NOT_SERVING until the dependencies have answered once.
+    for name in ["", INGEST, RECALL, JOBS] {
+        health.set_service_status(name, ServingStatus::NotServing).await;
+    }
+    let prober = tokio::spawn(probe_health(role, backends.clone(), health.clone(), stop_rx.clone()));
 
+    let consumer = if role.enriches() {
+        let stream = backends.stream.clone().ok_or_else(|| missing("turn stream", role))?;
+        let jobs = backends.jobs.clone().ok_or_else(|| missing("job store", role))?;
+        let enricher = Arc::new(Enricher::new(backends.store.clone(), backends.embedder.clone(), jobs));
+        Some(tokio::spawn(engram_enrich::run(
+            enricher,
+            stream,
+            config.enrich.consumer_config(),
+            stopped(stop_rx.clone()),
+        )))
+    } else {
+        None
+    };
+
+    let verifier = Arc::new(JwtVerifier::new(config.auth_config()?)?);
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(engram_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -119,50 +136,140 @@ pub async fn run_with(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
+    let mut router = Server::builder()
+        .layer(AuthLayer::new(verifier))
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
+    if role.ingests() {
+        let stream = backends.stream.clone().ok_or_else(|| missing("turn stream", role))?;
+        let jobs = backends.jobs.clone().ok_or_else(|| missing("job store", role))?;
+        let ingest = IngestServiceImpl::new(
+            backends.store.clone(),
+            backends.embedder.clone(),
+            stream,
+            jobs.clone(),
+            IngestConfig {
+                max_text_chars: config.ingest.max_text_chars,
+                max_turns_per_call: config.ingest.max_turns_per_call,
+                max_metadata_bytes: config.ingest.max_metadata_bytes,
+            },
+        );
+        router = router
+            .add_service(IngestServiceServer::new(ingest))
+            .add_service(JobServiceServer::new(JobServiceImpl::new(jobs)));
+    }
+    if role.recalls() {
+        let recall = RecallServiceImpl::new(
+            backends.store.clone(),
+            backends.embedder.clone(),
+            RecallConfig {
+                prefetch_active: config.recall.prefetch_active,
+                prefetch_deep: config.recall.prefetch_deep,
+                ..RecallConfig::default()
+            },
+        );
+        router = router.add_service(RecallServiceServer::new(recall));
+    }
 
     let addr = listener.local_addr().map_err(|source| ServerError::Io {
         path: "listener".into(),
         source,
     })?;
-    tracing::info!(%addr, data_dir = %config.storage.data_dir.display(), "engram serving");
+    tracing::info!(%addr, role = role.as_str(), data_dir = %config.storage.data_dir.display(), "engram serving");
 
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let health_on_stop = health.clone();
-    let signal = async move {
-        shutdown.await;
-        tracing::info!("shutting down: draining in-flight calls");
-        // Probes see NOT_SERVING while in-flight calls drain.
-        health_on_stop
-            .set_service_status("", tonic_health::ServingStatus::NotServing)
-            .await;
-        let _ = stopping_tx.send(());
+    let signal = {
+        let stop_rx = stop_rx.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: draining in-flight calls");
+            let _ = stop_tx.send(true);
+            let _ = stopped(stop_rx).await;
+        }
     };
     // Nagle's algorithm would hold a response's last small frame until the
     // client's delayed ACK (~40 ms on Linux): every unary call would pay it.
     let incoming = TcpIncoming::from(listener)
         .with_nodelay(Some(true))
         .with_keepalive(Some(Duration::from_secs(60)));
-    let server = Server::builder()
-        .layer(AuthLayer::new(verifier))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha)
-        .add_service(IngestServiceServer::new(ingest))
-        .add_service(RecallServiceServer::new(recall))
-        .serve_with_incoming_shutdown(incoming, signal);
+    let server = router.serve_with_incoming_shutdown(incoming, signal);
     tokio::pin!(server);
     let result = tokio::select! {
         r = &mut server => r,
-        _ = async {
-            let _ = stopping_rx.await;
+        () = async {
+            stopped(stop_rx.clone()).await;
             tokio::time::sleep(grace).await;
         } => {
             tracing::warn!(grace_secs = grace.as_secs(), "drain timed out; closing with calls in flight");
             Ok(())
         }
     };
+    if let Some(consumer) = consumer
+        && let Err(error) = consumer.await
+    {
+        tracing::error!(%error, "enrichment consumer ended abnormally");
+    }
+    prober.abort();
     backends.store.close().await?;
     tracing::info!("engram stopped");
     result.map_err(ServerError::from)
+}
+
+/// Probes the dependencies every [`HEALTH_INTERVAL`] and publishes the
+/// result: a service is SERVING only while everything it calls answers.
+async fn probe_health(
+    role: Role,
+    backends: Backends,
+    health: HealthReporter,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut last: Option<(bool, bool)> = None;
+    loop {
+        let store = backends.store.ready().await;
+        let stream = match &backends.stream {
+            Some(s) => s.ready().await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        let jobs = match &backends.jobs {
+            Some(j) => j.ready().await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        };
+        let store_ok = store.is_ok();
+        let queue_ok = stream.is_ok() && jobs.is_ok();
+        if last != Some((store_ok, queue_ok)) {
+            if !store_ok || !queue_ok {
+                tracing::warn!(
+                    store = ?store.err().map(|e| e.to_string()),
+                    stream = ?stream.err(),
+                    jobs = ?jobs.err(),
+                    "dependencies not answering: reporting not serving"
+                );
+            } else {
+                tracing::info!("dependencies answering: reporting serving");
+            }
+            last = Some((store_ok, queue_ok));
+        }
+        let status = |ok: bool| if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+        let all = store_ok && (queue_ok || role == Role::Recall);
+        if *stop.borrow() {
+            // Probes see NOT_SERVING while in-flight calls drain.
+            for name in ["", INGEST, RECALL, JOBS] {
+                health.set_service_status(name, ServingStatus::NotServing).await;
+            }
+            return;
+        }
+        health.set_service_status("", status(all)).await;
+        if role.ingests() {
+            health.set_service_status(INGEST, status(store_ok && queue_ok)).await;
+            health.set_service_status(JOBS, status(queue_ok)).await;
+        }
+        if role.recalls() {
+            health.set_service_status(RECALL, status(store_ok)).await;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            () = tokio::time::sleep(HEALTH_INTERVAL) => {}
+        }
+    }
 }

@@ -156,6 +156,11 @@ pub(crate) fn upsert_operation(points: &[Point]) -> Result<UpdateOperation, Stor
     ))
 }
 
+/// The operation deleting these points.
+pub(crate) fn delete_operation(ids: Vec<PointId>) -> UpdateOperation {
+    UpdateOperation::PointOperation(PointOperations::DeletePoints { ids })
+}
+
 fn point_struct(point: &Point) -> Result<PointStruct, StoreError> {
     let id = point_id(&point.fragment_id)?;
     let payload = serde_json::to_value(&point.payload).map_err(internal)?;

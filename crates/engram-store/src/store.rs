@@ -1,12 +1,12 @@
 //! [`EdgeStore`]: the [`VectorStore`] port on one Qdrant Edge shard.
 
-use crate::journal::Journal;
+use crate::journal::{Entry, Journal};
 use crate::mapping::{self, internal};
 use crate::options::EdgeStoreOptions;
 use async_trait::async_trait;
 use engram_core::{HybridQuery, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore};
 use parking_lot::{Mutex, RwLock};
-use qdrant_edge::{CountRequest, EdgeShard, WithPayloadInterface, WithVector};
+use qdrant_edge::{CountRequest, EdgeShard, PointId, WithPayloadInterface, WithVector};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -55,9 +55,9 @@ pub(crate) struct Inner {
     pub(crate) options: EdgeStoreOptions,
     /// `None` once closed.
     pub(crate) shard: RwLock<Option<EdgeShard>>,
-    /// Held while an upsert journals and applies its batch, and while a
+    /// Held while an upsert or delete journals and applies itself, and while a
     /// checkpoint flushes and empties the journal: a checkpoint must never
-    /// drop a batch the shard has not applied yet. It also keeps `update`
+    /// drop a record the shard has not applied yet. It also keeps `update`
     /// off Edge's WAL mutex while `EdgeShard::flush` runs, since `flush`
     /// panics rather than wait for that mutex.
     pub(crate) journal: Mutex<Journal>,
@@ -113,20 +113,19 @@ impl EdgeStore {
             shard.update(op).map_err(internal)?;
         }
 
-        let (mut journal, batches) = Journal::open(dir).map_err(|e| {
+        let (mut journal, entries) = Journal::open(dir).map_err(|e| {
             StoreError::Internal(format!("cannot open journal in {}: {e}", dir.display()))
         })?;
         let mut replayed = 0;
-        for batch in &batches {
-            // A batch the shard rejects would be rejected on every start;
+        for entry in &entries {
+            // An entry the shard rejects would be rejected on every start;
             // skipping it (loudly) keeps the store usable.
-            match mapping::upsert_operation(batch).and_then(|op| shard.update(op).map_err(internal))
-            {
-                Ok(()) => replayed += batch.len(),
+            match replay(&shard, entry) {
+                Ok(n) => replayed += n,
                 Err(err) => tracing::error!(
-                    points = batch.len(),
+                    entry = entry.describe(),
                     error = %err,
-                    "skipping journal batch the shard rejects"
+                    "skipping journal entry the shard rejects"
                 ),
             }
         }
@@ -141,7 +140,7 @@ impl EdgeStore {
             shard: RwLock::new(Some(shard)),
             journal: Mutex::new(journal),
             maintenance: Mutex::new(()),
-            // Replayed points have not been through the optimizer yet.
+            // Replayed writes have not been through the optimizer yet.
             pending: AtomicU64::new(replayed as u64),
             last_write_ms: AtomicU64::new(0),
             epoch: Instant::now(),
@@ -154,7 +153,7 @@ impl EdgeStore {
         tracing::info!(
             dir = %dir.display(),
             created = !existed,
-            replayed_points = replayed,
+            replayed_writes = replayed,
             elapsed_ms = started.elapsed().as_millis() as u64,
             "embedded vector store open"
         );
@@ -215,6 +214,83 @@ impl EdgeStore {
             task.abort();
         }
     }
+}
+
+/// Applies one journal entry to the shard; returns how many points it wrote
+/// or removed, for the optimizer policy.
+fn replay(shard: &EdgeShard, entry: &Entry) -> Result<usize, StoreError> {
+    match entry {
+        Entry::Upsert(points) => {
+            shard
+                .update(mapping::upsert_operation(points)?)
+                .map_err(internal)?;
+            Ok(points.len())
+        }
+        Entry::Delete(fragment_ids) => {
+            let ids = fragment_ids
+                .iter()
+                .map(|id| mapping::point_id(id))
+                .collect::<Result<Vec<_>, _>>()?;
+            shard
+                .update(mapping::delete_operation(ids))
+                .map_err(internal)?;
+            Ok(fragment_ids.len())
+        }
+    }
+}
+
+impl Entry {
+    /// A short description for logs (the full entry may be megabytes).
+    fn describe(&self) -> String {
+        match self {
+            Entry::Upsert(points) => format!("upsert of {} points", points.len()),
+            Entry::Delete(ids) => format!("delete of {} points", ids.len()),
+        }
+    }
+}
+
+/// The fragment ids among `wanted` (point id → fragment id) that the shard
+/// holds for tenant `org_id`; blocking.
+fn own_fragments(
+    shard: &EdgeShard,
+    org_id: &str,
+    wanted: &HashMap<PointId, String>,
+) -> Result<HashSet<String>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let point_ids: Vec<_> = wanted.keys().copied().collect();
+    let fields = vec![
+        mapping::field_path("org_id"),
+        mapping::field_path("fragment_id"),
+    ];
+    let records = shard
+        .retrieve(
+            &point_ids,
+            Some(WithPayloadInterface::Fields(fields)),
+            Some(WithVector::Bool(false)),
+        )
+        .map_err(internal)?;
+    Ok(records
+        .into_iter()
+        .filter_map(|record| {
+            let payload = record.payload?.0;
+            let fragment_id = wanted.get(&record.id)?;
+            // Same org, and the full 64-hex id: the point id only covers
+            // its first half.
+            (payload.get("org_id")?.as_str()? == org_id
+                && payload.get("fragment_id")?.as_str()? == fragment_id)
+                .then(|| fragment_id.clone())
+        })
+        .collect())
+}
+
+/// Point id → fragment id of the well-formed ids among `ids`. Malformed ids
+/// cannot be stored, so they are simply absent.
+fn wanted_points(ids: &[String]) -> HashMap<PointId, String> {
+    ids.iter()
+        .filter_map(|id| mapping::point_id(id).ok().map(|pid| (pid, id.clone())))
+        .collect()
 }
 
 /// Runs a synchronous store call on tokio's blocking pool.
@@ -305,47 +381,18 @@ impl Drop for EdgeStore {
 #[async_trait]
 impl VectorStore for EdgeStore {
     async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError> {
-        // Malformed ids cannot be stored, so they simply do not exist.
-        let wanted: HashMap<_, _> = ids
-            .iter()
-            .filter_map(|id| mapping::point_id(id).ok().map(|pid| (pid, id.clone())))
-            .collect();
-        if wanted.is_empty() {
-            return Ok(HashSet::new());
-        }
+        let wanted = wanted_points(ids);
         let org_id = org_id.to_owned();
         self.with_shard("existing", move |_, shard| {
-            let point_ids: Vec<_> = wanted.keys().copied().collect();
-            let fields = vec![
-                mapping::field_path("org_id"),
-                mapping::field_path("fragment_id"),
-            ];
-            let records = shard
-                .retrieve(
-                    &point_ids,
-                    Some(WithPayloadInterface::Fields(fields)),
-                    Some(WithVector::Bool(false)),
-                )
-                .map_err(internal)?;
-            Ok(records
-                .into_iter()
-                .filter_map(|record| {
-                    let payload = record.payload?.0;
-                    let fragment_id = wanted.get(&record.id)?;
-                    // Same org, and the full 64-hex id: the point id only
-                    // covers its first half.
-                    (payload.get("org_id")?.as_str()? == org_id
-                        && payload.get("fragment_id")?.as_str()? == fragment_id)
-                        .then(|| fragment_id.clone())
-                })
-                .collect())
+            own_fragments(shard, &org_id, &wanted)
         })
         .await
     }
 
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
         if points.is_empty() {
-            return Ok(());
+            // Nothing to write, but a closed store still says so.
+            return self.ready().await;
         }
         let dim = self.inner.options.dense_dim;
         for point in &points {
@@ -369,6 +416,46 @@ impl VectorStore for EdgeStore {
         .await
     }
 
+    async fn delete(&self, org_id: &str, ids: &[String]) -> Result<(), StoreError> {
+        let wanted = wanted_points(ids);
+        let org_id = org_id.to_owned();
+        self.with_shard("delete", move |inner, shard| {
+            // The tenant check, the journal record and the delete happen
+            // under the journal lock, so no upsert interleaves and a
+            // checkpoint cannot empty the journal before the shard applied
+            // the delete.
+            let mut journal = inner.journal.lock();
+            // Only the tenant's own points: a foreign id is ignored like a
+            // missing one.
+            let own: Vec<String> = own_fragments(shard, &org_id, &wanted)?
+                .into_iter()
+                .collect();
+            if own.is_empty() {
+                return Ok(());
+            }
+            let point_ids = own
+                .iter()
+                .map(|id| mapping::point_id(id))
+                .collect::<Result<Vec<_>, _>>()?;
+            // Journaled before it is applied, like an upsert: otherwise a
+            // crash before the next checkpoint would replay an earlier
+            // upsert of these points and bring them back.
+            journal.append_delete(&own).map_err(|e| {
+                StoreError::Internal(format!(
+                    "cannot write journal {}: {e}",
+                    journal.path().display()
+                ))
+            })?;
+            shard
+                .update(mapping::delete_operation(point_ids))
+                .map_err(internal)?;
+            drop(journal);
+            inner.note_writes(own.len());
+            Ok(())
+        })
+        .await
+    }
+
     async fn hybrid_search(&self, query: &HybridQuery) -> Result<Vec<ScoredPoint>, StoreError> {
         let dim = self.inner.options.dense_dim;
         if query.dense.len() != dim {
@@ -378,7 +465,7 @@ impl VectorStore for EdgeStore {
             )));
         }
         if query.limit == 0 {
-            return Ok(Vec::new());
+            return self.ready().await.map(|()| Vec::new());
         }
         let mut query = query.clone();
         // A prefetch shorter than the limit would starve the fused list.

@@ -3,7 +3,7 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use engram_server::Config;
+use engram_server::{Config, Role};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -26,8 +26,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run every role in one process on the embedded default.
+    /// Run every role in one process (embedded default, or the backends
+    /// the config names).
     Serve {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run the ingest role alone: IngestService and JobService, publishing
+    /// to NATS JetStream, writing to a Qdrant server.
+    Ingest {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run the recall role alone: RecallService over a Qdrant server.
+    Recall {
+        /// Address to listen on (overrides server.listen).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+    },
+    /// Run the enrichment consumer alone (NATS JetStream to a Qdrant
+    /// server); the listener serves health and reflection.
+    Enrich {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
@@ -109,26 +130,32 @@ async fn shutdown_signal() {
     }
 }
 
+fn serve(role: Role, mut config: Config, listen: Option<SocketAddr>) -> anyhow::Result<()> {
+    if let Some(l) = listen {
+        config.server.listen = l;
+    }
+    init_logging(&config);
+    config.validate_role(role)?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.server.listen))?;
+        engram_server::run_role(role, config, listener, shutdown_signal()).await?;
+        Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let mut config = load_config(&cli)?;
+    let config = load_config(&cli)?;
     match cli.command {
-        Command::Serve { listen } => {
-            if let Some(l) = listen {
-                config.server.listen = l;
-            }
-            init_logging(&config);
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async move {
-                let listener = tokio::net::TcpListener::bind(config.server.listen)
-                    .await
-                    .with_context(|| format!("cannot listen on {}", config.server.listen))?;
-                engram_server::run(config, listener, shutdown_signal()).await?;
-                Ok(())
-            })
-        }
+        Command::Serve { listen } => serve(Role::Serve, config, listen),
+        Command::Ingest { listen } => serve(Role::Ingest, config, listen),
+        Command::Recall { listen } => serve(Role::Recall, config, listen),
+        Command::Enrich { listen } => serve(Role::Enrich, config, listen),
         Command::Token {
             org,
             user,

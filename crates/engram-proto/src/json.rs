@@ -1,4 +1,5 @@
-//! Conversions between protobuf values and stored JSON.
+//! Conversions between `google.protobuf.Struct` (metadata on the wire and
+//! in events) and the JSON objects stored in payloads.
 
 use prost_types::value::Kind as PKind;
 use serde_json::{Map, Number, Value};
@@ -20,6 +21,30 @@ fn value_to_json(v: &prost_types::Value) -> Value {
         Some(PKind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
         Some(PKind::StructValue(s)) => Value::Object(struct_to_json(s)),
     }
+}
+
+/// Converts a JSON object into a `google.protobuf.Struct`.
+pub fn json_to_struct(m: &Map<String, Value>) -> prost_types::Struct {
+    prost_types::Struct {
+        fields: m
+            .iter()
+            .map(|(k, v)| (k.clone(), json_to_value(v)))
+            .collect(),
+    }
+}
+
+fn json_to_value(v: &Value) -> prost_types::Value {
+    let kind = match v {
+        Value::Null => PKind::NullValue(0),
+        Value::Bool(b) => PKind::BoolValue(*b),
+        Value::Number(n) => PKind::NumberValue(n.as_f64().unwrap_or(0.0)),
+        Value::String(s) => PKind::StringValue(s.clone()),
+        Value::Array(a) => PKind::ListValue(prost_types::ListValue {
+            values: a.iter().map(json_to_value).collect(),
+        }),
+        Value::Object(o) => PKind::StructValue(json_to_struct(o)),
+    };
+    prost_types::Value { kind: Some(kind) }
 }
 
 #[cfg(test)]
@@ -47,5 +72,12 @@ mod tests {
             Value::Object(j),
             serde_json::json!({"channel": "support", "n": 2.0})
         );
+    }
+
+    #[test]
+    fn json_round_trips_through_struct() {
+        let j = serde_json::json!({"a": [1.5, "x", null, true], "b": {"c": "d"}});
+        let Value::Object(m) = j.clone() else { unreachable!() };
+        assert_eq!(Value::Object(struct_to_json(&json_to_struct(&m))), j);
     }
 }

@@ -1,0 +1,206 @@
+//! The consumer loop: bounded concurrency, settlement, back-off, drain.
+
+use crate::Enricher;
+use engram_core::{Delivery, StreamError, Subscription, TurnStream};
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// How the consumer runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnrichConfig {
+    /// Events processed at the same time.
+    pub concurrency: usize,
+    /// Deliveries of one event before it is dead-lettered and its job failed.
+    pub max_deliver: u64,
+    /// Delay before the second delivery; doubles with every further one.
+    pub backoff_base: Duration,
+    /// Longest delay between deliveries.
+    pub backoff_max: Duration,
+    /// How often a long-running event tells the stream it is still alive.
+    pub progress_interval: Duration,
+    /// Longest wait for in-flight events at shutdown; what is left is
+    /// redelivered to the next consumer.
+    pub drain_timeout: Duration,
+}
+
+impl Default for EnrichConfig {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            max_deliver: 5,
+            backoff_base: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            progress_interval: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl EnrichConfig {
+    /// Delay before delivery `attempt + 1` after delivery `attempt` failed.
+    pub fn backoff(&self, attempt: u64) -> Duration {
+        let exp = attempt.saturating_sub(1).min(20) as u32;
+        self.backoff_base
+            .saturating_mul(2u32.saturating_pow(exp))
+            .min(self.backoff_max)
+    }
+}
+
+/// Pause after the stream fails to hand out a message.
+const STREAM_RETRY: Duration = Duration::from_secs(1);
+
+/// Consumes `stream` until `shutdown` resolves, then stops taking messages
+/// and waits (up to `drain_timeout`) for those in flight.
+pub async fn run(
+    enricher: Arc<Enricher>,
+    stream: Arc<dyn TurnStream>,
+    config: EnrichConfig,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    let Some(mut subscription) = subscribe(&stream, &mut shutdown).await else {
+        return;
+    };
+    tracing::info!(concurrency = config.concurrency, max_deliver = config.max_deliver, "enrichment consumer started");
+    let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let mut tasks = JoinSet::new();
+    loop {
+        while tasks.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            p = Arc::clone(&permits).acquire_owned() => p.expect("semaphore never closes"),
+        };
+        let next = tokio::select! {
+            () = &mut shutdown => break,
+            next = subscription.next() => next,
+        };
+        match next {
+            Ok(delivery) => {
+                let enricher = Arc::clone(&enricher);
+                let config = config.clone();
+                tasks.spawn(async move {
+                    handle(&enricher, delivery, &config).await;
+                    drop(permit);
+                });
+            }
+            Err(StreamError::Closed) => break,
+            Err(error) => {
+                tracing::warn!(%error, "cannot take the next message; retrying");
+                tokio::select! {
+                    () = &mut shutdown => break,
+                    () = tokio::time::sleep(STREAM_RETRY) => {}
+                }
+            }
+        }
+    }
+    let in_flight = tasks.len();
+    tracing::info!(in_flight, "enrichment consumer draining");
+    let drained = tokio::time::timeout(config.drain_timeout, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(left = tasks.len(), "drain timed out; unfinished messages will be redelivered");
+        tasks.abort_all();
+    }
+    tracing::info!("enrichment consumer stopped");
+}
+
+async fn subscribe(
+    stream: &Arc<dyn TurnStream>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<Box<dyn Subscription>> {
+    loop {
+        match stream.subscribe().await {
+            Ok(s) => return Some(s),
+            Err(StreamError::Closed) => return None,
+            Err(error) => {
+                tracing::warn!(%error, "cannot subscribe to the turn stream; retrying");
+                tokio::select! {
+                    () = shutdown.as_mut() => return None,
+                    () = tokio::time::sleep(STREAM_RETRY) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Processes and settles one delivery. Never panics on failures: every
+/// outcome ends in ack, nak or dead letter (or, if even that fails, in
+/// redelivery after the stream's ack wait).
+async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &EnrichConfig) {
+    let attempt = delivery.attempt();
+    let job_id = delivery.job_id().to_owned();
+    if attempt > config.max_deliver {
+        // Delivered more often than allowed without settling (a consumer
+        // that kept crashing on it): give up without another try.
+        give_up(enricher, delivery.as_ref(), attempt, "delivered more often than max_deliver without completing").await;
+        return;
+    }
+    let result = {
+        let work = enricher.process(delivery.payload(), attempt);
+        tokio::pin!(work);
+        let mut ticker = tokio::time::interval(config.progress_interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                r = &mut work => break r,
+                _ = ticker.tick() => {
+                    if let Err(error) = delivery.progress().await {
+                        tracing::warn!(job_id = %job_id, %error, "cannot report progress");
+                    }
+                }
+            }
+        }
+    };
+    match result {
+        Ok(_) => {
+            if let Err(error) = delivery.ack().await {
+                // The work is done and idempotent: a redelivery redoes it.
+                tracing::warn!(job_id = %job_id, %error, "cannot ack; the message will be redelivered");
+            }
+        }
+        Err(error) if attempt >= config.max_deliver => {
+            give_up(enricher, delivery.as_ref(), attempt, &error.to_string()).await;
+        }
+        Err(error) => {
+            let delay = config.backoff(attempt);
+            tracing::warn!(job_id = %job_id, attempt, delay_ms = delay.as_millis() as u64, %error, "enrichment failed; will retry");
+            enricher.note_retry(&job_id, attempt, &error.to_string()).await;
+            if let Err(error) = delivery.nak(delay).await {
+                tracing::warn!(job_id = %job_id, %error, "cannot nak; the message will be redelivered after the ack wait");
+            }
+        }
+    }
+}
+
+async fn give_up(enricher: &Enricher, delivery: &dyn Delivery, attempt: u64, reason: &str) {
+    let job_id = delivery.job_id();
+    tracing::error!(job_id, attempt, reason, "giving up on message");
+    if let Err(error) = enricher.fail(job_id, delivery.payload(), attempt, reason).await {
+        tracing::warn!(job_id, %error, "cannot mark job failed");
+    }
+    if let Err(error) = delivery.dead_letter(reason).await {
+        tracing::warn!(job_id, %error, "cannot dead-letter; the message will be redelivered");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let c = EnrichConfig {
+            backoff_base: Duration::from_millis(100),
+            backoff_max: Duration::from_millis(700),
+            ..EnrichConfig::default()
+        };
+        let delays: Vec<u128> = (1..=6).map(|a| c.backoff(a).as_millis()).collect();
+        assert_eq!(delays, [100, 200, 400, 700, 700, 700]);
+        assert_eq!(c.backoff(u64::MAX), Duration::from_millis(700));
+    }
+}

@@ -1,0 +1,181 @@
+//! What enrichment does with one event.
+
+use crate::EnrichError;
+use engram_core::{
+    Embedder, Job, JobState, JobStore, Kind, Point, PointPayload, Scope, VectorStore, bm25, ids,
+};
+use engram_proto::events::v1::TurnsIngested;
+use prost::Message;
+use std::collections::HashSet;
+use std::sync::Arc;
+
+/// Turns events into stored points and job records.
+pub struct Enricher {
+    store: Arc<dyn VectorStore>,
+    embedder: Arc<dyn Embedder>,
+    jobs: Arc<dyn JobStore>,
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Enricher {
+    /// An enricher writing to `store`, embedding with `embedder`, recording
+    /// progress in `jobs`.
+    pub fn new(
+        store: Arc<dyn VectorStore>,
+        embedder: Arc<dyn Embedder>,
+        jobs: Arc<dyn JobStore>,
+    ) -> Self {
+        Self {
+            store,
+            embedder,
+            jobs,
+        }
+    }
+
+    /// Processes one delivery of an event: marks its job processing, writes
+    /// its observation points, marks the job ready. Returns the number of
+    /// observation points. Safe to run again for the same event.
+    pub async fn process(&self, payload: &[u8], attempt: u64) -> Result<u32, EnrichError> {
+        let event = TurnsIngested::decode(payload).map_err(|e| EnrichError::Decode(e.to_string()))?;
+        let mut job = self.job(&event).await?;
+        job.state = JobState::Processing;
+        job.attempts = attempt;
+        job.updated_ms = now_ms();
+        self.jobs.put(&job).await?;
+
+        let points = self.observation_points(&event).await?;
+        let n = points.len() as u32;
+        self.store.upsert(points).await?;
+
+        job.state = JobState::Ready;
+        job.observations = n;
+        job.error = None;
+        job.updated_ms = now_ms();
+        self.jobs.put(&job).await?;
+        tracing::info!(job_id = %event.job_id, org_id = %event.org_id, attempt, observations = n, "enriched write");
+        Ok(n)
+    }
+
+    /// The job's record: the one ingest created, or a new one when ingest
+    /// could not record it.
+    async fn job(&self, event: &TurnsIngested) -> Result<Job, EnrichError> {
+        if let Some(job) = self.jobs.get(&event.job_id).await? {
+            return Ok(job);
+        }
+        let created_ms = event
+            .ingested_at
+            .as_ref()
+            .map_or_else(now_ms, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+        Ok(Job {
+            job_id: event.job_id.clone(),
+            org_id: event.org_id.clone(),
+            state: JobState::Pending,
+            created_ms,
+            updated_ms: created_ms,
+            attempts: 0,
+            error: None,
+            turns: event.turns.len() as u32,
+            observations: 0,
+        })
+    }
+
+    /// Records a job's failure (the last delivery failed, or the message
+    /// cannot be read). A job whose record cannot be found is created so the
+    /// caller can see why.
+    pub(crate) async fn fail(
+        &self,
+        job_id: &str,
+        payload: &[u8],
+        attempt: u64,
+        error: &str,
+    ) -> Result<(), EnrichError> {
+        let mut job = match self.jobs.get(job_id).await? {
+            Some(job) => job,
+            None => match TurnsIngested::decode(payload) {
+                Ok(event) => self.job(&event).await?,
+                // Without an event there is no tenant to show the job to.
+                Err(_) => return Ok(()),
+            },
+        };
+        job.state = JobState::Failed;
+        job.attempts = attempt;
+        job.error = Some(error.to_owned());
+        job.updated_ms = now_ms();
+        self.jobs.put(&job).await?;
+        Ok(())
+    }
+
+    /// Notes a transient error on a job that will be retried.
+    pub(crate) async fn note_retry(&self, job_id: &str, attempt: u64, error: &str) {
+        let Ok(Some(mut job)) = self.jobs.get(job_id).await else {
+            return;
+        };
+        if job.state.is_final() {
+            return;
+        }
+        job.attempts = attempt;
+        job.error = Some(error.to_owned());
+        job.updated_ms = now_ms();
+        if let Err(e) = self.jobs.put(&job).await {
+            tracing::warn!(job_id, error = %e, "cannot record retry on job");
+        }
+    }
+
+    async fn observation_points(&self, event: &TurnsIngested) -> Result<Vec<Point>, EnrichError> {
+        let scope = Scope {
+            org_id: event.org_id.clone(),
+            user_id: event.user_id.clone(),
+            session_id: event.session_id.clone(),
+        };
+        let metadata = event
+            .metadata
+            .as_ref()
+            .map(engram_proto::json::struct_to_json)
+            .unwrap_or_default();
+        let mut seen = HashSet::new();
+        let mut payloads = Vec::new();
+        for turn in &event.turns {
+            for text in &turn.observations {
+                let text = text.trim();
+                if text.is_empty() {
+                    continue;
+                }
+                let id = ids::observation_id(&scope, &turn.fragment_id, text);
+                if !seen.insert(id.clone()) {
+                    continue;
+                }
+                payloads.push(PointPayload {
+                    fragment_id: id,
+                    org_id: scope.org_id.clone(),
+                    user_id: scope.user_id.clone(),
+                    session_id: scope.session_id.clone(),
+                    kind: Kind::Observation,
+                    role: None,
+                    text: text.to_owned(),
+                    ts_ms: turn.ts_ms,
+                    job_id: event.job_id.clone(),
+                    source_ids: vec![turn.fragment_id.clone()],
+                    metadata: metadata.clone(),
+                });
+            }
+        }
+        if payloads.is_empty() {
+            return Ok(Vec::new());
+        }
+        let texts: Vec<String> = payloads.iter().map(|p| p.text.clone()).collect();
+        let vectors = self.embedder.embed(&texts).await?;
+        Ok(payloads
+            .into_iter()
+            .zip(vectors)
+            .map(|(payload, dense)| Point {
+                fragment_id: payload.fragment_id.clone(),
+                sparse: bm25::document_vector(&payload.text),
+                payload,
+                dense,
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,42 @@
+//! Engram's enrichment consumer.
+//!
+//! It reads `engram.events.v1.TurnsIngested` events from a
+//! [`engram_core::TurnStream`] (NATS JetStream or the embedded queue),
+//! writes what it derives from each write into the vector store, and keeps
+//! the write's job record current. In this version it stores each turn's
+//! caller-supplied observations as observation points linked to their
+//! source fragment; extraction comes with the enrichment issue.
+//!
+//! Delivery is at least once, so every write it makes is an upsert keyed by
+//! a content-derived fragment id: a redelivered event rewrites the same
+//! points. A message is acknowledged only after the store write returned;
+//! a failure naks it with a growing delay, and the last allowed delivery
+//! dead-letters it and fails its job.
+
+mod consumer;
+mod enricher;
+
+pub use consumer::{EnrichConfig, run};
+pub use enricher::Enricher;
+
+use engram_core::{EmbedError, JobStoreError, StoreError, StreamError};
+
+/// Why processing one event failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EnrichError {
+    /// The payload is not a `TurnsIngested` event.
+    #[error("undecodable event: {0}")]
+    Decode(String),
+    /// The vector store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// The embedder failed.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The job store failed.
+    #[error(transparent)]
+    Jobs(#[from] JobStoreError),
+    /// The stream failed.
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+}

@@ -1,0 +1,75 @@
+//! `JobService.GetJob`.
+
+use engram_core::{Job, JobState, JobStore};
+use engram_proto::v1::job_service_server::JobService;
+use engram_proto::v1::{self as pb, GetJobRequest, GetJobResponse};
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Serves job records to the tenant that owns them.
+pub struct JobServiceImpl {
+    jobs: Arc<dyn JobStore>,
+}
+
+impl JobServiceImpl {
+    /// A service reading `jobs`.
+    pub fn new(jobs: Arc<dyn JobStore>) -> Self {
+        Self { jobs }
+    }
+}
+
+fn timestamp(ms: i64) -> prost_types::Timestamp {
+    prost_types::Timestamp {
+        seconds: ms.div_euclid(1000),
+        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+    }
+}
+
+fn to_proto(job: Job) -> pb::Job {
+    let state = match job.state {
+        JobState::Pending => pb::JobState::Pending,
+        JobState::Processing => pb::JobState::Processing,
+        JobState::Ready => pb::JobState::Ready,
+        JobState::Failed => pb::JobState::Failed,
+    };
+    pb::Job {
+        job_id: job.job_id,
+        state: state.into(),
+        created_at: Some(timestamp(job.created_ms)),
+        updated_at: Some(timestamp(job.updated_ms)),
+        attempts: job.attempts,
+        error: job.error.unwrap_or_default(),
+        turns: job.turns,
+        observations: job.observations,
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for JobServiceImpl {
+    async fn get_job(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> Result<Response<GetJobResponse>, Status> {
+        let claims = engram_rpc::claims(&request)?;
+        let job_id = request.into_inner().job_id;
+        let mut v = engram_rpc::Violations::new();
+        if job_id.len() != 32 || !job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            v.add("job_id", "must be the 32 hex characters of a passive_job_id");
+        }
+        v.into_result()?;
+        let job = self
+            .jobs
+            .get(&job_id)
+            .await
+            .map_err(engram_rpc::jobs_status)?
+            .ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
+        if job.org_id != claims.org_id {
+            return Err(engram_rpc::permission_denied(
+                "the job belongs to another tenant than the token's org_id",
+            ));
+        }
+        Ok(Response::new(GetJobResponse {
+            job: Some(to_proto(job)),
+        }))
+    }
+}

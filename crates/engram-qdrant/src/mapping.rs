@@ -1,0 +1,517 @@
+//! Translation between Engram's model and Qdrant's gRPC types: collection
+//! layout, payload indexes, points, filters and the hybrid query.
+//!
+//! This mirrors `engram-store`'s `mapping` module field for field, so a
+//! collection written by either backend has the same layout (DESIGN.md §4)
+//! and a query ranks alike on both. Everything here is pure; the store
+//! module only deals with the connection.
+
+use engram_core::{HybridQuery, Point, PointPayload, RRF_K, ScopeFilter, StoreError};
+use qdrant_client::Payload;
+use qdrant_client::qdrant::{
+    Condition, CreateCollection, Distance, FieldType, Filter, IntegerIndexParams,
+    KeywordIndexParams, Modifier, NamedVectors, PointId, PointStruct, PrefetchQuery, Query,
+    QueryPoints, Range, Rrf, SparseVectorConfig, SparseVectorParams, Value, VectorInput,
+    VectorParams, VectorParamsMap, VectorsConfig, VectorsOutput, VectorsSelector,
+    WithPayloadSelector, WithVectorsSelector, payload_index_params, vector_output,
+    vectors_config, with_payload_selector, with_vectors_selector,
+};
+use std::collections::HashMap;
+
+/// Name of the dense (embedding) vector.
+pub(crate) const DENSE: &str = "dense";
+/// Name of the sparse BM25 vector.
+pub(crate) const BM25: &str = "bm25";
+
+/// Keyword payload fields that get an index besides the tenant field
+/// `org_id`: the same list as the embedded store's.
+pub(crate) const KEYWORD_FIELDS: &[&str] = &[
+    "user_id",
+    "session_id",
+    "collection_id",
+    "kind",
+    "memory_type",
+    "fragment_id",
+];
+
+/// The collection to create: named dense vector `dense` (cosine) of
+/// `dense_dim` and sparse vector `bm25` with the IDF modifier.
+pub(crate) fn create_collection(name: &str, dense_dim: usize) -> CreateCollection {
+    let dense = VectorParams {
+        size: dense_dim as u64,
+        distance: Distance::Cosine.into(),
+        ..VectorParams::default()
+    };
+    let sparse = SparseVectorParams {
+        // Documents carry only the BM25 term-frequency part; the IDF
+        // modifier makes Qdrant multiply in the inverse document frequency
+        // at query time, so the dot product is the full BM25 score.
+        modifier: Some(Modifier::Idf.into()),
+        ..SparseVectorParams::default()
+    };
+    CreateCollection {
+        collection_name: name.to_owned(),
+        vectors_config: Some(VectorsConfig {
+            config: Some(vectors_config::Config::ParamsMap(VectorParamsMap {
+                map: HashMap::from([(DENSE.to_owned(), dense)]),
+            })),
+        }),
+        sparse_vectors_config: Some(SparseVectorConfig {
+            map: HashMap::from([(BM25.to_owned(), sparse)]),
+        }),
+        ..CreateCollection::default()
+    }
+}
+
+/// Why an existing collection's vectors do not fit this store, if they do
+/// not. Payload indexes are not compared: the store (re)creates them on
+/// every connect.
+pub(crate) fn layout_mismatch(
+    name: &str,
+    dense_dim: usize,
+    vectors: Option<&VectorsConfig>,
+    sparse: Option<&SparseVectorConfig>,
+) -> Option<String> {
+    let dense = match vectors.and_then(|v| v.config.as_ref()) {
+        Some(vectors_config::Config::ParamsMap(map)) => map.map.get(DENSE),
+        _ => None,
+    };
+    let Some(dense) = dense else {
+        return Some(format!(
+            "collection {name:?} has no named dense vector {DENSE:?}; \
+             it was not created by Engram"
+        ));
+    };
+    if dense.size != dense_dim as u64 {
+        return Some(format!(
+            "collection {name:?} has dense vector {DENSE:?} of dimension {}, \
+             but dense_dim is configured as {dense_dim}",
+            dense.size
+        ));
+    }
+    if dense.distance != i32::from(Distance::Cosine) {
+        let distance = Distance::try_from(dense.distance)
+            .map_or_else(|_| dense.distance.to_string(), |d| d.as_str_name().to_owned());
+        return Some(format!(
+            "collection {name:?} has dense vector {DENSE:?} with distance {distance}, \
+             Engram needs Cosine"
+        ));
+    }
+    let Some(bm25) = sparse.and_then(|s| s.map.get(BM25)) else {
+        return Some(format!(
+            "collection {name:?} has no sparse vector {BM25:?}; it was not created by Engram"
+        ));
+    };
+    if bm25.modifier != Some(Modifier::Idf.into()) {
+        return Some(format!(
+            "collection {name:?} has sparse vector {BM25:?} without the IDF modifier, \
+             so BM25 scores would lack IDF"
+        ));
+    }
+    None
+}
+
+/// One payload index the store makes sure of on connect.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct IndexSpec {
+    /// Payload field.
+    pub(crate) field: &'static str,
+    /// Index type.
+    pub(crate) field_type: FieldType,
+    /// Index parameters.
+    pub(crate) params: payload_index_params::IndexParams,
+}
+
+/// The payload indexes of the collection: `org_id` as the tenant keyword,
+/// the other keyword fields, and `ts_ms` as an integer range index.
+pub(crate) fn index_specs() -> Vec<IndexSpec> {
+    let tenant = KeywordIndexParams {
+        // Co-locates each tenant's points on disk and lets the planner
+        // treat org_id as the partition key of every query.
+        is_tenant: Some(true),
+        ..KeywordIndexParams::default()
+    };
+    let integer = IntegerIndexParams {
+        // Only range conditions are ever issued on timestamps.
+        lookup: Some(false),
+        range: Some(true),
+        ..IntegerIndexParams::default()
+    };
+    std::iter::once(IndexSpec {
+        field: "org_id",
+        field_type: FieldType::Keyword,
+        params: payload_index_params::IndexParams::KeywordIndexParams(tenant),
+    })
+    .chain(KEYWORD_FIELDS.iter().map(|field| IndexSpec {
+        field,
+        field_type: FieldType::Keyword,
+        params: payload_index_params::IndexParams::KeywordIndexParams(
+            KeywordIndexParams::default(),
+        ),
+    }))
+    .chain(std::iter::once(IndexSpec {
+        field: "ts_ms",
+        field_type: FieldType::Integer,
+        params: payload_index_params::IndexParams::IntegerIndexParams(integer),
+    }))
+    .collect()
+}
+
+/// The Qdrant point id of a fragment: the UUID of its first 16 bytes.
+pub(crate) fn point_id(fragment_id: &str) -> Result<PointId, StoreError> {
+    engram_core::ids::point_uuid(fragment_id)
+        .map(|u| PointId::from(u.to_string()))
+        .ok_or_else(|| StoreError::Internal(format!("invalid fragment id {fragment_id:?}")))
+}
+
+/// Checks a point before it is sent: ids, dimensions and finite values.
+/// The same rules as the embedded store, so both refuse the same input
+/// with the same error kind before anything is written.
+pub(crate) fn validate(point: &Point, dim: usize) -> Result<(), StoreError> {
+    point_id(&point.fragment_id)?;
+    if point.payload.fragment_id != point.fragment_id {
+        return Err(StoreError::Internal(format!(
+            "payload fragment id {:?} differs from point fragment id {:?}",
+            point.payload.fragment_id, point.fragment_id
+        )));
+    }
+    if point.dense.len() != dim {
+        return Err(StoreError::Internal(format!(
+            "dense vector of fragment {} has dimension {}, store expects {dim}",
+            point.fragment_id,
+            point.dense.len()
+        )));
+    }
+    let sparse = &point.sparse;
+    if sparse.indices.len() != sparse.values.len() {
+        return Err(StoreError::Internal(format!(
+            "sparse vector of fragment {} has {} indices but {} values",
+            point.fragment_id,
+            sparse.indices.len(),
+            sparse.values.len()
+        )));
+    }
+    if !point
+        .dense
+        .iter()
+        .chain(&sparse.values)
+        .all(|v| v.is_finite())
+    {
+        return Err(StoreError::Internal(format!(
+            "vector of fragment {} holds a non-finite value",
+            point.fragment_id
+        )));
+    }
+    Ok(())
+}
+
+/// The Qdrant point of a (validated) point.
+pub(crate) fn point_struct(point: &Point) -> Result<PointStruct, StoreError> {
+    let id = point_id(&point.fragment_id)?;
+    let payload = Payload::try_from(serde_json::to_value(&point.payload).map_err(internal)?)
+        .map_err(internal)?;
+    let mut vectors = NamedVectors::default().add_vector(
+        DENSE,
+        qdrant_client::qdrant::Vector::new_dense(point.dense.clone()),
+    );
+    // A text made only of stop words has no terms: store no sparse vector
+    // rather than an empty one, the point simply never matches lexically.
+    if !point.sparse.indices.is_empty() {
+        vectors = vectors.add_vector(
+            BM25,
+            qdrant_client::qdrant::Vector::new_sparse(
+                point.sparse.indices.clone(),
+                point.sparse.values.clone(),
+            ),
+        );
+    }
+    Ok(PointStruct::new(id, vectors, payload))
+}
+
+/// The Qdrant filter of a scope: tenant always, the rest when set.
+pub(crate) fn scope_filter(scope: &ScopeFilter) -> Filter {
+    let mut must = vec![Condition::matches("org_id", scope.org_id.clone())];
+    if let Some(user_id) = &scope.user_id {
+        must.push(Condition::matches("user_id", user_id.clone()));
+    }
+    if let Some(session_id) = &scope.session_id {
+        must.push(Condition::matches("session_id", session_id.clone()));
+    }
+    if !scope.kinds.is_empty() {
+        let kinds: Vec<String> = scope.kinds.iter().map(|k| k.as_str().to_owned()).collect();
+        must.push(Condition::matches("kind", kinds));
+    }
+    if scope.from_ms.is_some() || scope.until_ms.is_some() {
+        // Epoch milliseconds are far below 2^53, so the f64 range is exact.
+        must.push(Condition::range(
+            "ts_ms",
+            Range {
+                gte: scope.from_ms.map(|ms| ms as f64),
+                lt: scope.until_ms.map(|ms| ms as f64),
+                gt: None,
+                lte: None,
+            },
+        ));
+    }
+    Filter::must(must)
+}
+
+/// The filter selecting the points of tenant `org_id` among `fragment_ids`
+/// (all well-formed): point id, tenant and the full fragment id must all
+/// match, since the point id covers only half of the fragment id.
+pub(crate) fn own_points_filter(org_id: &str, fragment_ids: &[String]) -> Filter {
+    let point_ids: Vec<PointId> = fragment_ids
+        .iter()
+        .filter_map(|id| point_id(id).ok())
+        .collect();
+    Filter::must([
+        Condition::has_id(point_ids),
+        Condition::matches("org_id", org_id.to_owned()),
+        Condition::matches("fragment_id", fragment_ids.to_vec()),
+    ])
+}
+
+/// The hybrid query: a dense and (when the query has terms) a BM25
+/// prefetch, fused by RRF with k = [`RRF_K`], filtered by the scope.
+///
+/// The caller has raised `prefetch` to at least `limit`. The filter is set
+/// on the prefetches as well as on the fusion so that every candidate is
+/// inside the scope whatever the server's planner does with a root filter.
+pub(crate) fn hybrid_query(collection: &str, query: &HybridQuery) -> QueryPoints {
+    let filter = scope_filter(&query.filter);
+    let prefetch = |using: &str, input: VectorInput| PrefetchQuery {
+        query: Some(Query::new_nearest(input)),
+        using: Some(using.to_owned()),
+        filter: Some(filter.clone()),
+        limit: Some(query.prefetch as u64),
+        ..PrefetchQuery::default()
+    };
+    let mut prefetches = vec![prefetch(DENSE, VectorInput::new_dense(query.dense.clone()))];
+    if !query.sparse.indices.is_empty() {
+        prefetches.push(prefetch(
+            BM25,
+            VectorInput::new_sparse(query.sparse.indices.clone(), query.sparse.values.clone()),
+        ));
+    }
+    QueryPoints {
+        collection_name: collection.to_owned(),
+        prefetch: prefetches,
+        // k explicitly, not the server's default: recall normalizes scores
+        // by 2 / RRF_K, so the two must never drift apart.
+        query: Some(Query::new_rrf(Rrf {
+            k: Some(RRF_K as u32),
+            weights: Vec::new(),
+        })),
+        filter: Some(filter),
+        limit: Some(query.limit as u64),
+        // The dense vector comes back with each hit so the store can report
+        // its cosine to the query without a second lookup.
+        with_vectors: Some(WithVectorsSelector {
+            selector_options: Some(with_vectors_selector::SelectorOptions::Include(
+                VectorsSelector {
+                    names: vec![DENSE.to_owned()],
+                },
+            )),
+        }),
+        with_payload: Some(with_payload(true)),
+        ..QueryPoints::default()
+    }
+}
+
+/// Whether to return payloads.
+pub(crate) fn with_payload(enable: bool) -> WithPayloadSelector {
+    WithPayloadSelector {
+        selector_options: Some(with_payload_selector::SelectorOptions::Enable(enable)),
+    }
+}
+
+/// Decodes a stored payload.
+pub(crate) fn decode_payload(payload: HashMap<String, Value>) -> Result<PointPayload, StoreError> {
+    if payload.is_empty() {
+        return Err(StoreError::Internal("stored point has no payload".into()));
+    }
+    serde_json::from_value(serde_json::Value::from(Payload::from(payload))).map_err(internal)
+}
+
+/// The dense vector among returned vectors.
+pub(crate) fn dense_vector(vectors: Option<&VectorsOutput>) -> Option<Vec<f32>> {
+    match vectors?.get_vector_by_name(DENSE)? {
+        vector_output::Vector::Dense(v) => Some(v.data),
+        vector_output::Vector::Sparse(_) | vector_output::Vector::MultiDense(_) => None,
+    }
+}
+
+/// A string field of a payload.
+pub(crate) fn payload_str<'a>(payload: &'a HashMap<String, Value>, field: &str) -> Option<&'a str> {
+    match payload.get(field)?.kind.as_ref()? {
+        qdrant_client::qdrant::value::Kind::StringValue(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// `v` scaled to unit length (unchanged when it is zero).
+pub(crate) fn normalized(v: &[f32]) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        v.iter().map(|x| x / norm).collect()
+    } else {
+        v.to_vec()
+    }
+}
+
+/// Dot product; the cosine when both sides are unit vectors (Qdrant stores
+/// cosine vectors normalized).
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// Wraps a codec error whose retry would not help.
+pub(crate) fn internal(err: impl std::fmt::Display) -> StoreError {
+    StoreError::Internal(err.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_core::{Kind, SparseVector};
+    use qdrant_client::qdrant::point_id::PointIdOptions;
+
+    #[test]
+    fn point_id_is_the_uuid_of_the_first_16_bytes() {
+        let fid = "00112233445566778899aabbccddeeff".repeat(2);
+        let id = point_id(&fid).unwrap();
+        assert_eq!(
+            id.point_id_options,
+            Some(PointIdOptions::Uuid(
+                "00112233-4455-6677-8899-aabbccddeeff".into()
+            ))
+        );
+        assert!(point_id("xyz").is_err());
+    }
+
+    #[test]
+    fn scope_filter_always_has_tenant_and_only_the_set_conditions() {
+        let f = scope_filter(&ScopeFilter::tenant("org_a"));
+        assert_eq!(f.must.len(), 1);
+
+        let mut scope = ScopeFilter::tenant("org_a");
+        scope.user_id = Some("u".into());
+        scope.session_id = Some("s".into());
+        scope.kinds = vec![Kind::Turn, Kind::Memory];
+        scope.from_ms = Some(10);
+        let f = scope_filter(&scope);
+        assert_eq!(f.must.len(), 5);
+        assert!(f.should.is_empty() && f.must_not.is_empty());
+    }
+
+    #[test]
+    fn indexes_mirror_the_embedded_store() {
+        let specs = index_specs();
+        assert_eq!(specs.len(), KEYWORD_FIELDS.len() + 2);
+        assert_eq!(specs[0].field, "org_id");
+        assert_eq!(
+            specs[0].params,
+            payload_index_params::IndexParams::KeywordIndexParams(KeywordIndexParams {
+                is_tenant: Some(true),
+                ..KeywordIndexParams::default()
+            })
+        );
+        let ts = specs.last().unwrap();
+        assert_eq!((ts.field, ts.field_type), ("ts_ms", FieldType::Integer));
+    }
+
+    #[test]
+    fn a_new_collection_fits_and_mismatches_are_named() {
+        let c = create_collection("mem", 4);
+        let (v, s) = (c.vectors_config.as_ref(), c.sparse_vectors_config.as_ref());
+        assert_eq!(layout_mismatch("mem", 4, v, s), None);
+
+        let err = layout_mismatch("mem", 8, v, s).unwrap();
+        assert!(err.contains("dimension 4") && err.contains("dense_dim"), "{err}");
+
+        let mut euclid = c.clone();
+        if let Some(vectors_config::Config::ParamsMap(m)) = euclid
+            .vectors_config
+            .as_mut()
+            .and_then(|v| v.config.as_mut())
+        {
+            m.map.get_mut(DENSE).unwrap().distance = Distance::Euclid.into();
+        }
+        let err = layout_mismatch(
+            "mem",
+            4,
+            euclid.vectors_config.as_ref(),
+            euclid.sparse_vectors_config.as_ref(),
+        )
+        .unwrap();
+        assert!(err.contains("Euclid"), "{err}");
+
+        let err = layout_mismatch("mem", 4, v, None).unwrap();
+        assert!(err.contains("bm25"), "{err}");
+        let no_idf = SparseVectorConfig {
+            map: HashMap::from([(BM25.to_owned(), SparseVectorParams::default())]),
+        };
+        let err = layout_mismatch("mem", 4, v, Some(&no_idf)).unwrap();
+        assert!(err.contains("IDF"), "{err}");
+        let err = layout_mismatch("mem", 4, None, s).unwrap();
+        assert!(err.contains("dense"), "{err}");
+    }
+
+    #[test]
+    fn payload_round_trips_through_qdrant_values() {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("n".into(), serde_json::json!(3));
+        metadata.insert("x".into(), serde_json::json!(1.5));
+        metadata.insert("tags".into(), serde_json::json!(["a", {"b": null}]));
+        let fragment_id = "ab".repeat(32);
+        let point = Point {
+            fragment_id: fragment_id.clone(),
+            payload: PointPayload {
+                fragment_id,
+                org_id: "org".into(),
+                user_id: "u".into(),
+                session_id: "s".into(),
+                kind: Kind::Observation,
+                role: None,
+                text: "text".into(),
+                ts_ms: 1_780_000_000_123,
+                job_id: "job".into(),
+                source_ids: vec!["cd".repeat(32)],
+                metadata,
+            },
+            dense: vec![1.0, 0.0],
+            sparse: SparseVector::default(),
+        };
+        let s = point_struct(&point).unwrap();
+        assert_eq!(payload_str(&s.payload, "org_id"), Some("org"));
+        assert_eq!(decode_payload(s.payload).unwrap(), point.payload);
+        assert!(decode_payload(HashMap::new()).is_err());
+    }
+
+    #[test]
+    fn hybrid_query_has_a_bm25_prefetch_only_with_terms() {
+        let mut q = HybridQuery {
+            filter: ScopeFilter::tenant("org"),
+            dense: vec![1.0, 0.0],
+            sparse: SparseVector {
+                indices: vec![3],
+                values: vec![1.0],
+            },
+            prefetch: 20,
+            limit: 5,
+        };
+        let r = hybrid_query("c", &q);
+        assert_eq!(r.prefetch.len(), 2);
+        assert_eq!(r.limit, Some(5));
+        assert!(r.prefetch.iter().all(|p| p.filter == r.filter));
+        q.sparse = SparseVector::default();
+        assert_eq!(hybrid_query("c", &q).prefetch.len(), 1);
+    }
+
+    #[test]
+    fn dot_of_normalized_vectors_is_cosine() {
+        let a = normalized(&[3.0, 4.0]);
+        assert!((dot(&a, &[0.6, 0.8]) - 1.0).abs() < 1e-6);
+        assert_eq!(normalized(&[0.0, 0.0]), vec![0.0, 0.0]);
+    }
+}

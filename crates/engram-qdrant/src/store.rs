@@ -1,0 +1,415 @@
+//! [`QdrantStore`]: the [`VectorStore`] port on a Qdrant server.
+
+use crate::error::{classify, timed_out};
+use crate::mapping;
+use crate::options::QdrantOptions;
+use async_trait::async_trait;
+use engram_core::{HybridQuery, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore};
+use qdrant_client::qdrant::{
+    CountPoints, CreateFieldIndexCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
+    PayloadIncludeSelector, PayloadIndexParams, PointsSelector, UpsertPoints, WithPayloadSelector,
+    WithVectorsSelector, points_selector, with_payload_selector, with_vectors_selector,
+};
+use qdrant_client::{Qdrant, QdrantError};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::RwLock;
+use std::time::{Duration, Instant};
+
+/// The distributed vector store: one collection on a Qdrant server, shared
+/// by all tenants, with the same layout and query semantics as the embedded
+/// store (`engram-store`).
+///
+/// Every write waits until the server has applied it (`wait = true`), so
+/// it is durable on return. Every call is bounded by the configured
+/// timeout. The client is cheap to clone (a pool of HTTP/2 channels), so
+/// calls run concurrently without locking each other.
+pub struct QdrantStore {
+    /// `None` once closed.
+    client: RwLock<Option<Qdrant>>,
+    url: String,
+    collection: String,
+    dense_dim: usize,
+    timeout: Duration,
+}
+
+impl std::fmt::Debug for QdrantStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The client holds the API key; show only where the store points.
+        f.debug_struct("QdrantStore")
+            .field("url", &self.url)
+            .field("collection", &self.collection)
+            .field("dense_dim", &self.dense_dim)
+            .field("timeout", &self.timeout)
+            .field("closed", &self.client().is_err())
+            .finish()
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable("Qdrant vector store is closed".into())
+}
+
+impl QdrantStore {
+    /// Connects to the server and makes sure the collection is there: it
+    /// is created with its payload indexes when missing; when it exists its
+    /// vectors must match the options (`dense` of `dense_dim`, cosine;
+    /// `bm25` with IDF), or this fails naming the mismatch. The payload
+    /// indexes are (re)created every time, which is a no-op for indexes
+    /// that exist, so this is safe on every start and from several
+    /// processes at once.
+    ///
+    /// Fails with `Unavailable` when the server cannot be reached within the
+    /// timeout, `Internal` for invalid options or a mismatched collection.
+    pub async fn connect(options: QdrantOptions) -> Result<Self, StoreError> {
+        let started = Instant::now();
+        let store = Self::new(options)?;
+        let created = store.ensure_collection().await?;
+        tracing::info!(
+            url = %store.url,
+            collection = %store.collection,
+            dense_dim = store.dense_dim,
+            created,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Qdrant vector store connected"
+        );
+        Ok(store)
+    }
+
+    /// Builds the client; no I/O yet (gRPC channels connect on first use).
+    fn new(options: QdrantOptions) -> Result<Self, StoreError> {
+        if options.dense_dim == 0 {
+            return Err(StoreError::Internal("dense_dim must be positive".into()));
+        }
+        if options.collection.is_empty() {
+            return Err(StoreError::Internal(
+                "the Qdrant collection name must not be empty".into(),
+            ));
+        }
+        if options.timeout.is_zero() {
+            return Err(StoreError::Internal("timeout_ms must be positive".into()));
+        }
+        let mut config = Qdrant::from_url(&options.url)
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout)
+            // The compatibility check prints to stdout and blocks on a
+            // thread of its own; connect() makes a real round trip anyway.
+            .skip_compatibility_check();
+        config.api_key = options.api_key.clone();
+        let client = Qdrant::new(config).map_err(|e| {
+            StoreError::Internal(format!("invalid Qdrant url {:?}: {e}", options.url))
+        })?;
+        Ok(Self {
+            client: RwLock::new(Some(client)),
+            url: options.url,
+            collection: options.collection,
+            dense_dim: options.dense_dim,
+            timeout: options.timeout,
+        })
+    }
+
+    /// The collection this store uses.
+    pub fn collection(&self) -> &str {
+        &self.collection
+    }
+
+    /// The server's gRPC url.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Creates the collection if it is missing, otherwise checks its
+    /// vectors; then makes sure of every payload index. Returns whether it
+    /// created the collection.
+    async fn ensure_collection(&self) -> Result<bool, StoreError> {
+        let name = self.collection.clone();
+        let exists = self
+            .call("collection check", |c| async move {
+                c.collection_exists(name).await
+            })
+            .await?;
+        let mut created = false;
+        if !exists {
+            let request = mapping::create_collection(&self.collection, self.dense_dim);
+            match self
+                .call("collection create", |c| async move {
+                    c.create_collection(request).await
+                })
+                .await
+            {
+                Ok(_) => created = true,
+                // Another process may have created it since the check;
+                // then it must match like any existing collection.
+                Err(StoreError::Internal(err)) if err.contains("already exists") => {}
+                Err(err) => return Err(err),
+            }
+        }
+        if !created {
+            self.check_layout().await?;
+        }
+        for spec in mapping::index_specs() {
+            let request = CreateFieldIndexCollection {
+                collection_name: self.collection.clone(),
+                wait: Some(true),
+                field_name: spec.field.to_owned(),
+                field_type: Some(spec.field_type.into()),
+                field_index_params: Some(PayloadIndexParams {
+                    index_params: Some(spec.params),
+                }),
+                ..CreateFieldIndexCollection::default()
+            };
+            self.call("payload index create", |c| async move {
+                c.create_field_index(request).await
+            })
+            .await?;
+        }
+        Ok(created)
+    }
+
+    /// Fails naming the mismatch when the existing collection's vectors do
+    /// not fit this store.
+    async fn check_layout(&self) -> Result<(), StoreError> {
+        let request = GetCollectionInfoRequest {
+            collection_name: self.collection.clone(),
+        };
+        let info = self
+            .call("collection info", |c| async move {
+                c.collection_info(request).await
+            })
+            .await?;
+        let params = info
+            .result
+            .and_then(|i| i.config)
+            .and_then(|c| c.params)
+            .unwrap_or_default();
+        match mapping::layout_mismatch(
+            &self.collection,
+            self.dense_dim,
+            params.vectors_config.as_ref(),
+            params.sparse_vectors_config.as_ref(),
+        ) {
+            None => Ok(()),
+            Some(mismatch) => Err(StoreError::Internal(mismatch)),
+        }
+    }
+
+    /// The client, unless the store is closed.
+    fn client(&self) -> Result<Qdrant, StoreError> {
+        self.client
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+            .ok_or_else(closed)
+    }
+
+    /// Runs one client call, bounded by the timeout, and classifies its
+    /// error.
+    ///
+    /// The client has its own per-request timeout, but it retries a failed
+    /// request once on a fresh connection; the outer bound keeps the whole
+    /// call within the configured time.
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Qdrant) -> Fut,
+        Fut: Future<Output = Result<T, QdrantError>>,
+    {
+        let client = self.client()?;
+        match tokio::time::timeout(self.timeout, f(client)).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(classify(what, &self.url, err)),
+            Err(_) => Err(timed_out(what, &self.url, self.timeout)),
+        }
+    }
+}
+
+#[async_trait]
+impl VectorStore for QdrantStore {
+    async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        self.client()?;
+        // Malformed ids cannot be stored, so they simply do not exist.
+        let asked: HashSet<&str> = ids
+            .iter()
+            .filter(|id| mapping::point_id(id).is_ok())
+            .map(String::as_str)
+            .collect();
+        if asked.is_empty() {
+            return Ok(HashSet::new());
+        }
+        let point_ids = asked
+            .iter()
+            .map(|id| mapping::point_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = GetPoints {
+            collection_name: self.collection.clone(),
+            ids: point_ids,
+            with_payload: Some(WithPayloadSelector {
+                selector_options: Some(with_payload_selector::SelectorOptions::Include(
+                    PayloadIncludeSelector {
+                        fields: vec!["org_id".into(), "fragment_id".into()],
+                    },
+                )),
+            }),
+            with_vectors: Some(WithVectorsSelector {
+                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
+            }),
+            ..GetPoints::default()
+        };
+        let found = self
+            .call("existing", |c| async move { c.get_points(request).await })
+            .await?;
+        Ok(found
+            .result
+            .iter()
+            .filter_map(|record| {
+                let fragment_id = mapping::payload_str(&record.payload, "fragment_id")?;
+                // Same org, and the full 64-hex id: the point id only
+                // covers its first half.
+                (mapping::payload_str(&record.payload, "org_id")? == org_id
+                    && asked.contains(fragment_id))
+                .then(|| fragment_id.to_owned())
+            })
+            .collect())
+    }
+
+    async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        self.client()?;
+        if points.is_empty() {
+            return Ok(());
+        }
+        // Validate everything first: a refused call writes nothing.
+        for point in &points {
+            mapping::validate(point, self.dense_dim)?;
+        }
+        let structs = points
+            .iter()
+            .map(mapping::point_struct)
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = UpsertPoints {
+            collection_name: self.collection.clone(),
+            // Applied (and in the server's WAL) on return: durable.
+            wait: Some(true),
+            points: structs,
+            ..UpsertPoints::default()
+        };
+        self.call("upsert", |c| async move { c.upsert_points(request).await })
+            .await
+            .map(drop)
+    }
+
+    async fn delete(&self, org_id: &str, ids: &[String]) -> Result<(), StoreError> {
+        self.client()?;
+        let valid: Vec<String> = ids
+            .iter()
+            .filter(|id| mapping::point_id(id).is_ok())
+            .cloned()
+            .collect();
+        if valid.is_empty() {
+            return Ok(());
+        }
+        // One filtered delete: the tenant check happens inside the server,
+        // atomically with the delete, so a foreign or unknown id is ignored
+        // like a missing one.
+        let request = DeletePoints {
+            collection_name: self.collection.clone(),
+            wait: Some(true),
+            points: Some(PointsSelector {
+                points_selector_one_of: Some(points_selector::PointsSelectorOneOf::Filter(
+                    mapping::own_points_filter(org_id, &valid),
+                )),
+            }),
+            ..DeletePoints::default()
+        };
+        self.call("delete", |c| async move { c.delete_points(request).await })
+            .await
+            .map(drop)
+    }
+
+    async fn hybrid_search(&self, query: &HybridQuery) -> Result<Vec<ScoredPoint>, StoreError> {
+        let dim = self.dense_dim;
+        if query.dense.len() != dim {
+            return Err(StoreError::Internal(format!(
+                "query vector has dimension {}, store expects {dim}",
+                query.dense.len()
+            )));
+        }
+        self.client()?;
+        if query.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let mut query = query.clone();
+        // A prefetch shorter than the limit would starve the fused list.
+        query.prefetch = query.prefetch.max(query.limit);
+        let request = mapping::hybrid_query(&self.collection, &query);
+        let unit_query = mapping::normalized(&query.dense);
+        let response = self
+            .call("hybrid search", |c| async move { c.query(request).await })
+            .await?;
+        let mut out = Vec::with_capacity(response.result.len());
+        for hit in response.result {
+            let dense_score =
+                mapping::dense_vector(hit.vectors.as_ref()).map(|v| mapping::dot(&unit_query, &v));
+            match mapping::decode_payload(hit.payload) {
+                Ok(payload) => out.push(ScoredPoint {
+                    payload,
+                    score: hit.score,
+                    dense_score,
+                    // The fused query does not expose per-prefetch ranks.
+                    dense_rank: None,
+                    sparse_rank: None,
+                }),
+                Err(err) => tracing::warn!(
+                    point_id = ?hit.id,
+                    error = %err,
+                    "skipping hit whose payload does not decode"
+                ),
+            }
+        }
+        Ok(out)
+    }
+
+    async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
+        let request = CountPoints {
+            collection_name: self.collection.clone(),
+            filter: Some(mapping::scope_filter(filter)),
+            exact: Some(true),
+            ..CountPoints::default()
+        };
+        let response = self
+            .call("count", |c| async move { c.count(request).await })
+            .await?;
+        Ok(response.result.map_or(0, |r| r.count))
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        // A real round trip that also proves the collection is still there.
+        let name = self.collection.clone();
+        let exists = self
+            .call("readiness check", |c| async move {
+                c.collection_exists(name).await
+            })
+            .await?;
+        if exists {
+            Ok(())
+        } else {
+            Err(StoreError::Internal(format!(
+                "collection {:?} no longer exists on Qdrant at {}",
+                self.collection, self.url
+            )))
+        }
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        // Every write already waited for the server, so there is nothing to
+        // flush: dropping the client closes its channels once calls still
+        // in flight end.
+        let client = self
+            .client
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        if client.is_some() {
+            tracing::info!(url = %self.url, collection = %self.collection, "Qdrant vector store closed");
+        }
+        Ok(())
+    }
+}

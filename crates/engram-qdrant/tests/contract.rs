@@ -1,0 +1,410 @@
+//! The store contract (`engram-store-contract`) and the connection
+//! behaviour of [`QdrantStore`], against a real Qdrant server.
+//!
+//! Set `QDRANT_URL` to the server's gRPC endpoint (for example
+//! `QDRANT_URL=http://127.0.0.1:6334`; `QDRANT_API_KEY` when it needs one)
+//! to run them; without it each test prints why it skipped and passes.
+//! Every test works in collections of its own with unique names and drops
+//! them at the end, so a shared server is left as it was.
+
+use async_trait::async_trait;
+use engram_core::{Kind, ScopeFilter, StoreError, VectorStore};
+use engram_qdrant::{QdrantOptions, QdrantStore};
+use engram_store_contract::fixtures::{point, query, scope};
+use engram_store_contract::{DIM, StoreFactory};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::{AbortHandle, JoinHandle};
+
+/// Why these tests cannot run here, if they cannot.
+fn skip_reason() -> Option<String> {
+    server_url().is_none().then(|| {
+        "QDRANT_URL is not set; set it to a Qdrant server's gRPC endpoint \
+         (e.g. QDRANT_URL=http://127.0.0.1:6334) to run the Qdrant tests"
+            .to_owned()
+    })
+}
+
+/// The server under test, from `QDRANT_URL`.
+fn server_url() -> Option<String> {
+    std::env::var("QDRANT_URL").ok().filter(|u| !u.is_empty())
+}
+
+/// Prints the skip reason and returns `None`, or returns the server url.
+fn server_or_skip(test: &str) -> Option<String> {
+    if let Some(reason) = skip_reason() {
+        println!("{test}: skipped: {reason}");
+        return None;
+    }
+    server_url()
+}
+
+/// A collection name no other test (of this or an earlier run) uses.
+fn unique_collection(prefix: &str) -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{prefix}_{}_{nanos}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Options for a test collection on the server at `url`.
+fn options(url: &str, collection: &str) -> QdrantOptions {
+    QdrantOptions {
+        url: url.to_owned(),
+        api_key: std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty()),
+        collection: collection.to_owned(),
+        dense_dim: DIM,
+        // Generous: a loaded CI machine may take a while for 500-point
+        // batches, and these tests check behaviour, not speed.
+        timeout: Duration::from_secs(30),
+    }
+}
+
+/// Drops a test collection through a client of its own (the store under
+/// test may be closed). A failure only leaves a stray collection behind,
+/// so it is reported, not fatal.
+async fn drop_collection(url: &str, collection: &str) {
+    let mut config = qdrant_client::Qdrant::from_url(url).skip_compatibility_check();
+    config.api_key = std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty());
+    let result = match config.build() {
+        Ok(client) => client.delete_collection(collection).await.map(drop),
+        Err(err) => Err(err),
+    };
+    if let Err(err) = result {
+        eprintln!("could not drop test collection {collection}: {err}");
+    }
+}
+
+/// Each check on a fresh collection of its own, dropped afterwards.
+struct QdrantFactory;
+
+#[async_trait]
+impl StoreFactory for QdrantFactory {
+    /// The collection to drop.
+    type Resources = String;
+
+    fn skip_reason(&self) -> Option<String> {
+        skip_reason()
+    }
+
+    async fn create(&self) -> (Arc<dyn VectorStore>, String) {
+        let url = server_url().expect("QDRANT_URL is set");
+        let collection = unique_collection("engram_contract");
+        let store = QdrantStore::connect(options(&url, &collection))
+            .await
+            .unwrap_or_else(|e| panic!("cannot connect to Qdrant at {url}: {e}"));
+        (Arc::new(store), collection)
+    }
+
+    async fn dispose(&self, store: Arc<dyn VectorStore>, collection: String) {
+        store.close().await.expect("store closes");
+        let url = server_url().expect("QDRANT_URL is set");
+        drop_collection(&url, &collection).await;
+    }
+}
+
+engram_store_contract::contract_tests!(QdrantFactory);
+
+#[tokio::test]
+async fn connecting_twice_to_the_same_collection_is_idempotent() {
+    let Some(url) = server_or_skip("connecting_twice_to_the_same_collection_is_idempotent") else {
+        return;
+    };
+    let collection = unique_collection("engram_twice");
+    let first = QdrantStore::connect(options(&url, &collection))
+        .await
+        .unwrap();
+    let p = point(
+        &scope("org", "u", "s"),
+        Kind::Turn,
+        "still here",
+        1,
+        [1.0, 0.0, 0.0, 0.0],
+    );
+    first.upsert(vec![p.clone()]).await.unwrap();
+
+    // A second start (or a second process) finds the collection, checks it
+    // and re-issues the indexes without touching the data.
+    let second = QdrantStore::connect(options(&url, &collection)).await;
+    let third = QdrantStore::connect(options(&url, &collection)).await;
+    let outcome = async move {
+        let second = second.expect("second connect succeeds");
+        third.expect("third connect succeeds");
+        second.ready().await.unwrap();
+        assert_eq!(second.count(&ScopeFilter::tenant("org")).await.unwrap(), 1);
+        let hits = second
+            .hybrid_search(&query(
+                ScopeFilter::tenant("org"),
+                [1.0, 0.0, 0.0, 0.0],
+                "still",
+            ))
+            .await
+            .unwrap();
+        assert_eq!(hits[0].payload, p.payload);
+    };
+    let result = tokio::spawn(outcome).await;
+    drop_collection(&url, &collection).await;
+    if let Err(err) = result {
+        std::panic::resume_unwind(err.into_panic());
+    }
+}
+
+#[tokio::test]
+async fn connecting_with_another_dense_dim_fails_naming_the_mismatch() {
+    let Some(url) = server_or_skip("connecting_with_another_dense_dim_fails_naming_the_mismatch")
+    else {
+        return;
+    };
+    let collection = unique_collection("engram_dim");
+    QdrantStore::connect(options(&url, &collection))
+        .await
+        .unwrap();
+    let wrong = QdrantOptions {
+        dense_dim: 8,
+        ..options(&url, &collection)
+    };
+    let result = QdrantStore::connect(wrong).await;
+    drop_collection(&url, &collection).await;
+
+    let err = result.expect_err("a dimension mismatch must fail");
+    assert!(matches!(err, StoreError::Internal(_)), "{err}");
+    let message = err.to_string();
+    assert!(
+        message.contains(&collection)
+            && message.contains("dimension 4")
+            && message.contains("dense_dim is configured as 8"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
+async fn the_collection_has_the_layout_of_the_embedded_store() {
+    use qdrant_client::qdrant::{
+        Distance, Modifier, PayloadSchemaType, payload_index_params::IndexParams,
+        vectors_config::Config,
+    };
+    let Some(url) = server_or_skip("the_collection_has_the_layout_of_the_embedded_store") else {
+        return;
+    };
+    let collection = unique_collection("engram_layout");
+    let store = QdrantStore::connect(options(&url, &collection))
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    let mut config = qdrant_client::Qdrant::from_url(&url).skip_compatibility_check();
+    config.api_key = std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty());
+    let info = config
+        .build()
+        .unwrap()
+        .collection_info(collection.as_str())
+        .await;
+    drop_collection(&url, &collection).await;
+    let info = info.unwrap().result.unwrap();
+
+    let params = info.config.unwrap().params.unwrap();
+    let Some(Config::ParamsMap(vectors)) = params.vectors_config.unwrap().config else {
+        panic!("named vectors expected");
+    };
+    let dense = &vectors.map["dense"];
+    assert_eq!(dense.size, DIM as u64);
+    assert_eq!(dense.distance, i32::from(Distance::Cosine));
+    let bm25 = &params.sparse_vectors_config.unwrap().map["bm25"];
+    assert_eq!(bm25.modifier, Some(i32::from(Modifier::Idf)));
+
+    let schema = &info.payload_schema;
+    let keyword = i32::from(PayloadSchemaType::Keyword);
+    for field in [
+        "org_id",
+        "user_id",
+        "session_id",
+        "collection_id",
+        "kind",
+        "memory_type",
+        "fragment_id",
+    ] {
+        assert_eq!(schema[field].data_type, keyword, "{field}");
+    }
+    let Some(IndexParams::KeywordIndexParams(tenant)) = schema["org_id"]
+        .params
+        .as_ref()
+        .and_then(|p| p.index_params.clone())
+    else {
+        panic!("org_id has no keyword index params: {:?}", schema["org_id"]);
+    };
+    assert_eq!(tenant.is_tenant, Some(true));
+    assert_eq!(
+        schema["ts_ms"].data_type,
+        i32::from(PayloadSchemaType::Integer)
+    );
+    assert_eq!(schema.len(), 8, "{:?}", schema.keys());
+}
+
+/// A TCP forwarder in front of the server, so a test can make the server
+/// "go away" (close the port, cut open connections) under a connected store.
+struct Proxy {
+    port: u16,
+    accept: JoinHandle<()>,
+    connections: Arc<Mutex<Vec<AbortHandle>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: String) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let tracked = Arc::clone(&connections);
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let forward = tokio::spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                tracked.lock().unwrap().push(forward.abort_handle());
+            }
+        });
+        Self {
+            port,
+            accept,
+            connections,
+        }
+    }
+
+    /// Closes the port and cuts every forwarded connection.
+    async fn stop(self) {
+        self.accept.abort();
+        let _ = self.accept.await;
+        for connection in self.connections.lock().unwrap().drain(..) {
+            connection.abort();
+        }
+        // Let the aborted tasks drop their sockets.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asserts `err` is `Unavailable` and came within `timeout` (plus
+/// scheduling slack).
+fn assert_unavailable_in_time(what: &str, err: StoreError, took: Duration, timeout: Duration) {
+    assert!(matches!(err, StoreError::Unavailable(_)), "{what}: {err}");
+    assert!(
+        took <= timeout + Duration::from_millis(500),
+        "{what} took {took:?}, timeout {timeout:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_whose_server_went_away_answers_unavailable_within_the_timeout() {
+    let test = "a_store_whose_server_went_away_answers_unavailable_within_the_timeout";
+    let Some(url) = server_or_skip(test) else {
+        return;
+    };
+    let Some(upstream) = url.strip_prefix("http://") else {
+        println!("{test}: skipped: the TCP proxy needs a plain http:// QDRANT_URL, got {url}");
+        return;
+    };
+    let proxy = Proxy::start(upstream.trim_end_matches('/').to_owned()).await;
+    let collection = unique_collection("engram_gone");
+    let timeout = Duration::from_secs(2);
+    let via_proxy = QdrantOptions {
+        timeout,
+        ..options(&format!("http://127.0.0.1:{}", proxy.port), &collection)
+    };
+    let store = QdrantStore::connect(via_proxy).await.unwrap();
+    let p = point(
+        &scope("org", "u", "s"),
+        Kind::Turn,
+        "before the outage",
+        1,
+        [1.0, 0.0, 0.0, 0.0],
+    );
+    store.upsert(vec![p.clone()]).await.unwrap();
+    store.ready().await.unwrap();
+
+    proxy.stop().await;
+    let q = query(ScopeFilter::tenant("org"), [1.0, 0.0, 0.0, 0.0], "outage");
+    // Twice each: the first call finds the old connection cut, the second
+    // has to connect anew and is refused.
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = store.upsert(vec![p.clone()]).await.unwrap_err();
+        assert_unavailable_in_time("upsert", err, started.elapsed(), timeout);
+        let started = Instant::now();
+        let err = store.hybrid_search(&q).await.unwrap_err();
+        assert_unavailable_in_time("hybrid_search", err, started.elapsed(), timeout);
+        let started = Instant::now();
+        let err = store.ready().await.unwrap_err();
+        assert_unavailable_in_time("ready", err, started.elapsed(), timeout);
+        let started = Instant::now();
+        let err = store.count(&ScopeFilter::tenant("org")).await.unwrap_err();
+        assert_unavailable_in_time("count", err, started.elapsed(), timeout);
+    }
+    drop_collection(&url, &collection).await;
+}
+
+/// A port on this machine that nothing listens on: bound, then released.
+async fn closed_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap().port()
+}
+
+#[tokio::test]
+async fn connecting_to_a_closed_port_fails_unavailable_within_the_timeout() {
+    // Needs no server, so it runs everywhere.
+    let timeout = Duration::from_secs(2);
+    let options = QdrantOptions {
+        url: format!("http://127.0.0.1:{}", closed_port().await),
+        collection: unique_collection("engram_closed"),
+        dense_dim: DIM,
+        timeout,
+        api_key: None,
+    };
+    let started = Instant::now();
+    let err = QdrantStore::connect(options).await.unwrap_err();
+    assert_unavailable_in_time("connect", err, started.elapsed(), timeout);
+}
+
+#[tokio::test]
+async fn invalid_options_are_refused_before_any_connection() {
+    for (options, needle) in [
+        (
+            QdrantOptions {
+                dense_dim: 0,
+                ..QdrantOptions::default()
+            },
+            "dense_dim",
+        ),
+        (
+            QdrantOptions {
+                collection: String::new(),
+                ..QdrantOptions::default()
+            },
+            "collection",
+        ),
+        (
+            QdrantOptions {
+                timeout: Duration::ZERO,
+                ..QdrantOptions::default()
+            },
+            "timeout_ms",
+        ),
+        (
+            QdrantOptions {
+                url: "not a url".into(),
+                ..QdrantOptions::default()
+            },
+            "url",
+        ),
+    ] {
+        let err = QdrantStore::connect(options).await.unwrap_err();
+        assert!(matches!(err, StoreError::Internal(_)), "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+    }
+}

@@ -1,0 +1,164 @@
+//! The three roles as three `engram` processes against one NATS JetStream
+//! (started here) and one Qdrant server (from `QDRANT_URL`): what a
+//! Kubernetes deployment runs. Skipped, with the reason printed, when
+//! `QDRANT_URL` is not set; the same flow runs on a shared Qdrant Edge store
+//! in `tests/tests/distributed.rs` either way.
+
+use engram_proto::v1::ingest_service_client::IngestServiceClient;
+use engram_proto::v1::job_service_client::JobServiceClient;
+use engram_proto::v1::recall_service_client::RecallServiceClient;
+use engram_proto::v1::*;
+use engram_testkit::NatsServer;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const SECRET: &str = "engram-roles-test-secret-0123456789";
+
+fn models_dir() -> PathBuf {
+    std::env::var_os("ENGRAM_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+}
+
+struct Role {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Role {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn engram(args: &[&str], env: &[(String, String)]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_engram"));
+    cmd.args(args).envs(env.iter().cloned()).env("RUST_LOG", "warn");
+    cmd
+}
+
+fn spawn(role: &str, env: &[(String, String)]) -> Role {
+    let addr = format!("127.0.0.1:{}", free_port());
+    let child = engram(&[role, "--listen", &addr], env)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("engram starts");
+    Role { child, addr: format!("http://{addr}") }
+}
+
+async fn channel(addr: &str) -> Channel {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(c) = Channel::from_shared(addr.to_owned()).unwrap().connect().await {
+            return c;
+        }
+        assert!(Instant::now() < deadline, "{addr} never accepted");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ingest_recall_and_enrich_run_as_separate_processes() {
+    let Ok(qdrant_url) = std::env::var("QDRANT_URL") else {
+        println!("skipped: QDRANT_URL is not set (point it at a Qdrant server's gRPC port, e.g. http://127.0.0.1:6334, to run the three roles as processes)");
+        return;
+    };
+    let nats = NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let collection = format!("engram_roles_{}", std::process::id());
+    let env: Vec<(String, String)> = [
+        ("ENGRAM__BACKENDS__STREAM", "nats".to_owned()),
+        ("ENGRAM__BACKENDS__VECTOR_STORE", "qdrant".to_owned()),
+        ("ENGRAM__NATS__URL", nats.url()),
+        ("ENGRAM__QDRANT__URL", qdrant_url),
+        ("ENGRAM__QDRANT__COLLECTION", collection),
+        ("ENGRAM__AUTH__HS256_SECRET", SECRET.to_owned()),
+        ("ENGRAM__EMBEDDER__MODELS_DIR", models_dir().display().to_string()),
+        ("ENGRAM__STORAGE__DATA_DIR", data.path().display().to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+
+    let out = engram(&["token", "--org", "org_a", "--user", "u1"], &env).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+
+    let ingest = spawn("ingest", &env);
+    let recall = spawn("recall", &env);
+    let enrich = spawn("enrich", &env);
+
+    let mut ingest_client = IngestServiceClient::new(channel(&ingest.addr).await);
+    let turn = Turn {
+        role: "user".into(),
+        text: "I'm allergic to shellfish.".into(),
+        timestamp: "2026-05-08T14:00:00Z".into(),
+        observations: vec!["User is allergic to shellfish.".into()],
+    };
+    let scope = Some(Scope { org_id: "org_a".into(), user_id: String::new(), session_id: "s".into() });
+    let req = RememberRequest { scope: scope.clone(), turns: vec![turn], options: None, metadata: None };
+    // The roles may still be connecting to their dependencies.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let r = loop {
+        match ingest_client.remember(authed(req.clone(), &token)).await {
+            Ok(r) => break r.into_inner(),
+            Err(s) if s.code() == tonic::Code::Unavailable && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(s) => panic!("remember: {s:?}"),
+        }
+    };
+    let job_id = r.passive_job_id.unwrap();
+    let mut jobs = JobServiceClient::new(channel(&ingest.addr).await);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let job = jobs.get_job(authed(GetJobRequest { job_id: job_id.clone() }, &token)).await;
+        if let Ok(j) = job
+            && j.get_ref().job.as_ref().is_some_and(|j| j.state() == JobState::Ready)
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "job never ready: {job_id}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let mut recall_client = RecallServiceClient::new(channel(&recall.addr).await);
+    let hits = recall_client
+        .recall(authed(
+            RecallRequest { scope, q: "food allergy".into(), mode: RecallMode::Active as i32, top_k: Some(5), include_timeline: false },
+            &token,
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .hits
+        .unwrap();
+    assert!(hits.observations.iter().any(|h| h.text == "User is allergic to shellfish."));
+    assert!(hits.turns.iter().any(|h| h.text.contains("allergic to shellfish")));
+    drop(enrich);
+}
+
+#[test]
+fn a_role_refuses_the_embedded_backends_with_a_clear_message() {
+    let data = tempfile::tempdir().unwrap();
+    let env = vec![
+        ("ENGRAM__STORAGE__DATA_DIR".to_owned(), data.path().display().to_string()),
+        ("ENGRAM__AUTH__HS256_SECRET".to_owned(), SECRET.to_owned()),
+    ];
+    let out = engram(&["enrich", "--listen", "127.0.0.1:0"], &env).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("backends.stream"), "{err}");
+}

@@ -1,0 +1,82 @@
+//! Fault injection around a real vector store: the first write of
+//! observation points fails or hangs, everything else goes through.
+
+use async_trait::async_trait;
+use engram_core::{
+    HybridQuery, Kind, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore,
+};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::sync::Notify;
+
+/// What happens to the first observation write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// It fails with `Unavailable`, as if the store dropped the call.
+    FailOnce,
+    /// It never returns, as if the consumer froze mid-job.
+    HangOnce,
+}
+
+/// A real store whose first observation write misbehaves.
+pub struct FaultyStore {
+    inner: Arc<dyn VectorStore>,
+    fault: Fault,
+    observation_writes: AtomicU32,
+    /// Notified when the faulty write is reached.
+    pub reached: Notify,
+}
+
+impl FaultyStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn VectorStore>, fault: Fault) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            fault,
+            observation_writes: AtomicU32::new(0),
+            reached: Notify::new(),
+        })
+    }
+}
+
+#[async_trait]
+impl VectorStore for FaultyStore {
+    async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError> {
+        self.inner.existing(org_id, ids).await
+    }
+
+    async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        let observations = points.iter().any(|p| p.payload.kind == Kind::Observation);
+        if observations && self.observation_writes.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.reached.notify_one();
+            match self.fault {
+                Fault::FailOnce => {
+                    return Err(StoreError::Unavailable("injected failure".into()));
+                }
+                Fault::HangOnce => std::future::pending::<()>().await,
+            }
+        }
+        self.inner.upsert(points).await
+    }
+
+    async fn delete(&self, org_id: &str, ids: &[String]) -> Result<(), StoreError> {
+        self.inner.delete(org_id, ids).await
+    }
+
+    async fn hybrid_search(&self, query: &HybridQuery) -> Result<Vec<ScoredPoint>, StoreError> {
+        self.inner.hybrid_search(query).await
+    }
+
+    async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
+        self.inner.count(filter).await
+    }
+
+    async fn ready(&self) -> Result<(), StoreError> {
+        self.inner.ready().await
+    }
+
+    async fn close(&self) -> Result<(), StoreError> {
+        self.inner.close().await
+    }
+}
