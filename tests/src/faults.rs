@@ -2,9 +2,7 @@
 //! observation points fails or hangs, everything else goes through.
 
 use async_trait::async_trait;
-use engram_core::{
-    HybridQuery, Kind, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore,
-};
+use engram_core::{HybridQuery, Kind, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

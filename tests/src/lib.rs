@@ -157,7 +157,10 @@ impl TestServer {
     }
 
     /// The overall (`""`) or one service's health status.
-    pub async fn health(&self, service: &str) -> anyhow::Result<tonic_health::pb::health_check_response::ServingStatus> {
+    pub async fn health(
+        &self,
+        service: &str,
+    ) -> anyhow::Result<tonic_health::pb::health_check_response::ServingStatus> {
         let mut client = tonic_health::pb::health_client::HealthClient::new(self.channel().await?);
         let r = client
             .check(tonic_health::pb::HealthCheckRequest {

@@ -3,7 +3,9 @@
 //! consumer → observations → job ready → Recall; redelivery, dead letters,
 //! NATS outages and restarts, health, and the three roles side by side.
 
-use engram_core::{Job as JobRecord, JobState as State, JobStore, Kind, OutboundMessage, ScopeFilter, TurnStream};
+use engram_core::{
+    Job as JobRecord, JobState as State, JobStore, Kind, OutboundMessage, ScopeFilter, TurnStream,
+};
 use engram_proto::v1::*;
 use engram_server::{Backends, Config, Role, StreamKind};
 use engram_testkit::NatsServer;
@@ -44,8 +46,16 @@ fn request(org: &str) -> RememberRequest {
             session_id: "chat-1".into(),
         }),
         turns: vec![
-            turn("I'm allergic to shellfish.", "2026-05-08T14:00:00Z", &["User is allergic to shellfish."]),
-            turn("My sister Ana lives in Lyon.", "2026-05-08T14:01:00Z", &["User's sister Ana lives in Lyon."]),
+            turn(
+                "I'm allergic to shellfish.",
+                "2026-05-08T14:00:00Z",
+                &["User is allergic to shellfish."],
+            ),
+            turn(
+                "My sister Ana lives in Lyon.",
+                "2026-05-08T14:01:00Z",
+                &["User's sister Ana lives in Lyon."],
+            ),
             turn("I drive a blue Toyota.", "2026-05-08T14:02:00Z", &[]),
         ],
         options: None,
@@ -82,13 +92,20 @@ async fn wait_health(server: &TestServer, service: &str, want: ServingStatus) {
         if got == Some(want) {
             return;
         }
-        assert!(tokio::time::Instant::now() < deadline, "health of {service:?} stayed {got:?}, wanted {want:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health of {service:?} stayed {got:?}, wanted {want:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 
 /// Remember until it succeeds (NATS may still be reconnecting).
-async fn remember_eventually(server: &TestServer, req: RememberRequest, tok: &str) -> RememberResponse {
+async fn remember_eventually(
+    server: &TestServer,
+    req: RememberRequest,
+    tok: &str,
+) -> RememberResponse {
     let mut ingest = server.ingest().await.unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
@@ -109,24 +126,55 @@ async fn remember_flows_through_jetstream_to_recallable_observations() -> anyhow
     let config = nats_config(dir.path(), &nats);
     let server = TestServer::start_with(dir.path(), |c| *c = config.clone()).await?;
     let tok = token("org_a", "u1", 3600);
-    let r = server.ingest().await?.remember(authed(request("org_a"), &tok)).await?.into_inner();
+    let r = server
+        .ingest()
+        .await?
+        .remember(authed(request("org_a"), &tok))
+        .await?
+        .into_inner();
     let job_id = r.passive_job_id.expect("a passive job");
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
-    assert_eq!((job.state(), job.observations, job.attempts), (JobState::Ready, 2, 1), "{job:?}");
+    assert_eq!(
+        (job.state(), job.observations, job.attempts),
+        (JobState::Ready, 2, 1),
+        "{job:?}"
+    );
 
-    let hits = server.recall().await?.recall(authed(recall("org_a", "where does the sister live?"), &tok)).await?.into_inner().hits.unwrap();
-    assert!(hits.observations.iter().any(|h| h.text == "User's sister Ana lives in Lyon."), "{:?}", hits.observations);
+    let hits = server
+        .recall()
+        .await?
+        .recall(authed(recall("org_a", "where does the sister live?"), &tok))
+        .await?
+        .into_inner()
+        .hits
+        .unwrap();
+    assert!(
+        hits.observations
+            .iter()
+            .any(|h| h.text == "User's sister Ana lives in Lyon."),
+        "{:?}",
+        hits.observations
+    );
 
     // The event is on the stream once, with the job id as its message id;
     // a second publish with that id inside the window is dropped.
     let stream = engram_stream::NatsStream::connect(config.nats.clone()).await?;
     let ack = stream
-        .publish(OutboundMessage { msg_id: job_id.clone(), job_id: job_id.clone(), payload: b"again".to_vec() })
+        .publish(OutboundMessage {
+            msg_id: job_id.clone(),
+            job_id: job_id.clone(),
+            payload: b"again".to_vec(),
+        })
         .await?;
     assert!(ack.duplicate);
     let client = async_nats::connect(nats.url()).await?;
     let js = async_nats::jetstream::new(client);
-    let info = js.get_stream(&config.nats.stream).await?.info().await?.clone();
+    let info = js
+        .get_stream(&config.nats.stream)
+        .await?
+        .info()
+        .await?
+        .clone();
     assert_eq!(info.state.messages, 1);
     server.stop().await
 }
@@ -147,10 +195,20 @@ async fn a_write_that_fails_once_is_redelivered_and_stored_once() -> anyhow::Res
     let (backends, _faulty) = faulty_backends(&config, Fault::FailOnce).await;
     let server = TestServer::start_role(Role::Serve, config, backends.clone()).await?;
     let tok = token("org_a", "u1", 3600);
-    let r = server.ingest().await?.remember(authed(request("org_a"), &tok)).await?.into_inner();
-    let job = server.wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT).await?;
+    let r = server
+        .ingest()
+        .await?
+        .remember(authed(request("org_a"), &tok))
+        .await?
+        .into_inner();
+    let job = server
+        .wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT)
+        .await?;
     assert_eq!((job.state(), job.attempts), (JobState::Ready, 2), "{job:?}");
-    assert!(job.error.is_empty(), "a job that ended ready shows no error: {job:?}");
+    assert!(
+        job.error.is_empty(),
+        "a job that ended ready shows no error: {job:?}"
+    );
     assert_eq!(count(&backends, "org_a", Kind::Observation).await, 2);
     assert_eq!(count(&backends, "org_a", Kind::Turn).await, 3);
     server.stop().await
@@ -165,7 +223,12 @@ async fn a_consumer_stopped_mid_job_leaves_it_to_the_next_one() -> anyhow::Resul
     let job_id = {
         let (backends, faulty) = faulty_backends(&config, Fault::HangOnce).await;
         let server = TestServer::start_role(Role::Serve, config.clone(), backends).await?;
-        let r = server.ingest().await?.remember(authed(request("org_a"), &tok)).await?.into_inner();
+        let r = server
+            .ingest()
+            .await?
+            .remember(authed(request("org_a"), &tok))
+            .await?
+            .into_inner();
         tokio::time::timeout(Duration::from_secs(20), faulty.reached.notified()).await?;
         // Stopped while the job hangs in its store write: never acked.
         server.stop().await?;
@@ -180,7 +243,8 @@ async fn a_consumer_stopped_mid_job_leaves_it_to_the_next_one() -> anyhow::Resul
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_poison_message_is_dead_lettered_and_fails_its_job_after_max_deliver() -> anyhow::Result<()> {
+async fn a_poison_message_is_dead_lettered_and_fails_its_job_after_max_deliver()
+-> anyhow::Result<()> {
     let nats = NatsServer::start();
     let dir = tempfile::tempdir()?;
     let config = nats_config(dir.path(), &nats);
@@ -204,10 +268,18 @@ async fn a_poison_message_is_dead_lettered_and_fails_its_job_after_max_deliver()
         })
         .await?;
     stream
-        .publish(OutboundMessage { msg_id: job_id.clone(), job_id: job_id.clone(), payload: vec![0xff, 0xff, 0xff] })
+        .publish(OutboundMessage {
+            msg_id: job_id.clone(),
+            job_id: job_id.clone(),
+            payload: vec![0xff, 0xff, 0xff],
+        })
         .await?;
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
-    assert_eq!((job.state(), job.attempts), (JobState::Failed, 3), "{job:?}");
+    assert_eq!(
+        (job.state(), job.attempts),
+        (JobState::Failed, 3),
+        "{job:?}"
+    );
     assert!(job.error.contains("undecodable"), "{job:?}");
 
     // The message sits on the dead-letter subject with its job id.
@@ -220,17 +292,32 @@ async fn a_poison_message_is_dead_lettered_and_fails_its_job_after_max_deliver()
             ..Default::default()
         })
         .await?;
-    let mut batch = consumer.fetch().max_messages(10).expires(Duration::from_secs(2)).messages().await?;
-    let dead = batch.next().await.expect("one dead letter").map_err(|e| anyhow::anyhow!(e))?;
+    let mut batch = consumer
+        .fetch()
+        .max_messages(10)
+        .expires(Duration::from_secs(2))
+        .messages()
+        .await?;
+    let dead = batch
+        .next()
+        .await
+        .expect("one dead letter")
+        .map_err(|e| anyhow::anyhow!(e))?;
     assert_eq!(dead.payload.as_ref(), [0xff, 0xff, 0xff]);
     let headers = dead.headers.clone().expect("headers");
-    assert_eq!(headers.get("Engram-Job-Id").map(|v| v.as_str()), Some(job_id.as_str()));
+    assert_eq!(
+        headers.get("Engram-Job-Id").map(|v| v.as_str()),
+        Some(job_id.as_str())
+    );
     assert!(batch.next().await.is_none(), "exactly one dead letter");
     server.stop().await
 }
 
 fn chrono_now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -244,20 +331,46 @@ async fn nats_down_at_remember_is_unavailable_and_the_retry_stores_once() -> any
     let tok = token("org_a", "u1", 3600);
 
     nats.stop();
-    let e = server.ingest().await?.remember(authed(request("org_a"), &tok)).await.unwrap_err();
+    let e = server
+        .ingest()
+        .await?
+        .remember(authed(request("org_a"), &tok))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unavailable, "{e:?}");
-    assert_eq!(e.get_details_error_info().unwrap().reason, "MEMORY_UNREACHABLE");
+    assert_eq!(
+        e.get_details_error_info().unwrap().reason,
+        "MEMORY_UNREACHABLE"
+    );
     assert!(e.get_details_retry_info().unwrap().retry_delay.is_some());
-    assert_eq!(count(&backends, "org_a", Kind::Turn).await, 0, "nothing half-written");
-    wait_health(&server, "engram.v1.IngestService", ServingStatus::NotServing).await;
-    assert_eq!(server.health("engram.v1.RecallService").await?, ServingStatus::Serving, "recall needs no NATS");
+    assert_eq!(
+        count(&backends, "org_a", Kind::Turn).await,
+        0,
+        "nothing half-written"
+    );
+    wait_health(
+        &server,
+        "engram.v1.IngestService",
+        ServingStatus::NotServing,
+    )
+    .await;
+    assert_eq!(
+        server.health("engram.v1.RecallService").await?,
+        ServingStatus::Serving,
+        "recall needs no NATS"
+    );
 
     nats.start_again();
     let r = remember_eventually(&server, request("org_a"), &tok).await;
-    assert!(r.usage.unwrap().tokens_in > 0, "the write that failed was never billed, so the retry is");
+    assert!(
+        r.usage.unwrap().tokens_in > 0,
+        "the write that failed was never billed, so the retry is"
+    );
     let again = remember_eventually(&server, request("org_a"), &tok).await;
     assert_eq!(again.usage.unwrap().tokens_in, 0);
-    let job = server.wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT).await?;
+    let job = server
+        .wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT)
+        .await?;
     assert_eq!(job.state(), JobState::Ready);
     assert_eq!(count(&backends, "org_a", Kind::Turn).await, 3);
     assert_eq!(count(&backends, "org_a", Kind::Observation).await, 2);
@@ -272,11 +385,23 @@ async fn the_consumer_rides_out_a_nats_restart() -> anyhow::Result<()> {
     let server = TestServer::start_with(dir.path(), |c| *c = config.clone()).await?;
     let tok = token("org_a", "u1", 3600);
     let first = remember_eventually(&server, request("org_a"), &tok).await;
-    assert_eq!(server.wait_job(&tok, first.passive_job_id.as_deref().unwrap(), JOB_WAIT).await?.state(), JobState::Ready);
+    assert_eq!(
+        server
+            .wait_job(&tok, first.passive_job_id.as_deref().unwrap(), JOB_WAIT)
+            .await?
+            .state(),
+        JobState::Ready
+    );
 
     nats.restart();
     let second = remember_eventually(&server, request("org_b"), &token("org_b", "u1", 3600)).await;
-    let job = server.wait_job(&token("org_b", "u1", 3600), second.passive_job_id.as_deref().unwrap(), JOB_WAIT).await?;
+    let job = server
+        .wait_job(
+            &token("org_b", "u1", 3600),
+            second.passive_job_id.as_deref().unwrap(),
+            JOB_WAIT,
+        )
+        .await?;
     assert_eq!(job.state(), JobState::Ready, "{job:?}");
     server.stop().await
 }
@@ -290,13 +415,22 @@ async fn health_is_not_serving_until_nats_answers() -> anyhow::Result<()> {
     let server = TestServer::start_with(dir.path(), |c| *c = config.clone()).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(server.health("").await?, ServingStatus::NotServing);
-    assert_eq!(server.health("engram.v1.IngestService").await?, ServingStatus::NotServing);
+    assert_eq!(
+        server.health("engram.v1.IngestService").await?,
+        ServingStatus::NotServing
+    );
     nats.start_again();
     wait_health(&server, "", ServingStatus::Serving).await;
     wait_health(&server, "engram.v1.IngestService", ServingStatus::Serving).await;
     let tok = token("org_a", "u1", 3600);
     let r = remember_eventually(&server, request("org_a"), &tok).await;
-    assert_eq!(server.wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT).await?.state(), JobState::Ready);
+    assert_eq!(
+        server
+            .wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT)
+            .await?
+            .state(),
+        JobState::Ready
+    );
     server.stop().await
 }
 
@@ -314,19 +448,56 @@ async fn three_roles_share_one_nats_and_one_store() -> anyhow::Result<()> {
     wait_health(&enrich, "", ServingStatus::Serving).await;
     let tok = token("org_a", "u1", 3600);
 
-    let r = ingest.ingest().await?.remember(authed(request("org_a"), &tok)).await?.into_inner();
-    let job = ingest.wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT).await?;
+    let r = ingest
+        .ingest()
+        .await?
+        .remember(authed(request("org_a"), &tok))
+        .await?
+        .into_inner();
+    let job = ingest
+        .wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT)
+        .await?;
     assert_eq!(job.state(), JobState::Ready);
-    let hits = recall_srv.recall().await?.recall(authed(recall("org_a", "shellfish"), &tok)).await?.into_inner().hits.unwrap();
-    assert!(hits.observations.iter().any(|h| h.text == "User is allergic to shellfish."));
-    assert!(hits.turns.iter().any(|h| h.text.contains("allergic to shellfish")));
+    let hits = recall_srv
+        .recall()
+        .await?
+        .recall(authed(recall("org_a", "shellfish"), &tok))
+        .await?
+        .into_inner()
+        .hits
+        .unwrap();
+    assert!(
+        hits.observations
+            .iter()
+            .any(|h| h.text == "User is allergic to shellfish.")
+    );
+    assert!(
+        hits.turns
+            .iter()
+            .any(|h| h.text.contains("allergic to shellfish"))
+    );
 
     // Each role serves only its own services.
-    let e = recall_srv.ingest().await?.remember(authed(request("org_a"), &tok)).await.unwrap_err();
+    let e = recall_srv
+        .ingest()
+        .await?
+        .remember(authed(request("org_a"), &tok))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
-    let e = ingest.recall().await?.recall(authed(recall("org_a", "x"), &tok)).await.unwrap_err();
+    let e = ingest
+        .recall()
+        .await?
+        .recall(authed(recall("org_a", "x"), &tok))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
-    let e = enrich.recall().await?.recall(authed(recall("org_a", "x"), &tok)).await.unwrap_err();
+    let e = enrich
+        .recall()
+        .await?
+        .recall(authed(recall("org_a", "x"), &tok))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unimplemented);
 
     enrich.stop().await?;

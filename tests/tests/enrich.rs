@@ -62,8 +62,14 @@ async fn caller_observations_become_recallable_once_the_job_is_ready() -> anyhow
     let server = TestServer::start(dir.path()).await?;
     let tok = token("org_a", "u1", 3600);
     let mut ingest = server.ingest().await?;
-    let r = ingest.remember(authed(request("org_a", None), &tok)).await?.into_inner();
-    let job_id = r.passive_job_id.clone().expect("enrichment is on by default");
+    let r = ingest
+        .remember(authed(request("org_a", None), &tok))
+        .await?
+        .into_inner();
+    let job_id = r
+        .passive_job_id
+        .clone()
+        .expect("enrichment is on by default");
     assert_eq!(r.active_fragment_ids.len(), 2);
 
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
@@ -71,24 +77,41 @@ async fn caller_observations_become_recallable_once_the_job_is_ready() -> anyhow
     assert_eq!((job.turns, job.observations, job.attempts), (2, 2, 1));
     assert!(job.error.is_empty());
     let (created, updated) = (job.created_at.unwrap(), job.updated_at.unwrap());
-    assert!(updated.seconds * 1000 + i64::from(updated.nanos / 1_000_000) >= created.seconds * 1000 + i64::from(created.nanos / 1_000_000));
+    assert!(
+        updated.seconds * 1000 + i64::from(updated.nanos / 1_000_000)
+            >= created.seconds * 1000 + i64::from(created.nanos / 1_000_000)
+    );
 
     let mut rc = server.recall().await?;
     let hits = rc
-        .recall(authed(recall("org_a", "what is the user allergic to?"), &tok))
+        .recall(authed(
+            recall("org_a", "what is the user allergic to?"),
+            &tok,
+        ))
         .await?
         .into_inner()
         .hits
         .unwrap();
     let obs: Vec<&str> = hits.observations.iter().map(|h| h.text.as_str()).collect();
     assert!(obs.contains(&"User is allergic to shellfish."), "{obs:?}");
-    assert!(hits.observations.iter().all(|h| h.kind() == HitKind::Observation));
+    assert!(
+        hits.observations
+            .iter()
+            .all(|h| h.kind() == HitKind::Observation)
+    );
     // The observation carries its turn's time.
-    let allergy = hits.observations.iter().find(|h| h.text.starts_with("User is allergic")).unwrap();
+    let allergy = hits
+        .observations
+        .iter()
+        .find(|h| h.text.starts_with("User is allergic"))
+        .unwrap();
     assert_eq!(allergy.timestamp, "1778248800000");
 
     // Re-sending the write neither re-runs the job nor duplicates its points.
-    let again = ingest.remember(authed(request("org_a", None), &tok)).await?.into_inner();
+    let again = ingest
+        .remember(authed(request("org_a", None), &tok))
+        .await?
+        .into_inner();
     assert_eq!(again.passive_job_id.as_deref(), Some(job_id.as_str()));
     assert_eq!(again.usage.unwrap().tokens_in, 0);
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -100,7 +123,11 @@ async fn caller_observations_become_recallable_once_the_job_is_ready() -> anyhow
         .into_inner()
         .hits
         .unwrap();
-    let allergies = hits.observations.iter().filter(|h| h.text == "User is allergic to shellfish.").count();
+    let allergies = hits
+        .observations
+        .iter()
+        .filter(|h| h.text == "User is allergic to shellfish.")
+        .count();
     assert_eq!(allergies, 1);
     server.stop().await
 }
@@ -115,12 +142,23 @@ async fn a_passive_only_write_stores_observations_but_no_turns() -> anyhow::Resu
         write_active: Some(false),
         write_passive: Some(true),
     });
-    let r = ingest.remember(authed(request("org_p", options.clone()), &tok)).await?.into_inner();
+    let r = ingest
+        .remember(authed(request("org_p", options.clone()), &tok))
+        .await?
+        .into_inner();
     assert!(r.active_fragment_ids.is_empty());
-    assert!(r.usage.unwrap().tokens_in > 0, "a passive write is billed once");
-    let job = server.wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT).await?;
+    assert!(
+        r.usage.unwrap().tokens_in > 0,
+        "a passive write is billed once"
+    );
+    let job = server
+        .wait_job(&tok, r.passive_job_id.as_deref().unwrap(), JOB_WAIT)
+        .await?;
     assert_eq!(job.state(), JobState::Ready);
-    let again = ingest.remember(authed(request("org_p", options), &tok)).await?.into_inner();
+    let again = ingest
+        .remember(authed(request("org_p", options), &tok))
+        .await?
+        .into_inner();
     assert_eq!(again.usage.unwrap().tokens_in, 0, "and never twice");
 
     let hits = server
@@ -157,27 +195,53 @@ async fn the_job_rpc_checks_ids_tokens_and_tenants() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let server = TestServer::start(dir.path()).await?;
     let tok = token("org_a", "u1", 3600);
-    let r = server.ingest().await?.remember(authed(request("org_a", None), &tok)).await?.into_inner();
+    let r = server
+        .ingest()
+        .await?
+        .remember(authed(request("org_a", None), &tok))
+        .await?
+        .into_inner();
     let job_id = r.passive_job_id.unwrap();
     let mut jobs = server.jobs().await?;
     let get = |id: &str, tok: &str| authed(GetJobRequest { job_id: id.into() }, tok);
 
     let e = jobs.get_job(get("not-hex", &tok)).await.unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let fields: Vec<String> = e.get_details_bad_request().unwrap().field_violations.into_iter().map(|f| f.field).collect();
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|f| f.field)
+        .collect();
     assert_eq!(fields, ["job_id"]);
 
     let e = jobs.get_job(get(&"0".repeat(32), &tok)).await.unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
 
-    let e = jobs.get_job(get(&job_id, &token("org_b", "u9", 3600))).await.unwrap_err();
+    let e = jobs
+        .get_job(get(&job_id, &token("org_b", "u9", 3600)))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::PermissionDenied);
-    assert!(!e.message().contains("org_a"), "no other tenant's name leaks: {}", e.message());
+    assert!(
+        !e.message().contains("org_a"),
+        "no other tenant's name leaks: {}",
+        e.message()
+    );
 
-    let e = jobs.get_job(GetJobRequest { job_id: job_id.clone() }).await.unwrap_err();
+    let e = jobs
+        .get_job(GetJobRequest {
+            job_id: job_id.clone(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
 
-    assert_eq!(server.wait_job(&tok, &job_id, JOB_WAIT).await?.state(), JobState::Ready);
+    assert_eq!(
+        server.wait_job(&tok, &job_id, JOB_WAIT).await?.state(),
+        JobState::Ready
+    );
     server.stop().await
 }
 
@@ -190,9 +254,20 @@ async fn a_write_with_no_tier_is_refused() -> anyhow::Result<()> {
         write_active: Some(false),
         write_passive: Some(false),
     });
-    let e = server.ingest().await?.remember(authed(request("org_a", options), &tok)).await.unwrap_err();
+    let e = server
+        .ingest()
+        .await?
+        .remember(authed(request("org_a", options), &tok))
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    let fields: Vec<String> = e.get_details_bad_request().unwrap().field_violations.into_iter().map(|f| f.field).collect();
+    let fields: Vec<String> = e
+        .get_details_bad_request()
+        .unwrap()
+        .field_violations
+        .into_iter()
+        .map(|f| f.field)
+        .collect();
     assert_eq!(fields, ["options"]);
     server.stop().await
 }

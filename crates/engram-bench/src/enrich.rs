@@ -102,8 +102,10 @@ pub async fn run(target: &Target, args: &EnrichArgs) -> anyhow::Result<EnrichRep
     let started = Instant::now();
     let mut workers = Vec::new();
     for _ in 0..args.concurrency.max(1) {
-        let (channel, next, texts, args) = (channel.clone(), next.clone(), texts.clone(), args.clone());
-        let (remember_lat, ready_lat, failed) = (remember_lat.clone(), ready_lat.clone(), failed.clone());
+        let (channel, next, texts, args) =
+            (channel.clone(), next.clone(), texts.clone(), args.clone());
+        let (remember_lat, ready_lat, failed) =
+            (remember_lat.clone(), ready_lat.clone(), failed.clone());
         let token = target.token(ORG, "bench")?;
         workers.push(tokio::spawn(async move {
             let mut ingest = IngestServiceClient::new(channel.clone());
@@ -120,12 +122,24 @@ pub async fn run(target: &Target, args: &EnrichArgs) -> anyhow::Result<EnrichRep
                 let Some(job_id) = resp.passive_job_id else {
                     bail!("the server returned no passive job: is enrichment off?");
                 };
-                let (channel, token, ready_lat, failed) = (channel.clone(), token.clone(), ready_lat.clone(), failed.clone());
+                let (channel, token, ready_lat, failed) = (
+                    channel.clone(),
+                    token.clone(),
+                    ready_lat.clone(),
+                    failed.clone(),
+                );
                 let poll = Duration::from_millis(args.poll_ms);
                 pollers.push(tokio::spawn(async move {
                     let mut jobs = JobServiceClient::new(channel);
                     loop {
-                        let r = jobs.get_job(authed(GetJobRequest { job_id: job_id.clone() }, &token)?).await;
+                        let r = jobs
+                            .get_job(authed(
+                                GetJobRequest {
+                                    job_id: job_id.clone(),
+                                },
+                                &token,
+                            )?)
+                            .await;
                         if let Ok(r) = r {
                             match r.into_inner().job.map(|j| j.state()) {
                                 Some(JobState::Ready) => break,
@@ -176,7 +190,12 @@ fn request(i: usize, texts: &[(String, String)], batch: usize) -> RememberReques
             Turn {
                 role: if j % 2 == 0 { "user" } else { "assistant" }.into(),
                 text: text.clone(),
-                timestamp: format!("2024-01-01T{:02}:{:02}:{:02}Z", (i / 3600) % 24, (i / 60) % 60, j),
+                timestamp: format!(
+                    "2024-01-01T{:02}:{:02}:{:02}Z",
+                    (i / 3600) % 24,
+                    (i / 60) % 60,
+                    j
+                ),
                 observations: vec![format!("{speaker} said: {text}")],
             }
         })

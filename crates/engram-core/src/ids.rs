@@ -96,12 +96,18 @@ mod tests {
     fn observation_id_depends_on_source_and_text_not_on_the_run() {
         let src = fragment_id(&scope(), Role::User, "I'm allergic to shellfish.", 1);
         let a = observation_id(&scope(), &src, "User is allergic to shellfish.");
-        assert_eq!(a, observation_id(&scope(), &src, "User is allergic to shellfish."));
+        assert_eq!(
+            a,
+            observation_id(&scope(), &src, "User is allergic to shellfish.")
+        );
         assert_eq!(a.len(), 64);
         assert_ne!(a, src);
         assert_ne!(a, observation_id(&scope(), &src, "User likes shellfish."));
         let other_src = fragment_id(&scope(), Role::User, "x", 1);
-        assert_ne!(a, observation_id(&scope(), &other_src, "User is allergic to shellfish."));
+        assert_ne!(
+            a,
+            observation_id(&scope(), &other_src, "User is allergic to shellfish.")
+        );
     }
 
     #[test]

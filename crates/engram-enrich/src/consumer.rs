@@ -64,7 +64,11 @@ pub async fn run(
     let Some(mut subscription) = subscribe(&stream, &mut shutdown).await else {
         return;
     };
-    tracing::info!(concurrency = config.concurrency, max_deliver = config.max_deliver, "enrichment consumer started");
+    tracing::info!(
+        concurrency = config.concurrency,
+        max_deliver = config.max_deliver,
+        "enrichment consumer started"
+    );
     let permits = Arc::new(Semaphore::new(config.concurrency.max(1)));
     let mut tasks = JoinSet::new();
     loop {
@@ -103,7 +107,10 @@ pub async fn run(
     })
     .await;
     if drained.is_err() {
-        tracing::warn!(left = tasks.len(), "drain timed out; unfinished messages will be redelivered");
+        tracing::warn!(
+            left = tasks.len(),
+            "drain timed out; unfinished messages will be redelivered"
+        );
         tasks.abort_all();
     }
     tracing::info!("enrichment consumer stopped");
@@ -137,7 +144,13 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
     if attempt > config.max_deliver {
         // Delivered more often than allowed without settling (a consumer
         // that kept crashing on it): give up without another try.
-        give_up(enricher, delivery.as_ref(), attempt, "delivered more often than max_deliver without completing").await;
+        give_up(
+            enricher,
+            delivery.as_ref(),
+            attempt,
+            "delivered more often than max_deliver without completing",
+        )
+        .await;
         return;
     }
     let result = {
@@ -169,7 +182,9 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
         Err(error) => {
             let delay = config.backoff(attempt);
             tracing::warn!(job_id = %job_id, attempt, delay_ms = delay.as_millis() as u64, %error, "enrichment failed; will retry");
-            enricher.note_retry(&job_id, attempt, &error.to_string()).await;
+            enricher
+                .note_retry(&job_id, attempt, &error.to_string())
+                .await;
             if let Err(error) = delivery.nak(delay).await {
                 tracing::warn!(job_id = %job_id, %error, "cannot nak; the message will be redelivered after the ack wait");
             }
@@ -180,7 +195,10 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
 async fn give_up(enricher: &Enricher, delivery: &dyn Delivery, attempt: u64, reason: &str) {
     let job_id = delivery.job_id();
     tracing::error!(job_id, attempt, reason, "giving up on message");
-    if let Err(error) = enricher.fail(job_id, delivery.payload(), attempt, reason).await {
+    if let Err(error) = enricher
+        .fail(job_id, delivery.payload(), attempt, reason)
+        .await
+    {
         tracing::warn!(job_id, %error, "cannot mark job failed");
     }
     if let Err(error) = delivery.dead_letter(reason).await {

@@ -39,7 +39,8 @@ impl Enricher {
     /// its observation points, marks the job ready. Returns the number of
     /// observation points. Safe to run again for the same event.
     pub async fn process(&self, payload: &[u8], attempt: u64) -> Result<u32, EnrichError> {
-        let event = TurnsIngested::decode(payload).map_err(|e| EnrichError::Decode(e.to_string()))?;
+        let event =
+            TurnsIngested::decode(payload).map_err(|e| EnrichError::Decode(e.to_string()))?;
         let mut job = self.job(&event).await?;
         job.state = JobState::Processing;
         job.attempts = attempt;
@@ -65,10 +66,9 @@ impl Enricher {
         if let Some(job) = self.jobs.get(&event.job_id).await? {
             return Ok(job);
         }
-        let created_ms = event
-            .ingested_at
-            .as_ref()
-            .map_or_else(now_ms, |t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000);
+        let created_ms = event.ingested_at.as_ref().map_or_else(now_ms, |t| {
+            t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+        });
         Ok(Job {
             job_id: event.job_id.clone(),
             org_id: event.org_id.clone(),

@@ -54,7 +54,10 @@ impl JobService for JobServiceImpl {
         let job_id = request.into_inner().job_id;
         let mut v = engram_rpc::Violations::new();
         if job_id.len() != 32 || !job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
-            v.add("job_id", "must be the 32 hex characters of a passive_job_id");
+            v.add(
+                "job_id",
+                "must be the 32 hex characters of a passive_job_id",
+            );
         }
         v.into_result()?;
         let job = self

@@ -165,7 +165,15 @@ impl IngestServiceImpl {
         }
 
         if write_passive && !enqueued {
-            let event = event(&scope, &job_id, &turns, &unique, &fragment_ids, &metadata, write_active);
+            let event = event(
+                &scope,
+                &job_id,
+                &turns,
+                &unique,
+                &fragment_ids,
+                &metadata,
+                write_active,
+            );
             let published = self
                 .stream
                 .publish(OutboundMessage {
@@ -208,7 +216,11 @@ impl IngestServiceImpl {
         );
         Ok(RememberResponse {
             job_id: job_id.clone(),
-            active_fragment_ids: if write_active { fragment_ids } else { Vec::new() },
+            active_fragment_ids: if write_active {
+                fragment_ids
+            } else {
+                Vec::new()
+            },
             passive_job_id: write_passive.then_some(job_id),
             usage: Some(Usage {
                 tokens_in,
@@ -224,8 +236,12 @@ impl IngestServiceImpl {
             return;
         }
         match self.store.delete(&scope.org_id, written).await {
-            Ok(()) => tracing::info!(org_id = %scope.org_id, turns = written.len(), "rolled back turns of an unpublished write"),
-            Err(error) => tracing::error!(org_id = %scope.org_id, turns = written.len(), %error, "cannot roll back turns of an unpublished write"),
+            Ok(()) => {
+                tracing::info!(org_id = %scope.org_id, turns = written.len(), "rolled back turns of an unpublished write")
+            }
+            Err(error) => {
+                tracing::error!(org_id = %scope.org_id, turns = written.len(), %error, "cannot roll back turns of an unpublished write")
+            }
         }
     }
 }

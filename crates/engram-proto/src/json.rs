@@ -77,7 +77,9 @@ mod tests {
     #[test]
     fn json_round_trips_through_struct() {
         let j = serde_json::json!({"a": [1.5, "x", null, true], "b": {"c": "d"}});
-        let Value::Object(m) = j.clone() else { unreachable!() };
+        let Value::Object(m) = j.clone() else {
+            unreachable!()
+        };
         assert_eq!(Value::Object(struct_to_json(&json_to_struct(&m))), j);
     }
 }

@@ -109,10 +109,7 @@ mod tests {
             assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
         }
         let io = QdrantError::Io(std::io::Error::other("reset"));
-        assert!(matches!(
-            classify("x", "u", io),
-            StoreError::Unavailable(_)
-        ));
+        assert!(matches!(classify("x", "u", io), StoreError::Unavailable(_)));
         assert!(matches!(
             timed_out("x", "u", Duration::from_millis(5)),
             StoreError::Unavailable(_)
@@ -129,7 +126,10 @@ mod tests {
         ] {
             let err = classify("upsert", "http://q:6334", response(status));
             assert!(matches!(err, StoreError::Internal(_)), "{err}");
-            assert!(err.to_string().contains("upsert on Qdrant at http://q:6334"));
+            assert!(
+                err.to_string()
+                    .contains("upsert on Qdrant at http://q:6334")
+            );
         }
     }
 }

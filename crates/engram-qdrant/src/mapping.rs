@@ -13,8 +13,8 @@ use qdrant_client::qdrant::{
     KeywordIndexParams, Modifier, NamedVectors, PointId, PointStruct, PrefetchQuery, Query,
     QueryPoints, Range, Rrf, SparseVectorConfig, SparseVectorParams, Value, VectorInput,
     VectorParams, VectorParamsMap, VectorsConfig, VectorsOutput, VectorsSelector,
-    WithPayloadSelector, WithVectorsSelector, payload_index_params, vector_output,
-    vectors_config, with_payload_selector, with_vectors_selector,
+    WithPayloadSelector, WithVectorsSelector, payload_index_params, vector_output, vectors_config,
+    with_payload_selector, with_vectors_selector,
 };
 use std::collections::HashMap;
 
@@ -90,8 +90,10 @@ pub(crate) fn layout_mismatch(
         ));
     }
     if dense.distance != i32::from(Distance::Cosine) {
-        let distance = Distance::try_from(dense.distance)
-            .map_or_else(|_| dense.distance.to_string(), |d| d.as_str_name().to_owned());
+        let distance = Distance::try_from(dense.distance).map_or_else(
+            |_| dense.distance.to_string(),
+            |d| d.as_str_name().to_owned(),
+        );
         return Some(format!(
             "collection {name:?} has dense vector {DENSE:?} with distance {distance}, \
              Engram needs Cosine"
@@ -142,13 +144,15 @@ pub(crate) fn index_specs() -> Vec<IndexSpec> {
         field_type: FieldType::Keyword,
         params: payload_index_params::IndexParams::KeywordIndexParams(tenant),
     })
-    .chain(KEYWORD_FIELDS.iter().map(|field| IndexSpec {
-        field,
-        field_type: FieldType::Keyword,
-        params: payload_index_params::IndexParams::KeywordIndexParams(
-            KeywordIndexParams::default(),
-        ),
-    }))
+    .chain(
+        KEYWORD_FIELDS.iter().map(|field| IndexSpec {
+            field,
+            field_type: FieldType::Keyword,
+            params: payload_index_params::IndexParams::KeywordIndexParams(
+                KeywordIndexParams::default(),
+            ),
+        }),
+    )
     .chain(std::iter::once(IndexSpec {
         field: "ts_ms",
         field_type: FieldType::Integer,
@@ -427,7 +431,10 @@ mod tests {
         assert_eq!(layout_mismatch("mem", 4, v, s), None);
 
         let err = layout_mismatch("mem", 8, v, s).unwrap();
-        assert!(err.contains("dimension 4") && err.contains("dense_dim"), "{err}");
+        assert!(
+            err.contains("dimension 4") && err.contains("dense_dim"),
+            "{err}"
+        );
 
         let mut euclid = c.clone();
         if let Some(vectors_config::Config::ParamsMap(m)) = euclid

@@ -58,7 +58,9 @@ fn unique_collection(prefix: &str) -> String {
 fn options(url: &str, collection: &str) -> QdrantOptions {
     QdrantOptions {
         url: url.to_owned(),
-        api_key: std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty()),
+        api_key: std::env::var("QDRANT_API_KEY")
+            .ok()
+            .filter(|k| !k.is_empty()),
         collection: collection.to_owned(),
         dense_dim: DIM,
         // Generous: a loaded CI machine may take a while for 500-point
@@ -72,7 +74,9 @@ fn options(url: &str, collection: &str) -> QdrantOptions {
 /// so it is reported, not fatal.
 async fn drop_collection(url: &str, collection: &str) {
     let mut config = qdrant_client::Qdrant::from_url(url).skip_compatibility_check();
-    config.api_key = std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty());
+    config.api_key = std::env::var("QDRANT_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     let result = match config.build() {
         Ok(client) => client.delete_collection(collection).await.map(drop),
         Err(err) => Err(err),
@@ -199,7 +203,9 @@ async fn the_collection_has_the_layout_of_the_embedded_store() {
         .unwrap();
     store.close().await.unwrap();
     let mut config = qdrant_client::Qdrant::from_url(&url).skip_compatibility_check();
-    config.api_key = std::env::var("QDRANT_API_KEY").ok().filter(|k| !k.is_empty());
+    config.api_key = std::env::var("QDRANT_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
     let info = config
         .build()
         .unwrap()

@@ -182,11 +182,17 @@ mod tests {
             let s = stream_status(e);
             assert_eq!(s.code(), Code::Unavailable);
             assert!(s.get_details_retry_info().unwrap().retry_delay.is_some());
-            assert_eq!(s.get_details_error_info().unwrap().reason, REASON_UNREACHABLE);
+            assert_eq!(
+                s.get_details_error_info().unwrap().reason,
+                REASON_UNREACHABLE
+            );
         }
         let s = jobs_status(JobStoreError::Unavailable("down".into()));
         assert_eq!(s.code(), Code::Unavailable);
-        assert_eq!(stream_status(StreamError::Internal("bad".into())).code(), Code::Internal);
+        assert_eq!(
+            stream_status(StreamError::Internal("bad".into())).code(),
+            Code::Internal
+        );
     }
 
     #[test]

@@ -47,7 +47,10 @@ impl Backends {
                             },
                         )
                         .map_err(|e| ServerError::Config(format!("local queue: {e}")))?;
-                        (Some(Arc::new(queue.clone())), Some(Arc::new(queue.job_store())))
+                        (
+                            Some(Arc::new(queue.clone())),
+                            Some(Arc::new(queue.job_store())),
+                        )
                     }
                     StreamKind::Nats => {
                         // Connects in the background: a NATS that is down at

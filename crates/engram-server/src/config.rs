@@ -355,7 +355,10 @@ impl Config {
                 "enrich.concurrency and enrich.max_deliver must be at least 1".into(),
             ));
         }
-        if e.backoff_base_ms == 0 || e.backoff_max_ms < e.backoff_base_ms || e.progress_interval_ms == 0 {
+        if e.backoff_base_ms == 0
+            || e.backoff_max_ms < e.backoff_base_ms
+            || e.progress_interval_ms == 0
+        {
             return Err(ServerError::Config(
                 "enrich: backoff_base_ms and progress_interval_ms must be at least 1, backoff_max_ms at least backoff_base_ms".into(),
             ));
@@ -372,7 +375,9 @@ impl Config {
                 ));
             }
             if self.qdrant.timeout.is_zero() {
-                return Err(ServerError::Config("qdrant.timeout_ms must be at least 1".into()));
+                return Err(ServerError::Config(
+                    "qdrant.timeout_ms must be at least 1".into(),
+                ));
             }
         }
         Ok(())
@@ -471,15 +476,21 @@ mod tests {
     #[test]
     fn roles_alone_need_the_distributed_backends() {
         let mut c = Config::default();
-        c.validate_role(crate::Role::Serve).expect("serve runs embedded");
+        c.validate_role(crate::Role::Serve)
+            .expect("serve runs embedded");
         let e = c.validate_role(crate::Role::Ingest).unwrap_err();
         assert!(e.to_string().contains("backends.stream"), "{e}");
         c.backends.stream = StreamKind::Nats;
         let e = c.validate_role(crate::Role::Enrich).unwrap_err();
         assert!(e.to_string().contains("backends.vector_store"), "{e}");
         c.backends.vector_store = VectorStoreKind::Qdrant;
-        for role in [crate::Role::Ingest, crate::Role::Recall, crate::Role::Enrich] {
-            c.validate_role(role).expect("distributed backends serve every role");
+        for role in [
+            crate::Role::Ingest,
+            crate::Role::Recall,
+            crate::Role::Enrich,
+        ] {
+            c.validate_role(role)
+                .expect("distributed backends serve every role");
         }
     }
 

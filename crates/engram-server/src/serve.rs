@@ -106,14 +106,31 @@ pub async fn run_with(
     let (health, health_service) = tonic_health::server::health_reporter();
     // NOT_SERVING until the dependencies have answered once.
     for name in ["", INGEST, RECALL, JOBS] {
-        health.set_service_status(name, ServingStatus::NotServing).await;
+        health
+            .set_service_status(name, ServingStatus::NotServing)
+            .await;
     }
-    let prober = tokio::spawn(probe_health(role, backends.clone(), health.clone(), stop_rx.clone()));
+    let prober = tokio::spawn(probe_health(
+        role,
+        backends.clone(),
+        health.clone(),
+        stop_rx.clone(),
+    ));
 
     let consumer = if role.enriches() {
-        let stream = backends.stream.clone().ok_or_else(|| missing("turn stream", role))?;
-        let jobs = backends.jobs.clone().ok_or_else(|| missing("job store", role))?;
-        let enricher = Arc::new(Enricher::new(backends.store.clone(), backends.embedder.clone(), jobs));
+        let stream = backends
+            .stream
+            .clone()
+            .ok_or_else(|| missing("turn stream", role))?;
+        let jobs = backends
+            .jobs
+            .clone()
+            .ok_or_else(|| missing("job store", role))?;
+        let enricher = Arc::new(Enricher::new(
+            backends.store.clone(),
+            backends.embedder.clone(),
+            jobs,
+        ));
         Some(tokio::spawn(engram_enrich::run(
             enricher,
             stream,
@@ -142,8 +159,14 @@ pub async fn run_with(
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
     if role.ingests() {
-        let stream = backends.stream.clone().ok_or_else(|| missing("turn stream", role))?;
-        let jobs = backends.jobs.clone().ok_or_else(|| missing("job store", role))?;
+        let stream = backends
+            .stream
+            .clone()
+            .ok_or_else(|| missing("turn stream", role))?;
+        let jobs = backends
+            .jobs
+            .clone()
+            .ok_or_else(|| missing("job store", role))?;
         let ingest = IngestServiceImpl::new(
             backends.store.clone(),
             backends.embedder.clone(),
@@ -250,18 +273,28 @@ async fn probe_health(
             }
             last = Some((store_ok, queue_ok));
         }
-        let status = |ok: bool| if ok { ServingStatus::Serving } else { ServingStatus::NotServing };
+        let status = |ok: bool| {
+            if ok {
+                ServingStatus::Serving
+            } else {
+                ServingStatus::NotServing
+            }
+        };
         let all = store_ok && (queue_ok || role == Role::Recall);
         if *stop.borrow() {
             // Probes see NOT_SERVING while in-flight calls drain.
             for name in ["", INGEST, RECALL, JOBS] {
-                health.set_service_status(name, ServingStatus::NotServing).await;
+                health
+                    .set_service_status(name, ServingStatus::NotServing)
+                    .await;
             }
             return;
         }
         health.set_service_status("", status(all)).await;
         if role.ingests() {
-            health.set_service_status(INGEST, status(store_ok && queue_ok)).await;
+            health
+                .set_service_status(INGEST, status(store_ok && queue_ok))
+                .await;
             health.set_service_status(JOBS, status(queue_ok)).await;
         }
         if role.recalls() {

@@ -81,9 +81,7 @@ pub async fn upsert_rejects_malformed_points(store: Arc<dyn VectorStore>) {
 
 /// Identical vectors and texts in two tenants: each tenant's search, count
 /// and `existing` see only its own points.
-pub async fn tenants_never_see_each_other_even_with_identical_vectors(
-    store: Arc<dyn VectorStore>,
-) {
+pub async fn tenants_never_see_each_other_even_with_identical_vectors(store: Arc<dyn VectorStore>) {
     let a = scope("org_a", "u1", "s1");
     let b = scope("org_b", "u1", "s1");
     let v = [0.5, 0.5, 0.5, 0.5];
@@ -216,11 +214,18 @@ pub async fn hybrid_search_fuses_a_semantic_and_a_lexical_match_by_rrf(
     assert!(hits[0].dense_score.unwrap().abs() < 1e-4);
     assert!((hits[3].dense_score.unwrap() + cos).abs() < 1e-4);
     // The fused query does not expose per-prefetch ranks.
-    assert!(hits.iter().all(|h| h.dense_rank.is_none() && h.sparse_rank.is_none()));
+    assert!(
+        hits.iter()
+            .all(|h| h.dense_rank.is_none() && h.sparse_rank.is_none())
+    );
 
     // The first hit of both lists scores exactly 2 / RRF_K = 1.0, the top
     // of the scale recall normalizes by.
-    let mut both = query(ScopeFilter::tenant("org"), [0.0, 0.0, 1.0, 0.0], "shellfish");
+    let mut both = query(
+        ScopeFilter::tenant("org"),
+        [0.0, 0.0, 1.0, 0.0],
+        "shellfish",
+    );
     both.limit = 1;
     let hits = store.hybrid_search(&both).await.unwrap();
     assert_eq!(ids(&hits), vec![lexical.fragment_id.as_str()]);
@@ -251,9 +256,7 @@ pub async fn hybrid_search_fuses_a_semantic_and_a_lexical_match_by_rrf(
 
 /// A query vector of the wrong dimension is refused as `Internal`; a zero
 /// limit returns nothing; an unnormalized query still gets cosines.
-pub async fn hybrid_search_checks_the_query_and_honours_a_zero_limit(
-    store: Arc<dyn VectorStore>,
-) {
+pub async fn hybrid_search_checks_the_query_and_honours_a_zero_limit(store: Arc<dyn VectorStore>) {
     let s = scope("org", "u", "s");
     let p = point(&s, Kind::Turn, "a lone point", 1, [0.0, 1.0, 0.0, 0.0]);
     store.upsert(vec![p.clone()]).await.unwrap();
@@ -478,7 +481,13 @@ pub async fn bulk_search_stays_correct_with_3000_points(store: Arc<dyn VectorSto
 /// `Unavailable`; closing again is harmless.
 pub async fn closed_store_answers_unavailable(store: Arc<dyn VectorStore>) {
     let s = scope("org", "u", "s");
-    let p = point(&s, Kind::Memory, "remember the milk", 7, [0.0, 1.0, 1.0, 0.0]);
+    let p = point(
+        &s,
+        Kind::Memory,
+        "remember the milk",
+        7,
+        [0.0, 1.0, 1.0, 0.0],
+    );
     store.upsert(vec![p.clone()]).await.unwrap();
     store.close().await.unwrap();
 

@@ -133,7 +133,11 @@ async fn check_after_delete(store: &EdgeStore, org: &[Point], other: &Point) {
     assert_eq!(found.len(), 6);
     assert!(org[..4].iter().all(|p| !found.contains(&p.fragment_id)));
     let hits = store
-        .hybrid_search(&query(ScopeFilter::tenant("org"), [1.0, 0.0, 0.0, 0.0], "w2x"))
+        .hybrid_search(&query(
+            ScopeFilter::tenant("org"),
+            [1.0, 0.0, 0.0, 0.0],
+            "w2x",
+        ))
         .await
         .unwrap();
     assert!(!ids(&hits).contains(&org[2].fragment_id.as_str()));

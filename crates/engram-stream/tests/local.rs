@@ -25,7 +25,10 @@ async fn next(sub: &mut Box<dyn engram_core::Subscription>) -> Box<dyn engram_co
 
 async fn nothing_within(sub: &mut Box<dyn engram_core::Subscription>, wait: Duration) {
     if let Ok(d) = tokio::time::timeout(wait, sub.next()).await {
-        panic!("unexpected delivery: {:?}", d.map(|d| d.job_id().to_owned()));
+        panic!(
+            "unexpected delivery: {:?}",
+            d.map(|d| d.job_id().to_owned())
+        );
     }
 }
 
@@ -39,7 +42,10 @@ async fn published_messages_arrive_in_order_and_ack_removes_them() {
     assert!(b.sequence > a.sequence);
     let mut sub = q.subscribe().await.unwrap();
     let first = next(&mut sub).await;
-    assert_eq!((first.payload(), first.job_id(), first.attempt()), (&b"a"[..], "job-a", 1));
+    assert_eq!(
+        (first.payload(), first.job_id(), first.attempt()),
+        (&b"a"[..], "job-a", 1)
+    );
     let second = next(&mut sub).await;
     assert_eq!(second.payload(), b"b");
     first.ack().await.unwrap();
@@ -149,12 +155,20 @@ async fn dead_letters_keep_payload_reason_and_attempts_and_leave_the_queue() {
     let mut sub = q.subscribe().await.unwrap();
     let d = next(&mut sub).await;
     d.dead_letter("cannot decode").await.unwrap();
-    assert!(d.ack().await.is_err(), "a settled delivery cannot be settled again");
+    assert!(
+        d.ack().await.is_err(),
+        "a settled delivery cannot be settled again"
+    );
     nothing_within(&mut sub, Duration::from_millis(200)).await;
     let dead = q.dead_letters().await.unwrap();
     assert_eq!(dead.len(), 1);
     assert_eq!(
-        (dead[0].job_id.as_str(), dead[0].reason.as_str(), dead[0].attempts, dead[0].payload.as_slice()),
+        (
+            dead[0].job_id.as_str(),
+            dead[0].reason.as_str(),
+            dead[0].attempts,
+            dead[0].payload.as_slice()
+        ),
         ("job-poison", "cannot decode", 1, &b"poison"[..])
     );
     assert_eq!(q.pending().await.unwrap(), 0);
@@ -193,7 +207,10 @@ async fn jobs_create_only_if_absent_put_replaces_and_survive_a_restart() {
         assert!(jobs.get("j").await.unwrap().is_none());
         assert!(jobs.create(&job("j", JobState::Pending)).await.unwrap());
         jobs.put(&job("j", JobState::Ready)).await.unwrap();
-        assert!(!jobs.create(&job("j", JobState::Pending)).await.unwrap(), "pending never overwrites progress");
+        assert!(
+            !jobs.create(&job("j", JobState::Pending)).await.unwrap(),
+            "pending never overwrites progress"
+        );
         q.close();
     }
     let q = open(dir.path());

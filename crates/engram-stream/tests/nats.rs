@@ -598,3 +598,62 @@ async fn workqueue_retention_removes_acknowledged_messages() {
     );
     assert_eq!(info.state.messages, 0);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscription_reports_a_long_outage_and_resumes() {
+    let mut server = NatsServer::start();
+    let stream = NatsStream::connect(NatsOptions {
+        request_timeout_ms: 500,
+        ..options(&server)
+    })
+    .await
+    .unwrap();
+    publish_eventually(&stream, message("m-1", "job-1", "before")).await;
+    let mut subscription = stream.subscribe().await.unwrap();
+    next(&mut subscription).await.ack().await.unwrap();
+
+    // Longer than two missed pull heartbeats: the pull is declared dead
+    // while the server is still away, and `next` says so instead of hanging.
+    server.stop();
+    let outage = Instant::now();
+    let mut unavailable = 0;
+    while outage.elapsed() < Duration::from_secs(14) {
+        match tokio::time::timeout(Duration::from_secs(14), subscription.next()).await {
+            Ok(Err(StreamError::Unavailable(_))) => {
+                unavailable += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Ok(Err(err)) => panic!("unexpected error during the outage: {err}"),
+            Ok(Ok(_)) => panic!("a delivery while the server is down"),
+            Err(_) => {}
+        }
+    }
+    assert!(unavailable > 0, "next() never reported the outage");
+
+    server.start_again();
+    publish_eventually(&stream, message("m-2", "job-2", "after")).await;
+    let delivery = next(&mut subscription).await;
+    assert_eq!(delivery.payload(), b"after");
+    delivery.ack().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_recreates_a_deleted_stream() {
+    let server = NatsServer::start();
+    let opts = options(&server);
+    let stream = NatsStream::connect(opts.clone()).await.unwrap();
+    publish_eventually(&stream, message("m-1", "job-1", "x")).await;
+
+    let js = raw_jetstream(&server).await;
+    assert!(js.delete_stream(&opts.stream).await.unwrap().success);
+
+    let ack = stream.publish(message("m-2", "job-2", "y")).await.unwrap();
+    assert_eq!(ack.sequence, 1, "a fresh stream");
+    let info = js
+        .get_stream(&opts.stream)
+        .await
+        .unwrap()
+        .cached_info()
+        .clone();
+    assert_eq!(info.state.messages, 1);
+}

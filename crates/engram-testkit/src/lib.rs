@@ -344,3 +344,38 @@ fn tail(path: &Path) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn accepts(port: u16) -> bool {
+        TcpStream::connect_timeout(
+            &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+            Duration::from_millis(200),
+        )
+        .is_ok()
+    }
+
+    #[test]
+    fn server_starts_stops_and_restarts_on_the_same_port() {
+        let mut server = NatsServer::start();
+        let port = server.port();
+        assert_ne!(port, RESERVED_PORT);
+        assert_eq!(server.url(), format!("nats://127.0.0.1:{port}"));
+        assert!(server.is_running());
+        assert!(accepts(port));
+
+        server.stop();
+        assert!(!server.is_running());
+        assert!(!accepts(port));
+
+        server.restart();
+        assert_eq!(server.port(), port);
+        probe_jetstream(port).unwrap();
+        assert!(server.store_dir().join("jetstream").is_dir());
+
+        drop(server);
+        assert!(!accepts(port));
+    }
+}

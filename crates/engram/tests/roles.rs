@@ -35,12 +35,18 @@ impl Drop for Role {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn engram(args: &[&str], env: &[(String, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_engram"));
-    cmd.args(args).envs(env.iter().cloned()).env("RUST_LOG", "warn");
+    cmd.args(args)
+        .envs(env.iter().cloned())
+        .env("RUST_LOG", "warn");
     cmd
 }
 
@@ -50,13 +56,20 @@ fn spawn(role: &str, env: &[(String, String)]) -> Role {
         .stdout(Stdio::null())
         .spawn()
         .expect("engram starts");
-    Role { child, addr: format!("http://{addr}") }
+    Role {
+        child,
+        addr: format!("http://{addr}"),
+    }
 }
 
 async fn channel(addr: &str) -> Channel {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        if let Ok(c) = Channel::from_shared(addr.to_owned()).unwrap().connect().await {
+        if let Ok(c) = Channel::from_shared(addr.to_owned())
+            .unwrap()
+            .connect()
+            .await
+        {
             return c;
         }
         assert!(Instant::now() < deadline, "{addr} never accepted");
@@ -66,14 +79,17 @@ async fn channel(addr: &str) -> Channel {
 
 fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
     let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert("authorization", format!("Bearer {token}").parse().unwrap());
+    r.metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse().unwrap());
     r
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_recall_and_enrich_run_as_separate_processes() {
     let Ok(qdrant_url) = std::env::var("QDRANT_URL") else {
-        println!("skipped: QDRANT_URL is not set (point it at a Qdrant server's gRPC port, e.g. http://127.0.0.1:6334, to run the three roles as processes)");
+        println!(
+            "skipped: QDRANT_URL is not set (point it at a Qdrant server's gRPC port, e.g. http://127.0.0.1:6334, to run the three roles as processes)"
+        );
         return;
     };
     let nats = NatsServer::start();
@@ -86,15 +102,27 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
         ("ENGRAM__QDRANT__URL", qdrant_url),
         ("ENGRAM__QDRANT__COLLECTION", collection),
         ("ENGRAM__AUTH__HS256_SECRET", SECRET.to_owned()),
-        ("ENGRAM__EMBEDDER__MODELS_DIR", models_dir().display().to_string()),
-        ("ENGRAM__STORAGE__DATA_DIR", data.path().display().to_string()),
+        (
+            "ENGRAM__EMBEDDER__MODELS_DIR",
+            models_dir().display().to_string(),
+        ),
+        (
+            "ENGRAM__STORAGE__DATA_DIR",
+            data.path().display().to_string(),
+        ),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
 
-    let out = engram(&["token", "--org", "org_a", "--user", "u1"], &env).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = engram(&["token", "--org", "org_a", "--user", "u1"], &env)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
 
     let ingest = spawn("ingest", &env);
@@ -108,8 +136,17 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
         timestamp: "2026-05-08T14:00:00Z".into(),
         observations: vec!["User is allergic to shellfish.".into()],
     };
-    let scope = Some(Scope { org_id: "org_a".into(), user_id: String::new(), session_id: "s".into() });
-    let req = RememberRequest { scope: scope.clone(), turns: vec![turn], options: None, metadata: None };
+    let scope = Some(Scope {
+        org_id: "org_a".into(),
+        user_id: String::new(),
+        session_id: "s".into(),
+    });
+    let req = RememberRequest {
+        scope: scope.clone(),
+        turns: vec![turn],
+        options: None,
+        metadata: None,
+    };
     // The roles may still be connecting to their dependencies.
     let deadline = Instant::now() + Duration::from_secs(60);
     let r = loop {
@@ -125,9 +162,19 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
     let mut jobs = JobServiceClient::new(channel(&ingest.addr).await);
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let job = jobs.get_job(authed(GetJobRequest { job_id: job_id.clone() }, &token)).await;
+        let job = jobs
+            .get_job(authed(
+                GetJobRequest {
+                    job_id: job_id.clone(),
+                },
+                &token,
+            ))
+            .await;
         if let Ok(j) = job
-            && j.get_ref().job.as_ref().is_some_and(|j| j.state() == JobState::Ready)
+            && j.get_ref()
+                .job
+                .as_ref()
+                .is_some_and(|j| j.state() == JobState::Ready)
         {
             break;
         }
@@ -137,7 +184,13 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
     let mut recall_client = RecallServiceClient::new(channel(&recall.addr).await);
     let hits = recall_client
         .recall(authed(
-            RecallRequest { scope, q: "food allergy".into(), mode: RecallMode::Active as i32, top_k: Some(5), include_timeline: false },
+            RecallRequest {
+                scope,
+                q: "food allergy".into(),
+                mode: RecallMode::Active as i32,
+                top_k: Some(5),
+                include_timeline: false,
+            },
             &token,
         ))
         .await
@@ -145,8 +198,16 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
         .into_inner()
         .hits
         .unwrap();
-    assert!(hits.observations.iter().any(|h| h.text == "User is allergic to shellfish."));
-    assert!(hits.turns.iter().any(|h| h.text.contains("allergic to shellfish")));
+    assert!(
+        hits.observations
+            .iter()
+            .any(|h| h.text == "User is allergic to shellfish.")
+    );
+    assert!(
+        hits.turns
+            .iter()
+            .any(|h| h.text.contains("allergic to shellfish"))
+    );
     drop(enrich);
 }
 
@@ -154,10 +215,15 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
 fn a_role_refuses_the_embedded_backends_with_a_clear_message() {
     let data = tempfile::tempdir().unwrap();
     let env = vec![
-        ("ENGRAM__STORAGE__DATA_DIR".to_owned(), data.path().display().to_string()),
+        (
+            "ENGRAM__STORAGE__DATA_DIR".to_owned(),
+            data.path().display().to_string(),
+        ),
         ("ENGRAM__AUTH__HS256_SECRET".to_owned(), SECRET.to_owned()),
     ];
-    let out = engram(&["enrich", "--listen", "127.0.0.1:0"], &env).output().unwrap();
+    let out = engram(&["enrich", "--listen", "127.0.0.1:0"], &env)
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("backends.stream"), "{err}");

@@ -25,7 +25,9 @@ impl LocalJobs {
     {
         let shared = Arc::clone(&self.shared);
         tokio::task::spawn_blocking(move || {
-            let db = shared.db().map_err(|_| JobStoreError::Unavailable("local queue closed".into()))?;
+            let db = shared
+                .db()
+                .map_err(|_| JobStoreError::Unavailable("local queue closed".into()))?;
             f(&db)
         })
         .await
@@ -40,7 +42,9 @@ impl LocalJobs {
             if only_if_absent && table.get(job.job_id.as_str()).map_err(internal)?.is_some() {
                 false
             } else {
-                table.insert(job.job_id.as_str(), value.as_str()).map_err(internal)?;
+                table
+                    .insert(job.job_id.as_str(), value.as_str())
+                    .map_err(internal)?;
                 true
             }
         };

@@ -2,9 +2,7 @@
 
 use super::{internal, now_ms};
 use async_trait::async_trait;
-use engram_core::{
-    Delivery, OutboundMessage, PublishAck, StreamError, Subscription, TurnStream,
-};
+use engram_core::{Delivery, OutboundMessage, PublishAck, StreamError, Subscription, TurnStream};
 use parking_lot::{Mutex, RwLock};
 use redb::{Database, ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
@@ -110,7 +108,9 @@ pub struct LocalQueue {
 
 impl std::fmt::Debug for LocalQueue {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalQueue").field("path", &self.shared.path).finish()
+        f.debug_struct("LocalQueue")
+            .field("path", &self.shared.path)
+            .finish()
     }
 }
 
@@ -141,7 +141,10 @@ impl LocalQueue {
     /// earlier process are deliverable at once.
     pub fn open(dir: &Path, options: LocalQueueOptions) -> Result<Self, StreamError> {
         std::fs::create_dir_all(dir).map_err(|e| {
-            StreamError::Internal(format!("cannot create queue directory {}: {e}", dir.display()))
+            StreamError::Internal(format!(
+                "cannot create queue directory {}: {e}",
+                dir.display()
+            ))
         })?;
         let path = dir.join(FILE);
         let db = Database::create(&path).map_err(|e| {
@@ -306,7 +309,9 @@ impl TurnStream for LocalQueue {
         .await?;
         if !ack.duplicate {
             self.shared.notify.notify_waiters();
-            if self.shared.publishes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            if self.shared.publishes.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY
+                == SWEEP_EVERY - 1
+            {
                 let q = self.clone();
                 tokio::task::spawn_blocking(move || {
                     if let Err(error) = q.sweep_dedup() {
@@ -368,7 +373,9 @@ fn claim(shared: &Arc<Shared>, db: &Database) -> Result<Scan, StreamError> {
         match hit {
             Some((seq, mut meta)) => {
                 meta.deliveries += 1;
-                metas.insert(seq, encode(&meta)?.as_str()).map_err(internal)?;
+                metas
+                    .insert(seq, encode(&meta)?.as_str())
+                    .map_err(internal)?;
                 let payload = tx
                     .open_table(PAYLOAD)
                     .map_err(internal)?
@@ -498,7 +505,9 @@ impl Delivery for LocalDelivery {
             if let Some(meta) = meta {
                 let mut meta = meta?;
                 meta.not_before_ms = now_ms() + delay.as_millis() as i64;
-                metas.insert(seq, encode(&meta)?.as_str()).map_err(internal)?;
+                metas
+                    .insert(seq, encode(&meta)?.as_str())
+                    .map_err(internal)?;
             }
             Ok(())
         })

@@ -16,6 +16,8 @@ pub enum Retention {
     #[default]
     Limits,
     /// Removed once every consumer interested in it has acknowledged it.
+    /// Dead letters are kept only while some consumer filters on
+    /// [`NatsOptions::dead_letter_subject`]; the Engram consumer does not.
     Interest,
     /// Removed as soon as one consumer acknowledges it.
     Workqueue,
