@@ -143,7 +143,7 @@ async fn a_passive_only_write_stores_observations_but_no_turns() -> anyhow::Resu
         write_passive: Some(true),
     });
     let r = ingest
-        .remember(authed(request("org_p", options.clone()), &tok))
+        .remember(authed(request("org_p", options), &tok))
         .await?
         .into_inner();
     assert!(r.active_fragment_ids.is_empty());

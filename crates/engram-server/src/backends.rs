@@ -19,6 +19,9 @@ pub struct Backends {
     pub jobs: Option<Arc<dyn JobStore>>,
 }
 
+/// The turn stream and job store of a process, absent together.
+type QueuePorts = (Option<Arc<dyn TurnStream>>, Option<Arc<dyn JobStore>>);
+
 /// Pause between attempts to reach a Qdrant server at start-up.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
 
@@ -32,37 +35,36 @@ impl Backends {
             VectorStoreKind::Edge => Arc::new(open_edge(config, embedder.dim())?),
             VectorStoreKind::Qdrant => Arc::new(connect_qdrant(config, embedder.dim()).await?),
         };
-        let (stream, jobs): (Option<Arc<dyn TurnStream>>, Option<Arc<dyn JobStore>>) =
-            if role == Role::Recall {
-                (None, None)
-            } else {
-                match config.backends.stream {
-                    StreamKind::Local => {
-                        let queue = engram_stream::LocalQueue::open(
-                            &config.storage.data_dir.join("queue"),
-                            engram_stream::LocalQueueOptions {
-                                duplicate_window: Duration::from_secs(
-                                    config.queue.duplicate_window_secs,
-                                ),
-                            },
-                        )
-                        .map_err(|e| ServerError::Config(format!("local queue: {e}")))?;
-                        (
-                            Some(Arc::new(queue.clone())),
-                            Some(Arc::new(queue.job_store())),
-                        )
-                    }
-                    StreamKind::Nats => {
-                        // Connects in the background: a NATS that is down at
-                        // start keeps health NOT_SERVING instead of failing.
-                        let nats = engram_stream::NatsStream::connect(config.nats.clone())
-                            .await
-                            .map_err(|e| ServerError::Config(format!("nats: {e}")))?;
-                        let jobs = nats.job_store();
-                        (Some(Arc::new(nats)), Some(Arc::new(jobs)))
-                    }
+        let (stream, jobs): QueuePorts = if role == Role::Recall {
+            (None, None)
+        } else {
+            match config.backends.stream {
+                StreamKind::Local => {
+                    let queue = engram_stream::LocalQueue::open(
+                        &config.storage.data_dir.join("queue"),
+                        engram_stream::LocalQueueOptions {
+                            duplicate_window: Duration::from_secs(
+                                config.queue.duplicate_window_secs,
+                            ),
+                        },
+                    )
+                    .map_err(|e| ServerError::Config(format!("local queue: {e}")))?;
+                    (
+                        Some(Arc::new(queue.clone())),
+                        Some(Arc::new(queue.job_store())),
+                    )
                 }
-            };
+                StreamKind::Nats => {
+                    // Connects in the background: a NATS that is down at
+                    // start keeps health NOT_SERVING instead of failing.
+                    let nats = engram_stream::NatsStream::connect(config.nats.clone())
+                        .await
+                        .map_err(|e| ServerError::Config(format!("nats: {e}")))?;
+                    let jobs = nats.job_store();
+                    (Some(Arc::new(nats)), Some(Arc::new(jobs)))
+                }
+            }
+        };
         Ok(Self {
             store,
             embedder,
