@@ -237,7 +237,13 @@ async fn a_consumer_stopped_mid_job_leaves_it_to_the_next_one() -> anyhow::Resul
     let backends = Backends::open(&config, Role::Serve).await?;
     let server = TestServer::start_role(Role::Serve, config, backends.clone()).await?;
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
-    assert_eq!((job.state(), job.attempts), (JobState::Ready, 2), "{job:?}");
+    // At least the second delivery; a pull the stopped consumer had still
+    // outstanding may have taken one more before the ack wait ran out.
+    assert_eq!(job.state(), JobState::Ready, "{job:?}");
+    assert!(
+        job.attempts >= 2,
+        "the interrupted delivery counts: {job:?}"
+    );
     assert_eq!(count(&backends, "org_a", Kind::Observation).await, 2);
     server.stop().await
 }

@@ -139,8 +139,10 @@ async fn subscribe(
 /// outcome ends in ack, nak or dead letter (or, if even that fails, in
 /// redelivery after the stream's ack wait).
 async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &EnrichConfig) {
-    let attempt = delivery.attempt();
     let job_id = delivery.job_id().to_owned();
+    let attempt = enricher
+        .effective_attempt(&job_id, delivery.attempt())
+        .await;
     if attempt > config.max_deliver {
         // Delivered more often than allowed without settling (a consumer
         // that kept crashing on it): give up without another try.

@@ -108,6 +108,19 @@ impl Enricher {
         Ok(())
     }
 
+    /// Which delivery this really is: the stream's count, or one more than
+    /// the attempts the job record already shows while it is unfinished.
+    /// The record covers what the stream may not: on nats-server 2.9 a
+    /// message whose consumer process stopped mid-job came back with a
+    /// delivery count of 1, which would let a crash loop dodge
+    /// `max_deliver`.
+    pub(crate) async fn effective_attempt(&self, job_id: &str, delivered: u64) -> u64 {
+        match self.jobs.get(job_id).await {
+            Ok(Some(job)) if job.state == JobState::Processing => delivered.max(job.attempts + 1),
+            _ => delivered,
+        }
+    }
+
     /// Notes a transient error on a job that will be retried.
     pub(crate) async fn note_retry(&self, job_id: &str, attempt: u64, error: &str) {
         let Ok(Some(mut job)) = self.jobs.get(job_id).await else {
