@@ -36,7 +36,7 @@ impl LocalJobs {
 
     fn write(db: &redb::Database, job: &Job, only_if_absent: bool) -> Result<bool, JobStoreError> {
         let value = serde_json::to_string(job).map_err(internal)?;
-        let tx = db.begin_write().map_err(internal)?;
+        let tx = super::lazy_write(db).map_err(internal)?;
         let stored = {
             let mut table = tx.open_table(JOBS).map_err(internal)?;
             if only_if_absent && table.get(job.job_id.as_str()).map_err(internal)?.is_some() {

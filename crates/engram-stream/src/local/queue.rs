@@ -239,7 +239,7 @@ impl LocalQueue {
     fn sweep_dedup(&self) -> Result<(), StreamError> {
         let db = self.shared.db()?;
         let horizon = now_ms() - self.shared.options.duplicate_window.as_millis() as i64;
-        let tx = db.begin_write().map_err(internal)?;
+        let tx = super::lazy_write(&db).map_err(internal)?;
         {
             let mut table = tx.open_table(DEDUP).map_err(internal)?;
             table
@@ -350,7 +350,7 @@ fn claim(shared: &Arc<Shared>, db: &Database) -> Result<Scan, StreamError> {
     // The in-flight lock is held across the scan and the claim so that two
     // subscriptions never hand out the same message.
     let mut inflight = shared.inflight.lock();
-    let tx = db.begin_write().map_err(internal)?;
+    let tx = super::lazy_write(db).map_err(internal)?;
     let mut wait = MAX_IDLE_WAIT;
     let found = {
         let mut metas = tx.open_table(META).map_err(internal)?;
@@ -440,7 +440,7 @@ struct LocalDelivery {
 impl LocalDelivery {
     /// Runs a settling transaction once; the message leaves the in-flight
     /// set afterwards whatever the outcome.
-    async fn settle<F>(&self, f: F) -> Result<(), StreamError>
+    async fn settle<F>(&self, durable: bool, f: F) -> Result<(), StreamError>
     where
         F: FnOnce(&redb::WriteTransaction, u64) -> Result<(), StreamError> + Send + 'static,
     {
@@ -453,7 +453,12 @@ impl LocalDelivery {
         // cannot leave the message claimed forever.
         tokio::task::spawn_blocking(move || {
             let result = shared.db().and_then(|db| {
-                let tx = db.begin_write().map_err(internal)?;
+                let tx = if durable {
+                    db.begin_write()
+                } else {
+                    super::lazy_write(&db)
+                }
+                .map_err(internal)?;
                 f(&tx, seq)?;
                 tx.commit().map_err(internal)
             });
@@ -495,11 +500,12 @@ impl Delivery for LocalDelivery {
     }
 
     async fn ack(&self) -> Result<(), StreamError> {
-        self.settle(|tx, seq| remove(tx, seq).map(|_| ())).await
+        self.settle(false, |tx, seq| remove(tx, seq).map(|_| ()))
+            .await
     }
 
     async fn nak(&self, delay: Duration) -> Result<(), StreamError> {
-        self.settle(move |tx, seq| {
+        self.settle(false, move |tx, seq| {
             let mut metas = tx.open_table(META).map_err(internal)?;
             let meta = metas.get(seq).map_err(internal)?.map(|m| decode(m.value()));
             if let Some(meta) = meta {
@@ -524,7 +530,8 @@ impl Delivery for LocalDelivery {
         let reason = reason.to_owned();
         let payload = self.payload.clone();
         tracing::warn!(msg_id = %self.msg_id, job_id = %self.job_id, attempts = self.attempt, %reason, "message dead-lettered");
-        self.settle(move |tx, seq| {
+        // Dead letters are rare and are what an operator inspects: on disk.
+        self.settle(true, move |tx, seq| {
             if let Some(mut meta) = remove(tx, seq)? {
                 meta.dead_reason = Some(reason);
                 tx.open_table(DEAD_META)
