@@ -24,8 +24,8 @@ use engram_core::StreamError;
 /// is idempotent) or a job record the consumer rewrites. redb persists an
 /// eventual commit with the next durable one, so order is kept. Each fsync
 /// costs tens of milliseconds here; a job used to pay six of them.
-fn lazy_write(db: &redb::Database) -> Result<redb::WriteTransaction, redb::TransactionError> {
-    let mut tx = db.begin_write()?;
+fn lazy_write(db: &redb::Database) -> Result<redb::WriteTransaction, StreamError> {
+    let mut tx = db.begin_write().map_err(internal)?;
     tx.set_durability(redb::Durability::Eventual);
     Ok(tx)
 }

@@ -239,7 +239,7 @@ impl LocalQueue {
     fn sweep_dedup(&self) -> Result<(), StreamError> {
         let db = self.shared.db()?;
         let horizon = now_ms() - self.shared.options.duplicate_window.as_millis() as i64;
-        let tx = super::lazy_write(&db).map_err(internal)?;
+        let tx = super::lazy_write(&db)?;
         {
             let mut table = tx.open_table(DEDUP).map_err(internal)?;
             table
@@ -350,7 +350,7 @@ fn claim(shared: &Arc<Shared>, db: &Database) -> Result<Scan, StreamError> {
     // The in-flight lock is held across the scan and the claim so that two
     // subscriptions never hand out the same message.
     let mut inflight = shared.inflight.lock();
-    let tx = super::lazy_write(db).map_err(internal)?;
+    let tx = super::lazy_write(db)?;
     let mut wait = MAX_IDLE_WAIT;
     let found = {
         let mut metas = tx.open_table(META).map_err(internal)?;
@@ -454,11 +454,10 @@ impl LocalDelivery {
         tokio::task::spawn_blocking(move || {
             let result = shared.db().and_then(|db| {
                 let tx = if durable {
-                    db.begin_write()
+                    db.begin_write().map_err(internal)?
                 } else {
-                    super::lazy_write(&db)
-                }
-                .map_err(internal)?;
+                    super::lazy_write(&db)?
+                };
                 f(&tx, seq)?;
                 tx.commit().map_err(internal)
             });
