@@ -168,3 +168,55 @@ pub struct ScoredPoint {
     /// Rank in the BM25 prefetch (0-based), when the point was in it.
     pub sparse_rank: Option<usize>,
 }
+
+impl Point {
+    /// Checks what every vector store requires before it writes a point: a
+    /// 64-hex fragment id equal to the payload's, a dense vector of `dim`
+    /// values, a sparse vector with as many indices as values, and only
+    /// finite numbers. Both backends refuse the same input with the same
+    /// error before anything is written (or, for Edge, journaled, where a
+    /// bad point would fail again on every replay).
+    pub fn validate(&self, dim: usize) -> Result<(), crate::StoreError> {
+        use crate::StoreError;
+        if crate::ids::point_uuid(&self.fragment_id).is_none() {
+            return Err(StoreError::Internal(format!(
+                "invalid fragment id {:?}",
+                self.fragment_id
+            )));
+        }
+        if self.payload.fragment_id != self.fragment_id {
+            return Err(StoreError::Internal(format!(
+                "payload fragment id {:?} differs from point fragment id {:?}",
+                self.payload.fragment_id, self.fragment_id
+            )));
+        }
+        if self.dense.len() != dim {
+            return Err(StoreError::Internal(format!(
+                "dense vector of fragment {} has dimension {}, store expects {dim}",
+                self.fragment_id,
+                self.dense.len()
+            )));
+        }
+        let sparse = &self.sparse;
+        if sparse.indices.len() != sparse.values.len() {
+            return Err(StoreError::Internal(format!(
+                "sparse vector of fragment {} has {} indices but {} values",
+                self.fragment_id,
+                sparse.indices.len(),
+                sparse.values.len()
+            )));
+        }
+        if !self
+            .dense
+            .iter()
+            .chain(&sparse.values)
+            .all(|v| v.is_finite())
+        {
+            return Err(StoreError::Internal(format!(
+                "vector of fragment {} holds a non-finite value",
+                self.fragment_id
+            )));
+        }
+        Ok(())
+    }
+}

@@ -140,7 +140,7 @@ async fn subscribe(
 /// redelivery after the stream's ack wait).
 async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &EnrichConfig) {
     let job_id = delivery.job_id().to_owned();
-    let attempt = enricher
+    let (attempt, known) = enricher
         .effective_attempt(&job_id, delivery.attempt())
         .await;
     if attempt > config.max_deliver {
@@ -156,7 +156,7 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
         return;
     }
     let result = {
-        let work = enricher.process(delivery.payload(), attempt);
+        let work = enricher.process(delivery.payload(), attempt, known);
         tokio::pin!(work);
         let mut ticker = tokio::time::interval(config.progress_interval);
         ticker.tick().await;

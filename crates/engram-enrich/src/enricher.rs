@@ -37,11 +37,20 @@ impl Enricher {
 
     /// Processes one delivery of an event: marks its job processing, writes
     /// its observation points, marks the job ready. Returns the number of
-    /// observation points. Safe to run again for the same event.
-    pub async fn process(&self, payload: &[u8], attempt: u64) -> Result<u32, EnrichError> {
+    /// observation points. Safe to run again for the same event. `known` is
+    /// the job's record when the caller has just read it.
+    pub async fn process(
+        &self,
+        payload: &[u8],
+        attempt: u64,
+        known: Option<Job>,
+    ) -> Result<u32, EnrichError> {
         let event =
             TurnsIngested::decode(payload).map_err(|e| EnrichError::Decode(e.to_string()))?;
-        let mut job = self.job(&event).await?;
+        let mut job = match known {
+            Some(job) if job.job_id == event.job_id => job,
+            _ => self.job(&event).await?,
+        };
         job.state = JobState::Processing;
         job.attempts = attempt;
         job.updated_ms = now_ms();
@@ -114,10 +123,22 @@ impl Enricher {
     /// message whose consumer process stopped mid-job came back with a
     /// delivery count of 1, which would let a crash loop dodge
     /// `max_deliver`.
-    pub(crate) async fn effective_attempt(&self, job_id: &str, delivered: u64) -> u64 {
+    /// Also returns the record it read, so processing does not read it again.
+    pub(crate) async fn effective_attempt(
+        &self,
+        job_id: &str,
+        delivered: u64,
+    ) -> (u64, Option<Job>) {
         match self.jobs.get(job_id).await {
-            Ok(Some(job)) if job.state == JobState::Processing => delivered.max(job.attempts + 1),
-            _ => delivered,
+            Ok(Some(job)) => {
+                let attempt = if job.state == JobState::Processing {
+                    delivered.max(job.attempts + 1)
+                } else {
+                    delivered
+                };
+                (attempt, Some(job))
+            }
+            _ => (delivered, None),
         }
     }
 

@@ -278,7 +278,7 @@ impl VectorStore for QdrantStore {
         }
         // Validate everything first: a refused call writes nothing.
         for point in &points {
-            mapping::validate(point, self.dense_dim)?;
+            point.validate(self.dense_dim)?;
         }
         let structs = points
             .iter()

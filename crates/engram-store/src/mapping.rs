@@ -103,48 +103,6 @@ pub(crate) fn point_id(fragment_id: &str) -> Result<PointId, StoreError> {
         .ok_or_else(|| StoreError::Internal(format!("invalid fragment id {fragment_id:?}")))
 }
 
-/// Checks a point before it is journaled: ids, dimensions and finite values.
-///
-/// Validating up front keeps bad input out of the journal, where it would
-/// fail again on every replay.
-pub(crate) fn validate(point: &Point, dim: usize) -> Result<(), StoreError> {
-    point_id(&point.fragment_id)?;
-    if point.payload.fragment_id != point.fragment_id {
-        return Err(StoreError::Internal(format!(
-            "payload fragment id {:?} differs from point fragment id {:?}",
-            point.payload.fragment_id, point.fragment_id
-        )));
-    }
-    if point.dense.len() != dim {
-        return Err(StoreError::Internal(format!(
-            "dense vector of fragment {} has dimension {}, store expects {dim}",
-            point.fragment_id,
-            point.dense.len()
-        )));
-    }
-    let sparse = &point.sparse;
-    if sparse.indices.len() != sparse.values.len() {
-        return Err(StoreError::Internal(format!(
-            "sparse vector of fragment {} has {} indices but {} values",
-            point.fragment_id,
-            sparse.indices.len(),
-            sparse.values.len()
-        )));
-    }
-    if !point
-        .dense
-        .iter()
-        .chain(&sparse.values)
-        .all(|v| v.is_finite())
-    {
-        return Err(StoreError::Internal(format!(
-            "vector of fragment {} holds a non-finite value",
-            point.fragment_id
-        )));
-    }
-    Ok(())
-}
-
 /// One upsert operation for a batch of (validated) points.
 pub(crate) fn upsert_operation(points: &[Point]) -> Result<UpdateOperation, StoreError> {
     let structs = points

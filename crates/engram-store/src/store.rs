@@ -396,7 +396,7 @@ impl VectorStore for EdgeStore {
         }
         let dim = self.inner.options.dense_dim;
         for point in &points {
-            mapping::validate(point, dim)?;
+            point.validate(dim)?;
         }
         let n = points.len();
         self.with_shard("upsert", move |inner, shard| {
