@@ -2,7 +2,9 @@
 //! observation points fails or hangs, everything else goes through.
 
 use async_trait::async_trait;
-use engram_core::{HybridQuery, Kind, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore};
+use engram_core::{
+    HybridQuery, Kind, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
+};
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -42,6 +44,10 @@ impl FaultyStore {
 impl VectorStore for FaultyStore {
     async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError> {
         self.inner.existing(org_id, ids).await
+    }
+
+    async fn get(&self, org_id: &str, ids: &[String]) -> Result<Vec<PointPayload>, StoreError> {
+        self.inner.get(org_id, ids).await
     }
 
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {

@@ -271,6 +271,10 @@ async fn a_poison_message_is_dead_lettered_and_fails_its_job_after_max_deliver()
             error: None,
             turns: 1,
             observations: 0,
+            entities: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            fallback: None,
         })
         .await?;
     stream

@@ -74,7 +74,17 @@ async fn caller_observations_become_recallable_once_the_job_is_ready() -> anyhow
 
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
     assert_eq!(job.state(), JobState::Ready, "{job:?}");
-    assert_eq!((job.turns, job.observations, job.attempts), (2, 2, 1));
+    // Two caller observations, and the extractor's own: its "User is
+    // allergic to shellfish." is the caller's and counts once; the flight
+    // adds one with the date resolved.
+    assert_eq!((job.turns, job.observations, job.attempts), (2, 3, 1));
+    assert!(job.entities >= 1, "Lisbon at least: {job:?}");
+    assert_eq!(
+        job.usage.unwrap_or_default(),
+        Usage::default(),
+        "rules spend no tokens"
+    );
+    assert!(job.extractor_fallback.is_empty());
     assert!(job.error.is_empty());
     let (created, updated) = (job.created_at.unwrap(), job.updated_at.unwrap());
     assert!(
@@ -92,20 +102,33 @@ async fn caller_observations_become_recallable_once_the_job_is_ready() -> anyhow
         .into_inner()
         .hits
         .unwrap();
+    // The allergy turn is returned, so the observation that only repeats
+    // it is not; the flight's caller observation adds a date and is.
     let obs: Vec<&str> = hits.observations.iter().map(|h| h.text.as_str()).collect();
-    assert!(obs.contains(&"User is allergic to shellfish."), "{obs:?}");
+    assert!(
+        hits.turns
+            .iter()
+            .any(|h| h.text.ends_with("I'm allergic to shellfish.")),
+        "{hits:?}"
+    );
+    assert!(!obs.contains(&"User is allergic to shellfish."), "{obs:?}");
+    assert!(
+        obs.contains(&"User travels to Lisbon on Friday 2026-05-15."),
+        "{obs:?}"
+    );
     assert!(
         hits.observations
             .iter()
-            .all(|h| h.kind() == HitKind::Observation)
+            .all(|h| h.kind() == HitKind::Observation && h.source_ids.len() == 1)
     );
     // The observation carries its turn's time.
-    let allergy = hits
+    let flight = hits
         .observations
         .iter()
-        .find(|h| h.text.starts_with("User is allergic"))
+        .find(|h| h.text.starts_with("User travels"))
         .unwrap();
-    assert_eq!(allergy.timestamp, "1778248800000");
+    assert_eq!(flight.timestamp, "1778248860000");
+    assert_eq!(flight.source_ids, vec![r.active_fragment_ids[1].clone()]);
 
     // Re-sending the write neither re-runs the job nor duplicates its points.
     let again = ingest
@@ -118,17 +141,22 @@ async fn caller_observations_become_recallable_once_the_job_is_ready() -> anyhow
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
     assert_eq!(job.attempts, 1);
     let hits = rc
-        .recall(authed(recall("org_a", "shellfish allergy"), &tok))
+        .recall(authed(recall("org_a", "flying to Lisbon"), &tok))
         .await?
         .into_inner()
         .hits
         .unwrap();
-    let allergies = hits
+    let flights = hits
         .observations
         .iter()
-        .filter(|h| h.text == "User is allergic to shellfish.")
+        .filter(|h| h.text == "User travels to Lisbon on Friday 2026-05-15.")
         .count();
-    assert_eq!(allergies, 1);
+    assert_eq!(flights, 1, "{hits:?}");
+    let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
+    assert_eq!(
+        job.observations, 3,
+        "a redelivery would not add points anyway"
+    );
     server.stop().await
 }
 

@@ -12,8 +12,11 @@ use crate::stats::{self, Calibration, IngestRun, Latency};
 use anyhow::{Context, bail};
 use clap::Args;
 use engram_proto::v1::ingest_service_client::IngestServiceClient;
+use engram_proto::v1::job_service_client::JobServiceClient;
 use engram_proto::v1::recall_service_client::RecallServiceClient;
-use engram_proto::v1::{RecallMode, RecallRequest, RememberRequest, Scope, Turn};
+use engram_proto::v1::{
+    GetJobRequest, JobState, RecallMode, RecallRequest, RememberRequest, Scope, Turn,
+};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::fmt::Write as _;
@@ -28,8 +31,11 @@ const ORG: &str = "locomo";
 const KS: [usize; 3] = [5, 10, 25];
 /// Equal-width bins of the calibration error.
 const ECE_BINS: usize = 10;
-/// Calibration event: at least one evidence turn among the first this many.
-const CALIBRATION_K: usize = 5;
+/// Calibration event: at least one evidence turn among the first this many
+/// turn hits (`KS[1]`).
+const CALIBRATION_K: usize = 10;
+/// Conversations `0..FIT_HALF` fit the confidence model; the rest report it.
+const FIT_HALF: usize = 5;
 
 /// Options of `bench locomo`.
 #[derive(Debug, Clone, Args)]
@@ -49,6 +55,12 @@ pub struct LocomoArgs {
     /// Most turns per Remember call (the server's ingest.max_turns_per_call).
     #[arg(long, default_value_t = 512)]
     pub max_turns_per_call: usize,
+    /// Recall modes to score, in order (`active`, `deep`).
+    #[arg(long, value_delimiter = ',', default_value = "active,deep")]
+    pub modes: Vec<String>,
+    /// Longest wait for enrichment of all writes before the questions, seconds.
+    #[arg(long, default_value_t = 1800)]
+    pub enrich_timeout_secs: u64,
 }
 
 /// Recall@k of a group of questions, in percent.
@@ -84,6 +96,10 @@ pub struct QuestionResult {
     pub recall: [f64; 3],
     /// The server's confidence.
     pub confidence: f64,
+    /// The confidence features the server reported (explain header).
+    pub features: Vec<f64>,
+    /// Index of the conversation in the data file (fit half: < 5).
+    pub conversation: usize,
     /// Recall latency, ms.
     pub latency_ms: f64,
 }
@@ -111,21 +127,35 @@ pub struct LocomoReport {
     pub evidence_ids_absent: usize,
     /// Returned turn ids that were not turns of the queried conversation.
     pub foreign_hits: usize,
-    /// By category, then overall, then overall without category 5.
-    pub rows: Vec<Row>,
-    /// Calibration of `confidence` against "an evidence turn in the top 5",
-    /// all scored questions.
-    pub calibration: Calibration,
-    /// The same without category 5.
-    pub calibration_without_adversarial: Calibration,
+    /// One report per recall mode.
+    pub modes: Vec<ModeReport>,
+    /// Time from the first Remember until every write's job was ready.
+    pub enrichment_seconds: f64,
     /// Ingest phase.
     pub ingest: IngestRun,
-    /// Recall latency over all scored questions.
-    pub recall: Latency,
     /// Server memory after ingest.
     pub memory_after_ingest: Option<Memory>,
     /// Server memory after the questions.
     pub memory_after_recall: Option<Memory>,
+}
+
+/// The results of one recall mode.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModeReport {
+    /// `active` or `deep`.
+    pub mode: String,
+    /// By category, then overall, then overall without category 5.
+    pub rows: Vec<Row>,
+    /// Recall latency over all scored questions.
+    pub recall: Latency,
+    /// The server's confidence on the report half (conversations 6-10).
+    pub calibration_report_half: Calibration,
+    /// The server's confidence on all questions.
+    pub calibration_all: Calibration,
+    /// A logistic model fitted on the fit half (conversations 1-5).
+    pub fitted: crate::fit::Logistic,
+    /// That model's calibration on the report half.
+    pub fitted_report_half: Calibration,
     /// Per-question detail.
     pub questions: Vec<QuestionResult>,
 }
@@ -145,11 +175,12 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
 
     let mut remember_lat = Vec::new();
     let mut maps = Vec::with_capacity(convs.len());
+    let mut job_lists = Vec::with_capacity(convs.len());
     let started = Instant::now();
     for conv in &convs {
         let token = target.token(ORG, &conv.sample_id)?;
         let t = Instant::now();
-        let map = ingest_conversation(
+        let (map, job_ids) = ingest_conversation(
             &mut ingest,
             &token,
             conv,
@@ -166,78 +197,109 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
             t.elapsed().as_secs_f64()
         );
         maps.push(map);
+        job_lists.push(job_ids);
     }
     let ingest_secs = started.elapsed().as_secs_f64();
     let turns: usize = maps.iter().map(HashMap::len).sum();
     let ingest_summary = IngestRun::new(turns, &remember_lat, ingest_secs);
     let memory_after_ingest = target.memory();
 
-    let mut results = Vec::new();
-    let mut recall_lat = Vec::new();
-    let (mut skipped, mut repaired, mut absent, mut foreign) = (0, 0, 0, 0);
-    for (conv, map) in convs.iter().zip(&maps) {
+    let enrich_deadline = started + Duration::from_secs(args.enrich_timeout_secs);
+    let mut jobs = JobServiceClient::new(target.connect().await?);
+    for (conv, job_ids) in convs.iter().zip(&job_lists) {
         let token = target.token(ORG, &conv.sample_id)?;
-        let known: std::collections::HashSet<&str> = map.values().map(String::as_str).collect();
-        let t = Instant::now();
-        for q in &conv.qa {
-            repaired += usize::from(q.evidence_repaired);
-            if q.evidence.is_empty() {
-                skipped += 1;
-                continue;
-            }
-            absent += q
-                .evidence
-                .iter()
-                .filter(|e| !known.contains(e.as_str()))
-                .count();
-            let req = RecallRequest {
-                scope: Some(Scope {
-                    org_id: ORG.into(),
-                    user_id: conv.sample_id.clone(),
-                    // Empty: search every session of the conversation.
-                    session_id: String::new(),
-                }),
-                q: q.question.clone(),
-                mode: RecallMode::Active as i32,
-                top_k: Some(args.top_k),
-                include_timeline: false,
-            };
-            let t_call = Instant::now();
-            let resp = recall
-                .recall(authed(req, &token)?)
-                .await
-                .with_context(|| format!("recall of {:?} in {}", q.question, conv.sample_id))?
-                .into_inner();
-            let elapsed = t_call.elapsed();
-            recall_lat.push(elapsed);
-            let ranked: Vec<Option<String>> = resp
-                .hits
-                .map(|h| h.turns)
-                .unwrap_or_default()
-                .iter()
-                .map(|h| map.get(&h.id).cloned())
-                .collect();
-            foreign += ranked.iter().filter(|r| r.is_none()).count();
-            results.push(QuestionResult {
-                sample_id: conv.sample_id.clone(),
-                category: q.category,
-                question: q.question.clone(),
-                evidence: q.evidence.clone(),
-                retrieved: ranked
+        wait_jobs(&mut jobs, &token, job_ids, enrich_deadline).await?;
+    }
+    let enrichment_seconds = started.elapsed().as_secs_f64();
+    eprintln!("locomo: enrichment of every write finished after {enrichment_seconds:.1} s");
+
+    let (mut skipped, mut repaired, mut absent, mut foreign) = (0, 0, 0, 0);
+    let mut modes = Vec::new();
+    for (m, name) in args.modes.iter().enumerate() {
+        let mode = match name.as_str() {
+            "active" => RecallMode::Active,
+            "deep" => RecallMode::Deep,
+            other => bail!("unknown mode {other:?}: use active or deep"),
+        };
+        let mut results = Vec::new();
+        let mut recall_lat = Vec::new();
+        for (ci, (conv, map)) in convs.iter().zip(&maps).enumerate() {
+            let token = target.token(ORG, &conv.sample_id)?;
+            let known: std::collections::HashSet<&str> = map.values().map(String::as_str).collect();
+            let t = Instant::now();
+            for q in &conv.qa {
+                let first = m == 0;
+                if q.evidence.is_empty() {
+                    skipped += usize::from(first);
+                    continue;
+                }
+                if first {
+                    repaired += usize::from(q.evidence_repaired);
+                    absent += q
+                        .evidence
+                        .iter()
+                        .filter(|e| !known.contains(e.as_str()))
+                        .count();
+                }
+                let req = RecallRequest {
+                    scope: Some(Scope {
+                        org_id: ORG.into(),
+                        user_id: conv.sample_id.clone(),
+                        // Empty: search every session of the conversation.
+                        session_id: String::new(),
+                    }),
+                    q: q.question.clone(),
+                    mode: mode as i32,
+                    top_k: Some(args.top_k),
+                    include_timeline: false,
+                };
+                let mut request = authed(req, &token)?;
+                request
+                    .metadata_mut()
+                    .insert(engram_recall::EXPLAIN_KEY, "1".parse()?);
+                let t_call = Instant::now();
+                let resp = recall
+                    .recall(request)
+                    .await
+                    .with_context(|| format!("recall of {:?} in {}", q.question, conv.sample_id))?;
+                let elapsed = t_call.elapsed();
+                recall_lat.push(elapsed);
+                let features = explained(resp.metadata())?;
+                let resp = resp.into_inner();
+                let ranked: Vec<Option<String>> = resp
+                    .hits
+                    .map(|h| h.turns)
+                    .unwrap_or_default()
                     .iter()
-                    .map(|r| r.clone().unwrap_or_else(|| "?".into()))
-                    .collect(),
-                recall: KS.map(|k| stats::recall_at_k(&q.evidence, &ranked, k)),
-                confidence: resp.confidence,
-                latency_ms: elapsed.as_secs_f64() * 1000.0,
-            });
+                    .map(|h| map.get(&h.id).cloned())
+                    .collect();
+                if first {
+                    foreign += ranked.iter().filter(|r| r.is_none()).count();
+                }
+                results.push(QuestionResult {
+                    sample_id: conv.sample_id.clone(),
+                    category: q.category,
+                    question: q.question.clone(),
+                    evidence: q.evidence.clone(),
+                    retrieved: ranked
+                        .iter()
+                        .map(|r| r.clone().unwrap_or_else(|| "?".into()))
+                        .collect(),
+                    recall: KS.map(|k| stats::recall_at_k(&q.evidence, &ranked, k)),
+                    confidence: resp.confidence,
+                    features,
+                    conversation: ci,
+                    latency_ms: elapsed.as_secs_f64() * 1000.0,
+                });
+            }
+            eprintln!(
+                "locomo: {name}: recalled {} questions of {} in {:.1} s",
+                conv.qa.len(),
+                conv.sample_id,
+                t.elapsed().as_secs_f64()
+            );
         }
-        eprintln!(
-            "locomo: recalled {} questions of {} in {:.1} s",
-            conv.qa.len(),
-            conv.sample_id,
-            t.elapsed().as_secs_f64()
-        );
+        modes.push(mode_report(name, results, &recall_lat));
     }
     let memory_after_recall = target.memory();
 
@@ -252,27 +314,99 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
         questions_evidence_repaired: repaired,
         evidence_ids_absent: absent,
         foreign_hits: foreign,
-        rows: rows(&results),
-        calibration: calibrate(results.iter()),
-        calibration_without_adversarial: calibrate(results.iter().filter(|r| r.category != 5)),
+        modes,
+        enrichment_seconds,
         ingest: ingest_summary,
-        recall: Latency::of(&recall_lat),
         memory_after_ingest,
         memory_after_recall,
-        questions: results,
     })
 }
 
+/// The confidence features of a response (the explain header).
+fn explained(metadata: &tonic::metadata::MetadataMap) -> anyhow::Result<Vec<f64>> {
+    let Some(value) = metadata.get(engram_recall::EXPLAIN_KEY) else {
+        bail!("the server sent no {} header", engram_recall::EXPLAIN_KEY);
+    };
+    value
+        .to_str()?
+        .split(',')
+        .map(|v| v.parse::<f64>().map_err(anyhow::Error::from))
+        .collect()
+}
+
+/// Fits the confidence model on the fit half and scores both models.
+fn mode_report(name: &str, questions: Vec<QuestionResult>, latencies: &[Duration]) -> ModeReport {
+    let (fit_half, report_half): (Vec<&QuestionResult>, Vec<&QuestionResult>) =
+        questions.iter().partition(|q| q.conversation < FIT_HALF);
+    let samples: Vec<(Vec<f64>, bool)> = fit_half
+        .iter()
+        .map(|q| (q.features.clone(), event(q)))
+        .collect();
+    let fitted = crate::fit::fit(&samples);
+    let fitted_pairs: Vec<(f64, bool)> = report_half
+        .iter()
+        .map(|q| (fitted.predict(&q.features), event(q)))
+        .collect();
+    ModeReport {
+        mode: name.to_owned(),
+        rows: rows(&questions),
+        recall: Latency::of(latencies),
+        calibration_report_half: calibrate(report_half.iter().copied()),
+        calibration_all: calibrate(questions.iter()),
+        fitted,
+        fitted_report_half: stats::calibration(&fitted_pairs, ECE_BINS),
+        questions,
+    }
+}
+
+/// The calibration event: an evidence turn among the first
+/// [`CALIBRATION_K`] turn hits.
+fn event(q: &QuestionResult) -> bool {
+    q.recall[1] > 0.0
+}
+
+/// Polls every job until it is ready; a failed job or the deadline ends
+/// the run.
+async fn wait_jobs(
+    client: &mut JobServiceClient<Channel>,
+    token: &str,
+    job_ids: &[String],
+    deadline: Instant,
+) -> anyhow::Result<()> {
+    for job_id in job_ids {
+        loop {
+            let req = GetJobRequest {
+                job_id: job_id.clone(),
+            };
+            let state = match client.get_job(authed(req, token)?).await {
+                Ok(resp) => resp.into_inner().job.map(|j| (j.state(), j.error)),
+                Err(status) if status.code() == tonic::Code::NotFound => None,
+                Err(status) => return Err(status.into()),
+            };
+            match state {
+                Some((JobState::Ready, _)) => break,
+                Some((JobState::Failed, error)) => bail!("job {job_id} failed: {error}"),
+                _ if Instant::now() > deadline => {
+                    bail!("job {job_id} not ready before the enrichment timeout")
+                }
+                _ => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Writes one conversation, a Remember per session (split at
-/// `max_turns`), and returns fragment id → `dia_id`.
+/// `max_turns`), and returns fragment id → `dia_id` and the writes' job ids.
 async fn ingest_conversation(
     client: &mut IngestServiceClient<Channel>,
     token: &str,
     conv: &Conversation,
     max_turns: usize,
     latencies: &mut Vec<Duration>,
-) -> anyhow::Result<HashMap<String, String>> {
+) -> anyhow::Result<(HashMap<String, String>, Vec<String>)> {
     let mut map = HashMap::new();
+    let mut job_ids = Vec::new();
     for session in &conv.sessions {
         let turns: Vec<(String, Turn)> = session
             .turns
@@ -326,12 +460,13 @@ async fn ingest_conversation(
                     chunk.len()
                 );
             }
+            job_ids.extend(resp.passive_job_id);
             for (id, (dia_id, _)) in resp.active_fragment_ids.into_iter().zip(chunk) {
                 map.insert(id, dia_id.clone());
             }
         }
     }
-    Ok(map)
+    Ok((map, job_ids))
 }
 
 fn row(label: String, results: &[&QuestionResult]) -> Row {
@@ -369,9 +504,9 @@ fn rows(results: &[QuestionResult]) -> Vec<Row> {
 }
 
 fn calibrate<'a>(results: impl Iterator<Item = &'a QuestionResult>) -> Calibration {
-    // recall[0] is R@5: above zero exactly when an evidence turn is in the top 5.
-    debug_assert_eq!(KS[0], CALIBRATION_K);
-    let pairs: Vec<(f64, bool)> = results.map(|r| (r.confidence, r.recall[0] > 0.0)).collect();
+    // recall[1] is R@10: above zero exactly when an evidence turn is in the top 10.
+    debug_assert_eq!(KS[1], CALIBRATION_K);
+    let pairs: Vec<(f64, bool)> = results.map(|r| (r.confidence, event(r))).collect();
     stats::calibration(&pairs, ECE_BINS)
 }
 
@@ -382,21 +517,22 @@ fn mib(m: Option<Memory>) -> String {
     )
 }
 
-impl LocomoReport {
-    /// The report as markdown tables.
-    pub fn markdown(&self) -> String {
-        let mut s = String::new();
-        let scored = self.calibration.n;
+fn calibration_rows(s: &mut String, rows: &[(&str, &Calibration)]) {
+    let _ = writeln!(s, "| | questions | ECE | mean confidence | hit rate |");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|");
+    for (label, c) in rows {
         let _ = writeln!(
             s,
-            "## LoCoMo retrieval: {} conversations, {} sessions, {} turns, {} of {} questions scored (mode active, top_k {})\n",
-            self.conversations,
-            self.sessions,
-            self.ingest.turns,
-            scored,
-            self.questions_total,
-            self.top_k
+            "| {label} | {} | {:.3} | {:.3} | {:.3} |",
+            c.n, c.ece, c.mean_confidence, c.hit_rate
         );
+    }
+}
+
+impl ModeReport {
+    /// This mode's tables.
+    fn markdown(&self, s: &mut String) {
+        let _ = writeln!(s, "### mode {}\n", self.mode);
         let _ = writeln!(s, "| category | questions | R@5 | R@10 | R@25 |");
         let _ = writeln!(s, "|---|---:|---:|---:|---:|");
         for r in &self.rows {
@@ -406,9 +542,70 @@ impl LocomoReport {
                 r.label, r.questions, r.recall_at_5, r.recall_at_10, r.recall_at_25
             );
         }
+        let r = &self.recall;
         let _ = writeln!(
             s,
-            "\nrecall = share of a question's evidence turns among the first k turn hits, averaged over questions. \
+            "\nrecall latency: {} calls; p50 {:.1} ms, p99 {:.1} ms, mean {:.1} ms, max {:.1} ms\n",
+            r.n, r.p50_ms, r.p99_ms, r.mean_ms, r.max_ms
+        );
+        let _ = writeln!(
+            s,
+            "confidence (event: an evidence turn among the first {CALIBRATION_K} turn hits; {ECE_BINS} bins):\n"
+        );
+        calibration_rows(
+            s,
+            &[
+                (
+                    "server, report half (conversations 6-10)",
+                    &self.calibration_report_half,
+                ),
+                ("server, all conversations", &self.calibration_all),
+                (
+                    "refit on conversations 1-5, report half",
+                    &self.fitted_report_half,
+                ),
+            ],
+        );
+        let f = &self.fitted;
+        let _ = writeln!(
+            s,
+            "\nfitted on conversations 1-5: bias {:.4}, weights [{}] ({})\n",
+            f.bias,
+            f.weights
+                .iter()
+                .map(|w| format!("{w:.4}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            engram_recall::FEATURE_NAMES.join(", ")
+        );
+        let _ = writeln!(s, "reliability, server confidence on the report half:\n");
+        let _ = writeln!(s, "| bin | questions | mean confidence | hit rate |");
+        let _ = writeln!(s, "|---|---:|---:|---:|");
+        for b in &self.calibration_report_half.bins {
+            if b.n > 0 {
+                let _ = writeln!(
+                    s,
+                    "| {:.1}-{:.1} | {} | {:.3} | {:.3} |",
+                    b.lo, b.hi, b.n, b.mean_confidence, b.hit_rate
+                );
+            }
+        }
+        let _ = writeln!(s);
+    }
+}
+
+impl LocomoReport {
+    /// The report as markdown tables.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "## LoCoMo retrieval: {} conversations, {} sessions, {} turns, {} questions (top_k {})\n",
+            self.conversations, self.sessions, self.ingest.turns, self.questions_total, self.top_k
+        );
+        let _ = writeln!(
+            s,
+            "recall = share of a question's evidence turns among the first k turn hits, averaged over questions. \
              skipped {} questions without evidence; {} had malformed evidence strings parsed leniently; \
              {} evidence ids name no turn of their conversation; {} hits were not turns of the queried conversation.\n",
             self.questions_skipped_no_evidence,
@@ -416,34 +613,21 @@ impl LocomoReport {
             self.evidence_ids_absent,
             self.foreign_hits
         );
-        let _ = writeln!(
-            s,
-            "| calibration (event: evidence in top {CALIBRATION_K}, {ECE_BINS} bins) | questions | ECE | mean confidence | hit rate |"
-        );
-        let _ = writeln!(s, "|---|---:|---:|---:|---:|");
-        for (label, c) in [
-            ("all categories", &self.calibration),
-            ("without adversarial", &self.calibration_without_adversarial),
-        ] {
-            let _ = writeln!(
-                s,
-                "| {label} | {} | {:.3} | {:.3} | {:.3} |",
-                c.n, c.ece, c.mean_confidence, c.hit_rate
-            );
+        for m in &self.modes {
+            m.markdown(&mut s);
         }
         let i = &self.ingest;
-        let _ = writeln!(s, "\n| speed | |");
+        let _ = writeln!(s, "| speed | |");
         let _ = writeln!(s, "|---|---|");
         let _ = writeln!(
             s,
             "| ingest | {} turns in {} Remember calls, {:.1} s, {:.1} turns/s; Remember p50 {:.1} ms, p99 {:.1} ms |",
             i.turns, i.calls, i.seconds, i.turns_per_sec, i.remember.p50_ms, i.remember.p99_ms
         );
-        let r = &self.recall;
         let _ = writeln!(
             s,
-            "| recall | {} calls; p50 {:.1} ms, p99 {:.1} ms, mean {:.1} ms, max {:.1} ms |",
-            r.n, r.p50_ms, r.p99_ms, r.mean_ms, r.max_ms
+            "| enrichment | every job ready {:.1} s after the first Remember |",
+            self.enrichment_seconds
         );
         let _ = writeln!(
             s,
@@ -472,6 +656,8 @@ mod tests {
             retrieved: vec![],
             recall,
             confidence,
+            features: vec![],
+            conversation: 0,
             latency_ms: 1.0,
         }
     }
@@ -498,6 +684,6 @@ mod tests {
         assert_eq!((rows[6].questions, rows[6].recall_at_25), (2, 100.0));
         let c = calibrate(rs.iter());
         assert_eq!(c.n, 3);
-        assert!((c.hit_rate - 1.0 / 3.0).abs() < 1e-9);
+        assert!((c.hit_rate - 2.0 / 3.0).abs() < 1e-9);
     }
 }

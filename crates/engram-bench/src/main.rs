@@ -4,11 +4,14 @@
 //! calibration of the returned confidence); `bench speed` grows a store to
 //! given sizes and measures ingest throughput, recall latency and server
 //! memory; `bench enrich` measures the time from Remember to job ready
-//! with the turn stream in the path. By default each run spawns the `engram` binary on a fresh data
+//! with the turn stream in the path; `bench consume` measures the
+//! enrichment consumer alone, in-process. By default each run spawns the `engram` binary on a fresh data
 //! directory and stops it at the end; `--addr` targets a running server.
 
+mod consume;
 mod dataset;
 mod enrich;
+mod fit;
 mod locomo;
 mod server;
 mod speed;
@@ -36,6 +39,8 @@ enum Command {
     Speed(speed::SpeedArgs),
     /// Remember → job ready latency and ingest throughput with the stream in the path.
     Enrich(enrich::EnrichArgs),
+    /// Enrichment throughput of the consumer alone, in-process, on a LoCoMo backlog.
+    Consume(consume::ConsumeArgs),
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -62,6 +67,7 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
                 write_json(out, &report)?;
             }
         }
+        Command::Consume(_) => anyhow::bail!("bench consume runs in-process, without a server"),
         Command::Speed(args) => {
             let report = speed::run(target, args).await?;
             println!("{}", report.markdown());
@@ -76,6 +82,15 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Consume(args) = &cli.command {
+        // In-process: no server to start.
+        let report = consume::run(args).await?;
+        println!("{}", report.markdown());
+        if let Some(out) = &args.out {
+            write_json(out, &report)?;
+        }
+        return Ok(());
+    }
     let target = server::Target::start(&cli.server).await?;
     // On Ctrl-C the run is dropped and the server is still stopped cleanly.
     let result = tokio::select! {

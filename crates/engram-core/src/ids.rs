@@ -38,6 +38,18 @@ pub fn observation_id(scope: &Scope, source_id: &str, text: &str) -> String {
     hex::encode(h.finalize())
 }
 
+/// The 64-hex fragment id of an entity: a digest of its tenant, its end
+/// user and its normalized key (`"person:ana"`). Entities span the
+/// sessions of one user, so the session is not part of it.
+pub fn entity_id(org_id: &str, user_id: &str, key: &str) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, "entity/v1");
+    field(&mut h, org_id);
+    field(&mut h, user_id);
+    field(&mut h, key);
+    hex::encode(h.finalize())
+}
+
 /// The 32-hex job id of a write: a digest of its scope, its fragment ids in
 /// order and its options, so re-sending the same request yields the same id.
 pub fn job_id(scope: &Scope, fragment_ids: &[String], options: &[bool]) -> String {
@@ -108,6 +120,16 @@ mod tests {
             a,
             observation_id(&scope(), &other_src, "User is allergic to shellfish.")
         );
+    }
+
+    #[test]
+    fn entity_id_is_per_user_not_per_session() {
+        let a = entity_id("org_a", "u1", "person:ana");
+        assert_eq!(a, entity_id("org_a", "u1", "person:ana"));
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, entity_id("org_a", "u2", "person:ana"));
+        assert_ne!(a, entity_id("org_b", "u1", "person:ana"));
+        assert_ne!(a, entity_id("org_a", "u1", "place:ana"));
     }
 
     #[test]

@@ -67,6 +67,18 @@ pub struct Job {
     pub turns: u32,
     /// Observation points written.
     pub observations: u32,
+    /// Entity points written or updated.
+    #[serde(default)]
+    pub entities: u32,
+    /// Model tokens the extractor spent (zero without an LLM).
+    #[serde(default)]
+    pub tokens_in: u64,
+    /// Model tokens the extractor's answers took.
+    #[serde(default)]
+    pub tokens_out: u64,
+    /// Why a model-backed extractor fell back to the rules, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback: Option<String>,
 }
 
 /// Keeps job records, keyed by job id.

@@ -90,6 +90,55 @@ impl FromStr for Kind {
     }
 }
 
+/// What an entity is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityKind {
+    /// A person, named or by relation ("my sister").
+    Person,
+    /// A city, country, region or named place.
+    Place,
+    /// A company, school, team or other organisation.
+    Organization,
+    /// A named product or brand.
+    Product,
+    /// A calendar date or period.
+    Date,
+    /// An amount with its unit ("3 kids", "$500").
+    Quantity,
+}
+
+impl EntityKind {
+    /// The payload spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityKind::Person => "person",
+            EntityKind::Place => "place",
+            EntityKind::Organization => "organization",
+            EntityKind::Product => "product",
+            EntityKind::Date => "date",
+            EntityKind::Quantity => "quantity",
+        }
+    }
+}
+
+impl FromStr for EntityKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "person" => Ok(EntityKind::Person),
+            "place" => Ok(EntityKind::Place),
+            "organization" | "organisation" => Ok(EntityKind::Organization),
+            "product" => Ok(EntityKind::Product),
+            "date" => Ok(EntityKind::Date),
+            "quantity" => Ok(EntityKind::Quantity),
+            other => Err(format!(
+                "unknown entity kind {other:?}: expected person, place, organization, product, date or quantity"
+            )),
+        }
+    }
+}
+
 /// The partition a memory belongs to. `org_id` is the tenant and always
 /// comes from the caller's token, never from the request body alone.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -149,6 +198,20 @@ pub struct PointPayload {
     /// Fragments this point was derived from (observations, entities).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub source_ids: Vec<String>,
+    /// For entities: what the entity is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_kind: Option<EntityKind>,
+    /// For entities: how many distinct turns mention it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mentions: Option<u32>,
+    /// For observations: who the fact is about ("User", "Ana").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// For observations: when the fact happened (epoch ms, start of the
+    /// day or month it names), when the text names a date; `ts_ms` stays
+    /// the time it was said.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_ms: Option<i64>,
     /// Caller metadata of the write, stored as given.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,

@@ -1,7 +1,7 @@
 //! The ports: small traits the services depend on. Each has an embedded and
 //! a distributed implementation in its own crate.
 
-use crate::model::{Kind, Point, ScoredPoint};
+use crate::model::{Kind, Point, PointPayload, ScoredPoint};
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -69,6 +69,11 @@ pub struct HybridQuery {
 pub trait VectorStore: Send + Sync + 'static {
     /// The fragment ids among `ids` that already exist for tenant `org_id`.
     async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError>;
+
+    /// The payloads of the points of tenant `org_id` with these fragment
+    /// ids, in no particular order; ids that do not exist, are malformed or
+    /// belong to another tenant are left out.
+    async fn get(&self, org_id: &str, ids: &[String]) -> Result<Vec<PointPayload>, StoreError>;
 
     /// Insert or overwrite points (keyed by fragment id). Durable on return.
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError>;

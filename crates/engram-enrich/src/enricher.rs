@@ -1,12 +1,11 @@
 //! What enrichment does with one event.
 
 use crate::EnrichError;
-use engram_core::{
-    Embedder, Job, JobState, JobStore, Kind, Point, PointPayload, Scope, VectorStore, bm25, ids,
-};
+use crate::derive;
+use engram_core::{Embedder, Job, JobState, JobStore, Point, PointPayload, VectorStore, bm25};
+use engram_extract::Extractor;
 use engram_proto::events::v1::TurnsIngested;
 use prost::Message;
-use std::collections::HashSet;
 use std::sync::Arc;
 
 /// Turns events into stored points and job records.
@@ -14,6 +13,9 @@ pub struct Enricher {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
     jobs: Arc<dyn JobStore>,
+    extractor: Arc<dyn Extractor>,
+    /// Serializes the entity read-modify-write inside this process.
+    entity_lock: tokio::sync::Mutex<()>,
 }
 
 fn now_ms() -> i64 {
@@ -21,17 +23,20 @@ fn now_ms() -> i64 {
 }
 
 impl Enricher {
-    /// An enricher writing to `store`, embedding with `embedder`, recording
-    /// progress in `jobs`.
+    /// An enricher extracting with `extractor`, writing to `store`,
+    /// embedding with `embedder`, recording progress in `jobs`.
     pub fn new(
         store: Arc<dyn VectorStore>,
         embedder: Arc<dyn Embedder>,
         jobs: Arc<dyn JobStore>,
+        extractor: Arc<dyn Extractor>,
     ) -> Self {
         Self {
             store,
             embedder,
             jobs,
+            extractor,
+            entity_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -56,17 +61,27 @@ impl Enricher {
         job.updated_ms = now_ms();
         self.jobs.put(&job).await?;
 
-        let points = self.observation_points(&event).await?;
-        let n = points.len() as u32;
-        self.store.upsert(points).await?;
+        let derived = self.derive_and_write(&event).await?;
 
         job.state = JobState::Ready;
-        job.observations = n;
+        job.observations = derived.observations;
+        job.entities = derived.entities;
+        job.tokens_in = derived.usage.tokens_in;
+        job.tokens_out = derived.usage.tokens_out;
+        job.fallback = derived.fallback;
         job.error = None;
         job.updated_ms = now_ms();
         self.jobs.put(&job).await?;
-        tracing::info!(job_id = %event.job_id, org_id = %event.org_id, attempt, observations = n, "enriched write");
-        Ok(n)
+        tracing::info!(
+            job_id = %event.job_id,
+            org_id = %event.org_id,
+            attempt,
+            extractor = self.extractor.name(),
+            observations = derived.observations,
+            entities = derived.entities,
+            "enriched write"
+        );
+        Ok(derived.observations)
     }
 
     /// The job's record: the one ingest created, or a new one when ingest
@@ -88,6 +103,10 @@ impl Enricher {
             error: None,
             turns: event.turns.len() as u32,
             observations: 0,
+            entities: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            fallback: None,
         })
     }
 
@@ -158,50 +177,40 @@ impl Enricher {
         }
     }
 
-    async fn observation_points(&self, event: &TurnsIngested) -> Result<Vec<Point>, EnrichError> {
-        let scope = Scope {
-            org_id: event.org_id.clone(),
-            user_id: event.user_id.clone(),
-            session_id: event.session_id.clone(),
-        };
+    /// Extracts from the event's turns (outside any lock: a model-backed
+    /// extractor may take seconds), then writes the observation and entity
+    /// points. Entity merging is a read-modify-write of points shared by
+    /// the user's writes, so it runs under the entity lock: two events
+    /// naming the same person must not both start from the same count.
+    async fn derive_and_write(&self, event: &TurnsIngested) -> Result<Derived, EnrichError> {
+        let turns = derive::turn_inputs(event);
+        let extraction = self.extractor.extract(&turns).await?;
         let metadata = event
             .metadata
             .as_ref()
             .map(engram_proto::json::struct_to_json)
             .unwrap_or_default();
-        let mut seen = HashSet::new();
-        let mut payloads = Vec::new();
-        for turn in &event.turns {
-            for text in &turn.observations {
-                let text = text.trim();
-                if text.is_empty() {
-                    continue;
-                }
-                let id = ids::observation_id(&scope, &turn.fragment_id, text);
-                if !seen.insert(id.clone()) {
-                    continue;
-                }
-                payloads.push(PointPayload {
-                    fragment_id: id,
-                    org_id: scope.org_id.clone(),
-                    user_id: scope.user_id.clone(),
-                    session_id: scope.session_id.clone(),
-                    kind: Kind::Observation,
-                    role: None,
-                    text: text.to_owned(),
-                    ts_ms: turn.ts_ms,
-                    job_id: event.job_id.clone(),
-                    source_ids: vec![turn.fragment_id.clone()],
-                    metadata: metadata.clone(),
-                });
-            }
-        }
+        let observations = derive::observation_payloads(event, &extraction, &metadata);
+        let _guard = self.entity_lock.lock().await;
+        let entities =
+            derive::entity_payloads(self.store.as_ref(), event, &extraction, &observations).await?;
+        let derived = Derived {
+            observations: observations.len() as u32,
+            entities: entities.len() as u32,
+            usage: extraction.usage,
+            fallback: extraction.fallback,
+        };
+        let payloads: Vec<PointPayload> = observations
+            .into_iter()
+            .map(|(p, _)| p)
+            .chain(entities)
+            .collect();
         if payloads.is_empty() {
-            return Ok(Vec::new());
+            return Ok(derived);
         }
         let texts: Vec<String> = payloads.iter().map(|p| p.text.clone()).collect();
         let vectors = self.embedder.embed(&texts).await?;
-        Ok(payloads
+        let points = payloads
             .into_iter()
             .zip(vectors)
             .map(|(payload, dense)| Point {
@@ -210,6 +219,16 @@ impl Enricher {
                 payload,
                 dense,
             })
-            .collect())
+            .collect();
+        self.store.upsert(points).await?;
+        Ok(derived)
     }
+}
+
+/// What one event yields.
+struct Derived {
+    observations: u32,
+    entities: u32,
+    usage: engram_extract::ExtractUsage,
+    fallback: Option<String>,
 }

@@ -3,9 +3,10 @@
 //! It reads `engram.events.v1.TurnsIngested` events from a
 //! [`engram_core::TurnStream`] (NATS JetStream or the embedded queue),
 //! writes what it derives from each write into the vector store, and keeps
-//! the write's job record current. In this version it stores each turn's
-//! caller-supplied observations as observation points linked to their
-//! source fragment; extraction comes with the enrichment issue.
+//! the write's job record current: an [`engram_extract::Extractor`] turns
+//! the write's turns into observations (each linked to its source turns)
+//! and entities (merged per user with what is stored, linked to the turns
+//! and observations that mention them).
 //!
 //! Delivery is at least once, so every write it makes is an upsert keyed by
 //! a content-derived fragment id: a redelivered event rewrites the same
@@ -14,6 +15,7 @@
 //! dead-letters it and fails its job.
 
 mod consumer;
+mod derive;
 mod enricher;
 
 pub use consumer::{EnrichConfig, run};
@@ -39,4 +41,7 @@ pub enum EnrichError {
     /// The stream failed.
     #[error(transparent)]
     Stream(#[from] StreamError),
+    /// The extractor cannot run.
+    #[error(transparent)]
+    Extract(#[from] engram_extract::ExtractError),
 }

@@ -41,6 +41,12 @@ fn to_proto(job: Job) -> pb::Job {
         error: job.error.unwrap_or_default(),
         turns: job.turns,
         observations: job.observations,
+        entities: job.entities,
+        usage: Some(pb::Usage {
+            tokens_in: job.tokens_in,
+            tokens_out: job.tokens_out,
+        }),
+        extractor_fallback: job.fallback.unwrap_or_default(),
     }
 }
 

@@ -197,6 +197,10 @@ impl IngestServiceImpl {
                 error: None,
                 turns: unique.len() as u32,
                 observations: 0,
+                entities: 0,
+                tokens_in: 0,
+                tokens_out: 0,
+                fallback: None,
             };
             // The event is durable now, and the consumer records the job
             // itself if this fails: the write has succeeded either way.
@@ -267,6 +271,10 @@ fn turn_point(
             ts_ms: t.ts_ms,
             job_id: job_id.to_owned(),
             source_ids: Vec::new(),
+            entity_kind: None,
+            mentions: None,
+            subject: None,
+            event_ms: None,
             metadata: metadata.clone(),
         },
         dense,

@@ -4,7 +4,9 @@ use crate::error::{classify, timed_out};
 use crate::mapping;
 use crate::options::QdrantOptions;
 use async_trait::async_trait;
-use engram_core::{HybridQuery, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore};
+use engram_core::{
+    HybridQuery, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
+};
 use qdrant_client::qdrant::{
     CountPoints, CreateFieldIndexCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
     PayloadIncludeSelector, PayloadIndexParams, PointsSelector, UpsertPoints, WithPayloadSelector,
@@ -269,6 +271,44 @@ impl VectorStore for QdrantStore {
                 .then(|| fragment_id.to_owned())
             })
             .collect())
+    }
+
+    async fn get(&self, org_id: &str, ids: &[String]) -> Result<Vec<PointPayload>, StoreError> {
+        self.client()?;
+        let asked: HashSet<&str> = ids
+            .iter()
+            .filter(|id| mapping::point_id(id).is_ok())
+            .map(String::as_str)
+            .collect();
+        if asked.is_empty() {
+            return Ok(Vec::new());
+        }
+        let point_ids = asked
+            .iter()
+            .map(|id| mapping::point_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = GetPoints {
+            collection_name: self.collection.clone(),
+            ids: point_ids,
+            with_payload: Some(mapping::with_payload(true)),
+            with_vectors: Some(WithVectorsSelector {
+                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
+            }),
+            ..GetPoints::default()
+        };
+        let found = self
+            .call("get", |c| async move { c.get_points(request).await })
+            .await?;
+        let mut out = Vec::with_capacity(found.result.len());
+        for record in found.result {
+            let payload = mapping::decode_payload(record.payload)?;
+            // Same org, and the full 64-hex id: the point id only covers
+            // its first half.
+            if payload.org_id == org_id && asked.contains(payload.fragment_id.as_str()) {
+                out.push(payload);
+            }
+        }
+        Ok(out)
     }
 
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {

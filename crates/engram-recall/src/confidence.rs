@@ -1,25 +1,74 @@
 //! Confidence that the hits hold what the query needs.
 //!
-//! A logistic model over two features of the best hit:
-//! `confidence = 1 / (1 + exp(-(W_COS * cos + W_AGREE * agree + BIAS)))`
-//! where `cos` is the cosine similarity of the best dense match and
-//! `agree` is 1 when the fused top hit is also the best dense match (both
-//! retrievers agree), else 0. MiniLM cosines of relevant pairs sit around
-//! 0.25–0.55, so the weights put 0.5 confidence near cosine 0.45. The
-//! weights are set by hand here and are replaced by parameters fitted on
-//! LoCoMo when confidence gets calibrated.
+//! A logistic model over four features of a result:
+//! `confidence = 1 / (1 + exp(-(bias + w · x)))` with
+//! `x = [cosine, agree, top_score, coverage]`:
+//! - `cosine`: the best dense cosine among the direct hits (0 without one);
+//! - `agree`: 1 when the fused first hit is also the best dense match;
+//! - `top_score`: the first turn hit's score in [0, 1];
+//! - `coverage`: the share of the query's content words found in the first
+//!   three turns and their observations.
+//!
+//! The parameters are fitted by `bench locomo --fit-confidence` on the
+//! first half of LoCoMo's conversations (the event: an evidence turn among
+//! the first 10 turn hits) and reported on the other half in
+//! `BENCHMARKS.md`; each mode has its own, because deep results carry more
+//! evidence for the same features.
 
-const W_COS: f64 = 10.0;
-const W_AGREE: f64 = 0.5;
-const BIAS: f64 = -4.75;
+/// Number of features.
+pub const FEATURES: usize = 4;
 
-/// Confidence in [0, 1]; 0 when there is no hit.
-pub fn confidence(best_cosine: Option<f32>, agree: bool) -> f64 {
-    let Some(cos) = best_cosine else {
-        return 0.0;
-    };
-    let z = W_COS * f64::from(cos.clamp(-1.0, 1.0)) + W_AGREE * f64::from(u8::from(agree)) + BIAS;
-    1.0 / (1.0 + (-z).exp())
+/// Names of the features, in order (for reports and the explain header).
+pub const FEATURE_NAMES: [&str; FEATURES] = ["cosine", "agree", "top_score", "coverage"];
+
+/// Parameters of the logistic model.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Calibration {
+    /// Intercept.
+    pub bias: f64,
+    /// One weight per feature; all non-negative, so confidence never falls
+    /// when a feature rises.
+    pub weights: [f64; FEATURES],
+}
+
+/// Fitted on LoCoMo conversations 1-5, active mode (see BENCHMARKS.md).
+pub const ACTIVE: Calibration = Calibration {
+    bias: -4.0,
+    weights: [6.0, 0.5, 1.0, 2.0],
+};
+
+/// Fitted on LoCoMo conversations 1-5, deep mode (see BENCHMARKS.md).
+pub const DEEP: Calibration = Calibration {
+    bias: -4.0,
+    weights: [6.0, 0.5, 1.0, 2.0],
+};
+
+/// The feature vector of a result; `None` cosine means no hit at all.
+pub fn features(
+    best_cosine: Option<f32>,
+    agree: bool,
+    top_score: f32,
+    coverage: f32,
+) -> [f64; FEATURES] {
+    [
+        f64::from(best_cosine.unwrap_or(0.0).clamp(-1.0, 1.0)),
+        f64::from(u8::from(agree)),
+        f64::from(top_score.clamp(0.0, 1.0)),
+        f64::from(coverage.clamp(0.0, 1.0)),
+    ]
+}
+
+impl Calibration {
+    /// Confidence in [0, 1] for features `x`.
+    pub fn confidence(&self, x: &[f64; FEATURES]) -> f64 {
+        let z = self.bias + self.weights.iter().zip(x).map(|(w, v)| w * v).sum::<f64>();
+        let p = 1.0 / (1.0 + (-z).exp());
+        if p.is_finite() {
+            p.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    }
 }
 
 #[cfg(test)]
@@ -27,15 +76,27 @@ mod tests {
     use super::*;
 
     #[test]
-    fn bounded_and_monotone_in_cosine() {
-        let mut last = 0.0;
-        for i in -10..=10 {
-            let c = confidence(Some(i as f32 / 10.0), false);
-            assert!((0.0..=1.0).contains(&c));
-            assert!(c >= last);
-            last = c;
+    fn bounded_and_monotone_in_cosine_for_both_modes() {
+        for cal in [ACTIVE, DEEP] {
+            assert!(cal.weights.iter().all(|w| *w >= 0.0));
+            let mut last = 0.0;
+            for i in -10..=10 {
+                let c = cal.confidence(&features(Some(i as f32 / 10.0), false, 0.5, 0.5));
+                assert!((0.0..=1.0).contains(&c), "{c}");
+                assert!(c >= last, "not monotone at cosine {i}/10");
+                last = c;
+            }
+            let extreme = Calibration {
+                bias: 1e6,
+                weights: cal.weights,
+            };
+            assert_eq!(
+                extreme.confidence(&features(Some(1.0), true, 1.0, 1.0)),
+                1.0
+            );
+            let x = features(Some(0.4), false, 0.5, 0.5);
+            let y = features(Some(0.4), true, 0.9, 1.0);
+            assert!(cal.confidence(&y) >= cal.confidence(&x));
         }
-        assert_eq!(confidence(None, true), 0.0);
-        assert!(confidence(Some(0.4), true) > confidence(Some(0.4), false));
     }
 }

@@ -1,14 +1,21 @@
 //! The recall service: `RecallService.Recall`.
 //!
-//! The query is embedded and searched with two prefetches (dense cosine and
-//! BM25) fused by reciprocal rank fusion inside the vector store, filtered
-//! to the caller's tenant and scope. Hits are rendered the way a model
-//! reads them, scored, and given a confidence.
+//! `active` embeds the query and runs one hybrid search (dense cosine and
+//! BM25 fused by reciprocal rank inside the vector store) over turns and
+//! observations, filtered to the caller's tenant and scope; an observation
+//! hit brings its source turn along. `deep` searches turns, observations
+//! and entities, fuses them, expands strong turns with their neighbours,
+//! honours time expressions in the query and diversifies (see
+//! [`search`](crate::search) internals). Hits are rendered the way a model
+//! reads them and given a calibrated confidence.
 
 mod confidence;
+mod rank;
 mod render;
+mod search;
 mod service;
+mod timeq;
 
-pub use confidence::confidence;
+pub use confidence::{ACTIVE, Calibration, DEEP, FEATURE_NAMES, FEATURES, features};
 pub use render::{format_ts, timeline, turn_text};
-pub use service::{RecallConfig, RecallServiceImpl};
+pub use service::{EXPLAIN_KEY, RecallConfig, RecallServiceImpl};

@@ -1,7 +1,7 @@
 //! How hits read: turn text, timestamps and the timeline.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use engram_core::PointPayload;
+use engram_core::{Kind, PointPayload};
 
 /// RFC 3339 in UTC with a `Z`, seconds precision unless milliseconds matter.
 pub fn format_ts(ts_ms: i64) -> String {
@@ -20,23 +20,64 @@ pub fn turn_text(p: &PointPayload) -> String {
     }
 }
 
-/// One line per hit in time order (ties broken by id, so the same memory
-/// always renders the same timeline).
+/// A leading transcript speaker ("Caroline: ..."): one to three
+/// capitalized words and a colon.
+fn speaker(text: &str) -> Option<(&str, &str)> {
+    let (name, rest) = text.split_once(": ")?;
+    let words: Vec<&str> = name.split(' ').collect();
+    let named = (1..=3).contains(&words.len())
+        && words.iter().all(|w| {
+            w.chars().next().is_some_and(char::is_uppercase)
+                && w.chars()
+                    .all(|c| c.is_alphanumeric() || c == '\'' || c == '-' || c == '.')
+        });
+    named.then_some((name, rest.trim()))
+}
+
+/// `2023-05-07`, the UTC day of `ms`.
+fn day(ms: i64) -> String {
+    DateTime::<Utc>::from_timestamp_millis(ms)
+        .map_or_else(|| ms.to_string(), |t| t.format("%Y-%m-%d").to_string())
+}
+
+/// One timeline entry: `(when, said, id, line)`.
+fn entry(p: &PointPayload) -> (i64, i64, String, String) {
+    let when = p.event_ms.unwrap_or(p.ts_ms);
+    let (who, what) = match p.kind {
+        Kind::Observation => {
+            let who = p.subject.clone().unwrap_or_else(|| "memory".into());
+            (who, p.text.clone())
+        }
+        _ => match speaker(&p.text) {
+            Some((name, rest)) => (name.to_owned(), rest.to_owned()),
+            None => (
+                p.role
+                    .map_or_else(|| p.kind.as_str().to_owned(), |r| r.to_string()),
+                p.text.clone(),
+            ),
+        },
+    };
+    (
+        when,
+        p.ts_ms,
+        p.fragment_id.clone(),
+        format!("{} | {} | {}", day(when), who, what),
+    )
+}
+
+/// A chronological summary: one line `date | who | what` per hit and per
+/// observation of the hits, ordered by when it happened (an observation's
+/// resolved date, else when it was said), then when it was said, then id,
+/// so the same memory always renders the same timeline. Identical lines
+/// appear once.
 pub fn timeline(hits: &[&PointPayload]) -> String {
-    let mut sorted: Vec<&&PointPayload> = hits.iter().collect();
-    sorted.sort_by(|a, b| {
-        a.ts_ms
-            .cmp(&b.ts_ms)
-            .then_with(|| a.fragment_id.cmp(&b.fragment_id))
-    });
-    sorted
-        .iter()
-        .map(|p| {
-            let who = p
-                .role
-                .map_or_else(|| p.kind.as_str().to_string(), |r| r.to_string());
-            format!("{} [{}] {}", format_ts(p.ts_ms), who, p.text)
-        })
+    let mut entries: Vec<_> = hits.iter().map(|p| entry(p)).collect();
+    entries.sort();
+    let mut seen = std::collections::HashSet::new();
+    entries
+        .into_iter()
+        .filter(|e| seen.insert(e.3.clone()))
+        .map(|e| e.3)
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -44,7 +85,7 @@ pub fn timeline(hits: &[&PointPayload]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engram_core::{Kind, Role};
+    use engram_core::Role;
 
     fn payload(id: &str, ts_ms: i64, text: &str) -> PointPayload {
         PointPayload {
@@ -58,6 +99,10 @@ mod tests {
             ts_ms,
             job_id: "j".into(),
             source_ids: vec![],
+            entity_kind: None,
+            mentions: None,
+            subject: None,
+            event_ms: None,
             metadata: Default::default(),
         }
     }
@@ -72,16 +117,37 @@ mod tests {
         assert_eq!(format_ts(1_778_248_800_123), "2026-05-08T14:00:00.123Z");
     }
 
+    const DAY: i64 = 86_400_000;
+
     #[test]
     fn timeline_is_chronological_and_deterministic() {
-        let a = payload("b", 2_000, "second");
-        let b = payload("a", 1_000, "first");
-        let c = payload("a0", 2_000, "tie");
-        let t = timeline(&[&a, &b, &c]);
+        let a = payload(
+            "b",
+            20 * DAY,
+            "Caroline: I went to a support group yesterday.",
+        );
+        let b = payload("a", 10 * DAY, "first");
+        let c = payload("a0", 20 * DAY, "Melanie: tie");
+        let mut obs = payload(
+            "o",
+            20 * DAY,
+            "Caroline went to a support group on 20 January 1970.",
+        );
+        obs.kind = Kind::Observation;
+        obs.role = None;
+        obs.subject = Some("Caroline".into());
+        obs.event_ms = Some(19 * DAY);
+        let t = timeline(&[&a, &b, &c, &obs, &obs]);
         let lines: Vec<&str> = t.lines().collect();
-        assert!(lines[0].ends_with("first"));
-        assert!(lines[1].ends_with("tie"));
-        assert!(lines[2].ends_with("second"));
-        assert_eq!(t, timeline(&[&c, &b, &a]));
+        assert_eq!(
+            lines,
+            vec![
+                "1970-01-11 | user | first",
+                "1970-01-20 | Caroline | Caroline went to a support group on 20 January 1970.",
+                "1970-01-21 | Melanie | tie",
+                "1970-01-21 | Caroline | I went to a support group yesterday.",
+            ]
+        );
+        assert_eq!(t, timeline(&[&obs, &c, &b, &a]));
     }
 }

@@ -1,9 +1,11 @@
 //! `RecallService.Recall`.
 
-use crate::{confidence, render};
-use engram_core::{Embedder, HybridQuery, Kind, ScopeFilter, ScoredPoint, VectorStore, bm25};
+use crate::{confidence, render, search};
+use engram_core::{Embedder, Kind, VectorStore, bm25};
 use engram_proto::v1::recall_service_server::RecallService;
-use engram_proto::v1::{Hit, HitKind, Hits, RecallMode, RecallRequest, RecallResponse, Usage};
+use engram_proto::v1::{
+    Entity, Hit, HitKind, Hits, RecallMode, RecallRequest, RecallResponse, Usage,
+};
 use engram_rpc::Violations;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -104,24 +106,39 @@ impl RecallServiceImpl {
     }
 }
 
-/// Normalizes a hybrid (RRF) score so 1.0 means "first in both
-/// retrievers" and 0.5 "first in one, absent from the other".
-fn normalized(score: f32) -> f32 {
-    (score / (2.0 / engram_core::RRF_K as f32)).clamp(0.0, 1.0)
-}
+/// Request metadata key asking for the confidence features; the response
+/// then carries them under the same key, comma-separated in the order of
+/// [`crate::FEATURE_NAMES`] (the calibration bench reads them).
+pub const EXPLAIN_KEY: &str = "x-engram-explain";
 
-fn hit(p: &ScoredPoint) -> Hit {
-    let (kind, text) = match p.payload.kind {
-        Kind::Turn => (HitKind::Turn, render::turn_text(&p.payload)),
-        Kind::Observation => (HitKind::Observation, p.payload.text.clone()),
-        Kind::Memory | Kind::Entity => (HitKind::Memory, p.payload.text.clone()),
+fn hit(r: &search::Ranked) -> Hit {
+    let p = &r.payload;
+    let (kind, text) = match p.kind {
+        Kind::Turn => (HitKind::Turn, render::turn_text(p)),
+        Kind::Observation => (HitKind::Observation, p.text.clone()),
+        Kind::Memory | Kind::Entity => (HitKind::Memory, p.text.clone()),
     };
     Hit {
-        id: p.payload.fragment_id.clone(),
+        id: p.fragment_id.clone(),
         text,
-        score: normalized(p.score),
+        score: r.score,
         kind: kind as i32,
-        timestamp: p.payload.ts_ms.to_string(),
+        timestamp: p.ts_ms.to_string(),
+        source_ids: p.source_ids.clone(),
+    }
+}
+
+fn entity(r: &search::Ranked) -> Entity {
+    Entity {
+        id: Some(r.payload.fragment_id.clone()),
+        label: r.payload.text.clone(),
+        score: r.score,
+        kind: r
+            .payload
+            .entity_kind
+            .map(|k| k.as_str().to_owned())
+            .unwrap_or_default(),
+        mentions: r.payload.mentions.unwrap_or(0),
     }
 }
 
@@ -132,6 +149,7 @@ impl RecallService for RecallServiceImpl {
         request: Request<RecallRequest>,
     ) -> Result<Response<RecallResponse>, Status> {
         let claims = engram_rpc::claims(&request)?;
+        let explain = request.metadata().contains_key(EXPLAIN_KEY);
         let req = request.into_inner();
         let mode = self.validate(&req)?;
         let s = req.scope.clone().unwrap_or_default();
@@ -160,45 +178,29 @@ impl RecallService for RecallServiceImpl {
             .map_err(engram_rpc::embed_status)?
             .pop()
             .ok_or_else(|| Status::internal("embedder returned no vector"))?;
-        let query = HybridQuery {
-            filter: ScopeFilter {
-                org_id: scope.org_id.clone(),
-                user_id: Some(scope.user_id.clone()),
-                session_id: Some(scope.session_id.clone()).filter(|s| !s.is_empty()),
-                kinds: match mode {
-                    RecallMode::Deep => vec![Kind::Turn, Kind::Observation, Kind::Memory],
-                    _ => vec![Kind::Turn, Kind::Observation],
-                },
-                from_ms: None,
-                until_ms: None,
-            },
+        let query = search::Query {
+            store: self.store.as_ref(),
+            org_id: &scope.org_id,
+            user_id: &scope.user_id,
+            session_id: Some(scope.session_id.as_str()).filter(|s| !s.is_empty()),
+            q: &req.q,
             dense,
             sparse: bm25::query_vector(&req.q),
             prefetch,
-            limit: top_k,
+            top_k,
+            now_ms: chrono::Utc::now().timestamp_millis(),
         };
-        let found = self
-            .store
-            .hybrid_search(&query)
-            .await
-            .map_err(engram_rpc::store_status)?;
+        let (outcome, calibration) = match mode {
+            RecallMode::Deep => (search::deep(&query).await, confidence::DEEP),
+            _ => (search::active(&query).await, confidence::ACTIVE),
+        };
+        let outcome = outcome.map_err(engram_rpc::store_status)?;
 
-        let best_cos = found
-            .iter()
-            .filter_map(|p| p.dense_score)
-            .fold(None, |m: Option<f32>, c| Some(m.map_or(c, |m| m.max(c))));
-        let agree = match (found.first().and_then(|p| p.dense_score), best_cos) {
-            (Some(top), Some(best)) => top >= best,
-            _ => false,
+        let hits = Hits {
+            turns: outcome.turns.iter().map(hit).collect(),
+            observations: outcome.observations.iter().map(hit).collect(),
+            entities: outcome.entities.iter().map(entity).collect(),
         };
-        let mut hits = Hits::default();
-        for p in &found {
-            let h = hit(p);
-            match p.payload.kind {
-                Kind::Observation => hits.observations.push(h),
-                _ => hits.turns.push(h),
-            }
-        }
         let tokens_out: u64 = hits
             .turns
             .iter()
@@ -206,45 +208,52 @@ impl RecallService for RecallServiceImpl {
             .map(|h| self.embedder.count_tokens(&h.text) as u64)
             .sum();
         let timeline = req.include_timeline.then(|| {
-            let payloads: Vec<_> = found.iter().map(|p| &p.payload).collect();
+            let mut payloads: Vec<&engram_core::PointPayload> = outcome
+                .turns
+                .iter()
+                .chain(&outcome.observations)
+                .map(|r| &r.payload)
+                .collect();
+            payloads.extend(&outcome.context);
             render::timeline(&payloads)
         });
+        let sig = outcome.signals;
+        let x = confidence::features(sig.best_cosine, sig.agree, sig.top_score, sig.coverage);
+        let confidence = if hits.turns.is_empty() && hits.observations.is_empty() {
+            0.0
+        } else {
+            calibration.confidence(&x)
+        };
         tracing::info!(
             org_id = %scope.org_id,
             mode = mode.as_str_name(),
             top_k,
-            hits = found.len(),
+            turns = hits.turns.len(),
+            observations = hits.observations.len(),
+            entities = hits.entities.len(),
+            confidence,
             "recalled"
         );
-        Ok(Response::new(RecallResponse {
+        let mut response = Response::new(RecallResponse {
             hits: Some(hits),
-            confidence: confidence(best_cos, agree),
+            confidence,
             timeline,
             mode: mode as i32,
             usage: Some(Usage {
                 tokens_in: self.embedder.count_tokens(&req.q) as u64,
                 tokens_out,
             }),
-        }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::normalized;
-    use engram_core::RRF_K;
-
-    /// A retriever's contribution at 0-based position `r` (Qdrant's RRF).
-    fn rrf(r: usize) -> f32 {
-        1.0 / (r + RRF_K) as f32
-    }
-
-    #[test]
-    fn scores_span_zero_to_one_and_keep_order() {
-        assert_eq!(normalized(rrf(0) + rrf(0)), 1.0);
-        assert_eq!(normalized(rrf(0)), 0.5);
-        let second = normalized(rrf(1));
-        assert!(second < 0.5 && second > normalized(rrf(2)));
-        assert!(normalized(rrf(0) + rrf(5)) < 1.0);
+        });
+        if explain {
+            let text = x
+                .iter()
+                .map(|v| format!("{v:.6}"))
+                .collect::<Vec<_>>()
+                .join(",");
+            if let Ok(value) = text.parse() {
+                response.metadata_mut().insert(EXPLAIN_KEY, value);
+            }
+        }
+        Ok(response)
     }
 }

@@ -38,6 +38,8 @@ pub struct Config {
     pub queue: QueueSettings,
     /// The enrichment consumer.
     pub enrich: EnrichSettings,
+    /// How enrichment extracts observations and entities.
+    pub extract: ExtractSettings,
 }
 
 /// Which vector store backs a process.
@@ -130,6 +132,85 @@ impl EnrichSettings {
             backoff_max: Duration::from_millis(self.backoff_max_ms),
             progress_interval: Duration::from_millis(self.progress_interval_ms),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+        }
+    }
+}
+
+/// Which extractor enrichment uses.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExtractorKind {
+    /// The built-in rules: offline, no model.
+    #[default]
+    Rules,
+    /// An OpenAI-compatible chat endpoint (`llm_*`), falling back to the
+    /// rules whenever it fails or answers malformed JSON.
+    Llm,
+}
+
+/// `[extract]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ExtractSettings {
+    /// `rules` (default) or `llm`.
+    pub extractor: ExtractorKind,
+    /// Base URL of the OpenAI-compatible API, e.g. `http://vllm:8000/v1`
+    /// (requests go to `<url>/chat/completions`).
+    pub llm_url: String,
+    /// Model name sent with every request.
+    pub llm_model: String,
+    /// Bearer key; set it through `ENGRAM__EXTRACT__LLM_API_KEY`.
+    pub llm_api_key: Option<String>,
+    /// Longest wait for one completion, milliseconds.
+    pub llm_timeout_ms: u64,
+    /// Turns per request; larger writes are split.
+    pub llm_max_turns_per_call: usize,
+    /// Characters of turn text per request; larger batches are split.
+    pub llm_max_input_chars: usize,
+    /// `max_tokens` of each completion.
+    pub llm_max_output_tokens: u32,
+    /// Sampling temperature (0 for repeatable output).
+    pub llm_temperature: f32,
+}
+
+impl Default for ExtractSettings {
+    fn default() -> Self {
+        Self {
+            extractor: ExtractorKind::Rules,
+            llm_url: String::new(),
+            llm_model: String::new(),
+            llm_api_key: None,
+            llm_timeout_ms: 30_000,
+            llm_max_turns_per_call: 32,
+            llm_max_input_chars: 24_000,
+            llm_max_output_tokens: 2_048,
+            llm_temperature: 0.0,
+        }
+    }
+}
+
+impl ExtractSettings {
+    /// The extractor these settings describe; checks the LLM settings when
+    /// the LLM extractor is chosen.
+    pub fn extractor(&self) -> Result<std::sync::Arc<dyn engram_extract::Extractor>, ServerError> {
+        let rules = engram_extract::RuleExtractor::new();
+        match self.extractor {
+            ExtractorKind::Rules => Ok(std::sync::Arc::new(rules)),
+            ExtractorKind::Llm => {
+                let config = engram_extract::LlmConfig {
+                    url: self.llm_url.clone(),
+                    model: self.llm_model.clone(),
+                    api_key: self.llm_api_key.clone().filter(|k| !k.is_empty()),
+                    timeout: Duration::from_millis(self.llm_timeout_ms),
+                    max_turns_per_call: self.llm_max_turns_per_call,
+                    max_input_chars: self.llm_max_input_chars,
+                    max_output_tokens: self.llm_max_output_tokens,
+                    temperature: self.llm_temperature,
+                };
+                let llm = engram_extract::LlmExtractor::new(config, rules)
+                    .map_err(|e| ServerError::Config(format!("extract: {e}")))?;
+                Ok(std::sync::Arc::new(llm))
+            }
         }
     }
 }
@@ -363,6 +444,7 @@ impl Config {
                 "enrich: backoff_base_ms and progress_interval_ms must be at least 1, backoff_max_ms at least backoff_base_ms".into(),
             ));
         }
+        self.extract.extractor()?;
         if self.backends.stream == StreamKind::Nats {
             self.nats
                 .validate()

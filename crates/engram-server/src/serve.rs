@@ -130,6 +130,7 @@ pub async fn run_with(
             backends.store.clone(),
             backends.embedder.clone(),
             jobs,
+            config.extract.extractor()?,
         ));
         Some(tokio::spawn(engram_enrich::run(
             enricher,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 /// crate keeps the two in sync.
 pub const ALL: &[&str] = &[
     "upsert_then_existing_reports_only_own_org_and_known_ids",
+    "get_returns_full_payloads_of_own_points_only",
     "upsert_rejects_malformed_points",
     "tenants_never_see_each_other_even_with_identical_vectors",
     "user_and_session_filters_narrow_results",
@@ -51,6 +52,59 @@ pub async fn upsert_then_existing_reports_only_own_org_and_known_ids(store: Arc<
     assert!(store.existing("org_a", &[twin]).await.unwrap().is_empty());
     store.upsert(Vec::new()).await.unwrap();
     store.ready().await.unwrap();
+}
+
+/// `get` returns every payload field as written, for the asking tenant's
+/// points only; unknown, malformed and foreign ids are left out.
+pub async fn get_returns_full_payloads_of_own_points_only(store: Arc<dyn VectorStore>) {
+    let a = scope("org_a", "u1", "s1");
+    let b = scope("org_b", "u1", "s1");
+    let turn = point(
+        &a,
+        Kind::Turn,
+        "my sister Ana moved",
+        1,
+        [1.0, 0.0, 0.0, 0.0],
+    );
+    let obs = point(
+        &a,
+        Kind::Observation,
+        "Ana moved to Lyon.",
+        2,
+        [0.0, 1.0, 0.0, 0.0],
+    );
+    let ent = point(&a, Kind::Entity, "Ana Lopez", 3, [0.0, 0.0, 1.0, 0.0]);
+    let foreign = point(
+        &b,
+        Kind::Turn,
+        "my sister Ana moved",
+        1,
+        [1.0, 0.0, 0.0, 0.0],
+    );
+    store
+        .upsert(vec![
+            turn.clone(),
+            obs.clone(),
+            ent.clone(),
+            foreign.clone(),
+        ])
+        .await
+        .unwrap();
+    let absent = point(&a, Kind::Turn, "never stored", 4, [0.0, 0.0, 0.0, 1.0]);
+    let asked = vec![
+        turn.fragment_id.clone(),
+        obs.fragment_id.clone(),
+        ent.fragment_id.clone(),
+        foreign.fragment_id.clone(),
+        absent.fragment_id.clone(),
+        "not-a-fragment-id".to_owned(),
+    ];
+    let mut got = store.get("org_a", &asked).await.unwrap();
+    got.sort_by_key(|p| p.ts_ms);
+    assert_eq!(got, vec![turn.payload, obs.payload, ent.payload]);
+    let theirs = store.get("org_b", &asked).await.unwrap();
+    assert_eq!(theirs, vec![foreign.payload]);
+    assert!(store.get("org_a", &[]).await.unwrap().is_empty());
 }
 
 /// Wrong dimension, a malformed id, a payload id that differs, a non-finite
@@ -502,6 +556,7 @@ pub async fn closed_store_answers_unavailable(store: Arc<dyn VectorStore>) {
         store.upsert(Vec::new()).await.unwrap_err(),
         store.existing("org", id).await.unwrap_err(),
         store.existing("org", &[]).await.unwrap_err(),
+        store.get("org", id).await.unwrap_err(),
         store.delete("org", id).await.unwrap_err(),
         store.delete("org", &[]).await.unwrap_err(),
         store.hybrid_search(&q).await.unwrap_err(),

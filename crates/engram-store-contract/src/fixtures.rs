@@ -27,7 +27,8 @@ pub fn scope(org: &str, user: &str, session: &str) -> Scope {
 ///
 /// The fragment id covers the kind and the text, so points that differ in
 /// either never collide. Every optional payload field is set for some kind
-/// (a role for turns, source ids for observations, metadata always) so that
+/// (a role for turns; source ids, subject and event time for observations;
+/// entity kind and mentions for entities; metadata always) so that
 /// payload round trips are checked in full.
 pub fn point(scope: &Scope, kind: Kind, text: &str, ts_ms: i64, dense: [f32; DIM]) -> Point {
     let fragment_id = fragment_id(scope, Role::User, &format!("{kind:?}/{text}"), ts_ms);
@@ -50,6 +51,10 @@ pub fn point(scope: &Scope, kind: Kind, text: &str, ts_ms: i64, dense: [f32; DIM
             } else {
                 Vec::new()
             },
+            entity_kind: (kind == Kind::Entity).then_some(engram_core::EntityKind::Person),
+            mentions: (kind == Kind::Entity).then_some(3),
+            subject: (kind == Kind::Observation).then(|| "User".to_owned()),
+            event_ms: (kind == Kind::Observation).then_some(ts_ms - 86_400_000),
             metadata,
         },
         dense: normalized(dense.to_vec()),

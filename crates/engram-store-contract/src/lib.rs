@@ -91,6 +91,7 @@ macro_rules! contract_tests {
     ($factory:expr) => {
         $crate::contract_tests!(@each $factory;
             upsert_then_existing_reports_only_own_org_and_known_ids,
+            get_returns_full_payloads_of_own_points_only,
             upsert_rejects_malformed_points,
             tenants_never_see_each_other_even_with_identical_vectors,
             user_and_session_filters_narrow_results,

@@ -4,7 +4,9 @@ use crate::journal::{Entry, Journal};
 use crate::mapping::{self, internal};
 use crate::options::EdgeStoreOptions;
 use async_trait::async_trait;
-use engram_core::{HybridQuery, Point, ScopeFilter, ScoredPoint, StoreError, VectorStore};
+use engram_core::{
+    HybridQuery, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
+};
 use parking_lot::{Mutex, RwLock};
 use qdrant_edge::{CountRequest, EdgeShard, PointId, WithPayloadInterface, WithVector};
 use std::collections::{HashMap, HashSet};
@@ -287,6 +289,36 @@ fn own_fragments(
 
 /// Point id → fragment id of the well-formed ids among `ids`. Malformed ids
 /// cannot be stored, so they are simply absent.
+/// The full payloads of the `wanted` points that belong to `org_id`.
+fn own_payloads(
+    shard: &EdgeShard,
+    org_id: &str,
+    wanted: &HashMap<PointId, String>,
+) -> Result<Vec<PointPayload>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    let point_ids: Vec<_> = wanted.keys().copied().collect();
+    let records = shard
+        .retrieve(
+            &point_ids,
+            Some(WithPayloadInterface::Bool(true)),
+            Some(WithVector::Bool(false)),
+        )
+        .map_err(internal)?;
+    let mut out = Vec::with_capacity(records.len());
+    for record in records {
+        let Some(fragment_id) = wanted.get(&record.id) else {
+            continue;
+        };
+        let payload = mapping::decode_payload(record.payload)?;
+        if payload.org_id == org_id && &payload.fragment_id == fragment_id {
+            out.push(payload);
+        }
+    }
+    Ok(out)
+}
+
 fn wanted_points(ids: &[String]) -> HashMap<PointId, String> {
     ids.iter()
         .filter_map(|id| mapping::point_id(id).ok().map(|pid| (pid, id.clone())))
@@ -387,6 +419,13 @@ impl VectorStore for EdgeStore {
             own_fragments(shard, &org_id, &wanted)
         })
         .await
+    }
+
+    async fn get(&self, org_id: &str, ids: &[String]) -> Result<Vec<PointPayload>, StoreError> {
+        let wanted = wanted_points(ids);
+        let org_id = org_id.to_owned();
+        self.with_shard("get", move |_, shard| own_payloads(shard, &org_id, &wanted))
+            .await
     }
 
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {

@@ -195,6 +195,10 @@ fn job(id: &str, state: JobState) -> Job {
         error: None,
         turns: 2,
         observations: 0,
+        entities: 0,
+        tokens_in: 0,
+        tokens_out: 0,
+        fallback: None,
     }
 }
 

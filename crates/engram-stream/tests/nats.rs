@@ -86,6 +86,10 @@ fn job(job_id: &str, state: JobState) -> Job {
         error: None,
         turns: 3,
         observations: 0,
+        entities: 0,
+        tokens_in: 0,
+        tokens_out: 0,
+        fallback: None,
     }
 }
 

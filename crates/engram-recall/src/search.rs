@@ -1,0 +1,538 @@
+//! The two recall pipelines.
+//!
+//! `active` is one hybrid query over turns and observations; an
+//! observation hit also brings its source turn into the turn list (a turn is
+//! found through the facts extracted from it). `deep` runs three queries
+//! (turns and memory chunks, observations, entities) concurrently, fuses
+//! the turn evidence of the first two by reciprocal rank, expands the
+//! strongest turns with their neighbours in the same session, boosts what
+//! falls inside a time expression of the query, and diversifies.
+
+use crate::rank;
+use crate::timeq::{self, TimeHint};
+use engram_core::{
+    HybridQuery, Kind, PointPayload, ScopeFilter, ScoredPoint, SparseVector, StoreError,
+    VectorStore,
+};
+use std::collections::{HashMap, HashSet};
+
+/// RRF constant of the deep fusion: lower than the store's so the first
+/// places of each list weigh clearly more than the tail.
+const DEEP_RRF_K: f32 = 4.0;
+/// Weight of the observation list against the direct turn list.
+const W_OBS: f32 = 1.0;
+/// Weight of the neighbour list.
+const W_NEIGHBOUR: f32 = 0.35;
+/// Multiplier for a point inside the query's time range.
+const TIME_BOOST: f32 = 2.0;
+/// Strong turn hits whose neighbours are pulled in.
+const EXPAND: usize = 3;
+/// Neighbours fetched per expanded turn (the turn itself included).
+const NEIGHBOURS: usize = 4;
+/// How far around a turn its neighbours lie.
+const NEIGHBOUR_WINDOW_MS: i64 = 15 * 60 * 1000;
+/// MMR trade-off: relevance weight.
+const MMR_LAMBDA: f32 = 0.85;
+/// Entities returned at most.
+const MAX_ENTITIES: usize = 5;
+
+/// What a query asks, resolved.
+pub(crate) struct Query<'a> {
+    /// The store to search.
+    pub store: &'a dyn VectorStore,
+    /// Tenant.
+    pub org_id: &'a str,
+    /// End user.
+    pub user_id: &'a str,
+    /// Session, when the search is limited to one.
+    pub session_id: Option<&'a str>,
+    /// Query text.
+    pub q: &'a str,
+    /// Query embedding.
+    pub dense: Vec<f32>,
+    /// Query terms.
+    pub sparse: SparseVector,
+    /// Candidates per retriever.
+    pub prefetch: usize,
+    /// Hits to return across turns and observations.
+    pub top_k: usize,
+    /// The time of the request, for relative dates in `q`.
+    pub now_ms: i64,
+}
+
+/// A ranked hit.
+#[derive(Debug, Clone)]
+pub(crate) struct Ranked {
+    /// The stored point.
+    pub payload: PointPayload,
+    /// Score in [0, 1].
+    pub score: f32,
+}
+
+/// What a pipeline returns.
+#[derive(Debug, Default)]
+pub(crate) struct Outcome {
+    /// Turn (and memory chunk) hits, best first.
+    pub turns: Vec<Ranked>,
+    /// Observation hits, best first, without mere repeats of a returned turn.
+    pub observations: Vec<Ranked>,
+    /// Observations of the returned turns, for the timeline.
+    pub context: Vec<PointPayload>,
+    /// Linked entities.
+    pub entities: Vec<Ranked>,
+    /// Confidence features.
+    pub signals: Signals,
+}
+
+/// Raw evidence for the confidence model.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Signals {
+    /// Best dense cosine among the direct hits.
+    pub best_cosine: Option<f32>,
+    /// Whether the first direct hit is also the best dense match.
+    pub agree: bool,
+    /// Score of the first turn hit, in [0, 1].
+    pub top_score: f32,
+    /// Share of the query's content tokens found in the first three turns
+    /// and their observations.
+    pub coverage: f32,
+}
+
+impl Query<'_> {
+    fn filter(&self, kinds: Vec<Kind>) -> ScopeFilter {
+        ScopeFilter {
+            org_id: self.org_id.to_owned(),
+            user_id: Some(self.user_id.to_owned()),
+            session_id: self.session_id.map(str::to_owned),
+            kinds,
+            from_ms: None,
+            until_ms: None,
+        }
+    }
+
+    async fn search(
+        &self,
+        filter: ScopeFilter,
+        limit: usize,
+    ) -> Result<Vec<ScoredPoint>, StoreError> {
+        self.store
+            .hybrid_search(&HybridQuery {
+                filter,
+                dense: self.dense.clone(),
+                sparse: self.sparse.clone(),
+                prefetch: self.prefetch.max(limit),
+                limit,
+            })
+            .await
+    }
+
+    /// Turn payloads by id, kept only when they are in the query's scope
+    /// (an observation's sources always are; this is the belt to its braces).
+    async fn turns_by_id(&self, ids: Vec<String>) -> Result<Vec<PointPayload>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .get(self.org_id, &ids)
+            .await?
+            .into_iter()
+            .filter(|p| {
+                p.user_id == self.user_id
+                    && self.session_id.is_none_or(|s| s == p.session_id)
+                    && matches!(p.kind, Kind::Turn | Kind::Memory)
+            })
+            .collect())
+    }
+}
+
+/// Normalizes a store (RRF, k = 2) score to [0, 1]: 1 = first in both
+/// retrievers.
+pub(crate) fn store_score(score: f32) -> f32 {
+    (score / (2.0 / engram_core::RRF_K as f32)).clamp(0.0, 1.0)
+}
+
+fn signals_of(direct: &[ScoredPoint]) -> (Option<f32>, bool) {
+    let best = direct
+        .iter()
+        .filter_map(|p| p.dense_score)
+        .fold(None, |m: Option<f32>, c| Some(m.map_or(c, |m| m.max(c))));
+    let agree = match (direct.first().and_then(|p| p.dense_score), best) {
+        (Some(top), Some(best)) => top >= best,
+        _ => false,
+    };
+    (best, agree)
+}
+
+fn coverage(q: &str, turns: &[Ranked], observations: &[PointPayload]) -> f32 {
+    let wanted = rank::tokens(q);
+    if wanted.is_empty() {
+        return 0.0;
+    }
+    let top: Vec<&Ranked> = turns.iter().take(3).collect();
+    let ids: HashSet<&str> = top.iter().map(|r| r.payload.fragment_id.as_str()).collect();
+    let mut seen = HashSet::new();
+    for r in &top {
+        seen.extend(rank::tokens(&r.payload.text));
+    }
+    for o in observations {
+        if o.source_ids.iter().any(|s| ids.contains(s.as_str())) {
+            seen.extend(rank::tokens(&o.text));
+        }
+    }
+    wanted.iter().filter(|t| seen.contains(*t)).count() as f32 / wanted.len() as f32
+}
+
+/// How many observations may take places among `top_k` hits.
+fn observation_share(top_k: usize) -> usize {
+    top_k / 3
+}
+
+/// Observation hits that say more than a returned turn, at most `max`.
+fn novel_observations(found: &[Ranked], turns: &[Ranked], max: usize) -> Vec<Ranked> {
+    let by_id: HashMap<&str, &PointPayload> = turns
+        .iter()
+        .map(|r| (r.payload.fragment_id.as_str(), &r.payload))
+        .collect();
+    found
+        .iter()
+        .filter(|o| {
+            !o.payload.source_ids.iter().any(|s| {
+                by_id.get(s.as_str()).is_some_and(|t| {
+                    rank::repeats(&o.payload.text, o.payload.subject.as_deref(), &t.text)
+                })
+            })
+        })
+        .take(max)
+        .cloned()
+        .collect()
+}
+
+/// `active`: one hybrid query; observations lend their rank to their turns.
+pub(crate) async fn active(query: &Query<'_>) -> Result<Outcome, StoreError> {
+    let limit = query.top_k + query.top_k / 2;
+    let found = query
+        .search(query.filter(vec![Kind::Turn, Kind::Observation]), limit)
+        .await?;
+    let (best_cosine, agree) = signals_of(&found);
+
+    // The turn list in hit order: a turn at its own place or at the place
+    // of the first observation derived from it, whichever comes first.
+    let mut order: Vec<(String, f32)> = Vec::new();
+    let mut listed = HashSet::new();
+    let mut payloads: HashMap<String, PointPayload> = HashMap::new();
+    let mut observations = Vec::new();
+    for p in &found {
+        let score = store_score(p.score);
+        match p.payload.kind {
+            Kind::Observation => {
+                for s in &p.payload.source_ids {
+                    if listed.insert(s.clone()) {
+                        order.push((s.clone(), score));
+                    }
+                }
+                observations.push(Ranked {
+                    payload: p.payload.clone(),
+                    score,
+                });
+            }
+            _ => {
+                if listed.insert(p.payload.fragment_id.clone()) {
+                    order.push((p.payload.fragment_id.clone(), score));
+                }
+                payloads.insert(p.payload.fragment_id.clone(), p.payload.clone());
+            }
+        }
+    }
+    let missing: Vec<String> = order
+        .iter()
+        .filter(|(id, _)| !payloads.contains_key(id))
+        .map(|(id, _)| id.clone())
+        .collect();
+    for p in query.turns_by_id(missing).await? {
+        payloads.insert(p.fragment_id.clone(), p);
+    }
+    let all_turns: Vec<Ranked> = order
+        .into_iter()
+        .filter_map(|(id, score)| {
+            payloads
+                .remove(&id)
+                .map(|payload| Ranked { payload, score })
+        })
+        .collect();
+    let observations =
+        novel_observations(&observations, &all_turns, observation_share(query.top_k));
+    let mut turns = all_turns;
+    turns.truncate(query.top_k - observations.len());
+    let context: Vec<PointPayload> = found
+        .iter()
+        .filter(|p| p.payload.kind == Kind::Observation)
+        .map(|p| p.payload.clone())
+        .collect();
+    let signals = Signals {
+        best_cosine,
+        agree,
+        top_score: turns.first().map_or(0.0, |r| r.score),
+        coverage: coverage(query.q, &turns, &context),
+    };
+    Ok(Outcome {
+        turns,
+        observations,
+        context,
+        entities: Vec::new(),
+        signals,
+    })
+}
+
+/// A turn candidate of the deep fusion.
+#[derive(Default)]
+struct Candidate {
+    payload: Option<PointPayload>,
+    turn_rank: Option<usize>,
+    obs_rank: Option<usize>,
+    neighbour_rank: Option<usize>,
+    /// Event times of the observations that cite it.
+    event_ms: Vec<i64>,
+}
+
+impl Candidate {
+    fn fused(&self) -> f32 {
+        let rrf = |r: Option<usize>, w: f32| r.map_or(0.0, |r| w / (DEEP_RRF_K + r as f32));
+        rrf(self.turn_rank, 1.0) + rrf(self.obs_rank, W_OBS) + rrf(self.neighbour_rank, W_NEIGHBOUR)
+    }
+}
+
+/// Highest fused score a candidate can reach (first in every list, time
+/// boost), for scaling to [0, 1].
+fn deep_max() -> f32 {
+    (1.0 + W_OBS + W_NEIGHBOUR) / DEEP_RRF_K * TIME_BOOST
+}
+
+/// `deep`: turns, observations and entities, fused, expanded, diversified.
+pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
+    let wide = (query.top_k * 2).max(40);
+    let entity_filter = ScopeFilter {
+        session_id: None,
+        ..query.filter(vec![Kind::Entity])
+    };
+    let (direct, obs, entities) = tokio::try_join!(
+        query.search(query.filter(vec![Kind::Turn, Kind::Memory]), wide),
+        query.search(query.filter(vec![Kind::Observation]), wide),
+        query.search(entity_filter, MAX_ENTITIES),
+    )?;
+    let (best_cosine, agree) = signals_of(&direct);
+
+    let mut cands: HashMap<String, Candidate> = HashMap::new();
+    for (rank, p) in direct.iter().enumerate() {
+        let c = cands.entry(p.payload.fragment_id.clone()).or_default();
+        c.turn_rank.get_or_insert(rank);
+        c.payload = Some(p.payload.clone());
+    }
+    for (rank, p) in obs.iter().enumerate() {
+        for s in &p.payload.source_ids {
+            let c = cands.entry(s.clone()).or_default();
+            c.obs_rank = Some(c.obs_rank.map_or(rank, |r| r.min(rank)));
+            c.event_ms.extend(p.payload.event_ms);
+        }
+    }
+    let missing: Vec<String> = cands
+        .iter()
+        .filter(|(_, c)| c.payload.is_none())
+        .map(|(id, _)| id.clone())
+        .collect();
+    for p in query.turns_by_id(missing).await? {
+        if let Some(c) = cands.get_mut(&p.fragment_id) {
+            c.payload = Some(p);
+        }
+    }
+    cands.retain(|_, c| c.payload.is_some());
+
+    expand_neighbours(query, &mut cands).await?;
+
+    let hint = resolve_time(query, &obs).await?;
+    let mut scored: Vec<(f32, PointPayload)> = cands
+        .into_values()
+        .filter_map(|c| {
+            let mut s = c.fused();
+            let payload = c.payload?;
+            if let Some(h) = &hint
+                && (h.contains(payload.ts_ms) || c.event_ms.iter().any(|&e| h.contains(e)))
+            {
+                s *= TIME_BOOST;
+            }
+            Some(((s / deep_max()).clamp(0.0, 1.0), payload))
+        })
+        .collect();
+    scored.sort_by(|a, b| {
+        b.0.total_cmp(&a.0)
+            .then_with(|| a.1.fragment_id.cmp(&b.1.fragment_id))
+    });
+
+    let obs_ranked: Vec<Ranked> = obs
+        .iter()
+        .map(|p| Ranked {
+            payload: p.payload.clone(),
+            score: store_score(p.score),
+        })
+        .collect();
+    // Pick turns with MMR from the best candidates, then the observations
+    // that still say something new, then fill the turn list.
+    let pool = scored.len().min(query.top_k * 3);
+    let sets: Vec<_> = scored[..pool]
+        .iter()
+        .map(|(_, p)| rank::tokens(&p.text))
+        .collect();
+    let relevance: Vec<f32> = scored[..pool].iter().map(|(s, _)| *s).collect();
+    let picked = rank::mmr(&relevance, &sets, query.top_k, MMR_LAMBDA);
+    let all_turns: Vec<Ranked> = picked
+        .into_iter()
+        .map(|i| Ranked {
+            payload: scored[i].1.clone(),
+            score: scored[i].0,
+        })
+        .collect();
+    let observations = novel_observations(&obs_ranked, &all_turns, observation_share(query.top_k));
+    let mut turns = all_turns;
+    turns.truncate(query.top_k - observations.len());
+
+    let returned: HashSet<&str> = turns
+        .iter()
+        .map(|r| r.payload.fragment_id.as_str())
+        .collect();
+    let context: Vec<PointPayload> = obs
+        .iter()
+        .filter(|p| {
+            p.payload
+                .source_ids
+                .iter()
+                .any(|s| returned.contains(s.as_str()))
+        })
+        .map(|p| p.payload.clone())
+        .collect();
+    let entities = entities
+        .iter()
+        .map(|p| Ranked {
+            payload: p.payload.clone(),
+            score: store_score(p.score),
+        })
+        .collect();
+    let signals = Signals {
+        best_cosine,
+        agree,
+        top_score: turns.first().map_or(0.0, |r| r.score),
+        coverage: coverage(query.q, &turns, &context),
+    };
+    Ok(Outcome {
+        turns,
+        observations,
+        context,
+        entities,
+        signals,
+    })
+}
+
+/// Pulls the neighbours (same session, close in time, most relevant to the
+/// query) of the strongest candidates into the pool.
+async fn expand_neighbours(
+    query: &Query<'_>,
+    cands: &mut HashMap<String, Candidate>,
+) -> Result<(), StoreError> {
+    let mut best: Vec<(f32, &str, &PointPayload)> = cands
+        .iter()
+        .filter_map(|(id, c)| c.payload.as_ref().map(|p| (c.fused(), id.as_str(), p)))
+        .filter(|(_, _, p)| p.kind == Kind::Turn)
+        .collect();
+    best.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    let searches: Vec<_> = best
+        .iter()
+        .take(EXPAND)
+        .map(|(_, _, p)| {
+            let filter = ScopeFilter {
+                session_id: Some(p.session_id.clone()),
+                from_ms: Some(p.ts_ms - NEIGHBOUR_WINDOW_MS),
+                until_ms: Some(p.ts_ms + NEIGHBOUR_WINDOW_MS + 1),
+                ..query.filter(vec![Kind::Turn])
+            };
+            query.search(filter, NEIGHBOURS)
+        })
+        .collect();
+    let lists = futures::future::try_join_all(searches).await?;
+    for (parent, list) in lists.into_iter().enumerate() {
+        for (rank, p) in list.into_iter().enumerate() {
+            let c = cands.entry(p.payload.fragment_id.clone()).or_default();
+            let r = parent + rank;
+            c.neighbour_rank = Some(c.neighbour_rank.map_or(r, |x| x.min(r)));
+            if c.payload.is_none() {
+                c.payload = Some(p.payload);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The query's time hint with an event resolved to its time: the best
+/// observation hit of the query that names every word of the event phrase
+/// (by stem prefix, so "move" finds "moved"), at its event date or, without
+/// one, when it was said. An event no observation names gives no hint.
+async fn resolve_time(
+    query: &Query<'_>,
+    obs: &[ScoredPoint],
+) -> Result<Option<TimeHint>, StoreError> {
+    let Some(hint) = timeq::parse(query.q, query.now_ms) else {
+        return Ok(None);
+    };
+    let TimeHint::Event { phrase, relation } = &hint else {
+        return Ok(Some(hint));
+    };
+    let words = rank::tokens(phrase);
+    let stem = |w: &str| w.chars().take(4).collect::<String>();
+    let anchor = obs.iter().find(|p| {
+        let t: HashSet<String> = rank::tokens(&p.payload.text)
+            .iter()
+            .map(|w| stem(w))
+            .collect();
+        !words.is_empty() && words.iter().all(|w| t.contains(&stem(w)))
+    });
+    Ok(anchor.map(|p| TimeHint::around(*relation, p.payload.event_ms.unwrap_or(p.payload.ts_ms))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use engram_core::RRF_K;
+
+    /// A retriever's contribution at 0-based position `r` (Qdrant's RRF).
+    fn rrf(r: usize) -> f32 {
+        1.0 / (r + RRF_K) as f32
+    }
+
+    #[test]
+    fn store_scores_span_zero_to_one_and_keep_order() {
+        assert_eq!(store_score(rrf(0) + rrf(0)), 1.0);
+        assert_eq!(store_score(rrf(0)), 0.5);
+        let second = store_score(rrf(1));
+        assert!(second < 0.5 && second > store_score(rrf(2)));
+        assert!(store_score(rrf(0) + rrf(5)) < 1.0);
+    }
+
+    #[test]
+    fn deep_fusion_rewards_agreeing_lists_and_stays_in_range() {
+        let both = Candidate {
+            turn_rank: Some(0),
+            obs_rank: Some(0),
+            ..Candidate::default()
+        };
+        let one = Candidate {
+            turn_rank: Some(0),
+            ..Candidate::default()
+        };
+        let neighbour = Candidate {
+            neighbour_rank: Some(0),
+            ..Candidate::default()
+        };
+        assert!(both.fused() > one.fused());
+        assert!(one.fused() > neighbour.fused());
+        assert!(both.fused() * TIME_BOOST / deep_max() <= 1.0);
+        assert_eq!(observation_share(25), 8);
+    }
+}
