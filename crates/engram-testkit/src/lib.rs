@@ -4,6 +4,10 @@
 //! with a store directory of its own, so tests never share state with each
 //! other nor with a NATS server that happens to run on the machine (one
 //! listens on 127.0.0.1:4222 here; tests must never depend on it).
+//! [`chat::ChatServer`] speaks the OpenAI chat completions API from a
+//! script, for the LLM extractor's tests.
+
+pub mod chat;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
