@@ -18,19 +18,20 @@ use std::collections::{HashMap, HashSet};
 
 /// RRF constant of the deep fusion: lower than the store's so the first
 /// places of each list weigh clearly more than the tail.
-const DEEP_RRF_K: f32 = 4.0;
+const DEEP_RRF_K: f32 = 10.0;
 /// Weight of the observation list against the direct turn list.
 const W_OBS: f32 = 1.0;
-/// Weight of the neighbour list.
-const W_NEIGHBOUR: f32 = 0.35;
+/// Share of a strong turn's score its best neighbour gets; the next ones
+/// get less (see [`neighbour_share`]).
+const NEIGHBOUR_DECAY: f32 = 0.3;
 /// Multiplier for a point inside the query's time range.
 const TIME_BOOST: f32 = 2.0;
 /// Strong turn hits whose neighbours are pulled in.
 const EXPAND: usize = 3;
-/// Neighbours fetched per expanded turn (the turn itself included).
-const NEIGHBOURS: usize = 4;
+/// Neighbours lent a score per expanded turn.
+const NEIGHBOURS: usize = 2;
 /// How far around a turn its neighbours lie.
-const NEIGHBOUR_WINDOW_MS: i64 = 15 * 60 * 1000;
+const NEIGHBOUR_WINDOW_MS: i64 = 5 * 60 * 1000;
 /// MMR trade-off: relevance weight.
 const MMR_LAMBDA: f32 = 0.85;
 /// Entities returned at most.
@@ -290,22 +291,36 @@ struct Candidate {
     payload: Option<PointPayload>,
     turn_rank: Option<usize>,
     obs_rank: Option<usize>,
-    neighbour_rank: Option<usize>,
+    /// Score lent by a strong neighbour (the best one, when several).
+    neighbour: f32,
     /// Event times of the observations that cite it.
     event_ms: Vec<i64>,
 }
 
 impl Candidate {
-    fn fused(&self) -> f32 {
+    /// Evidence of its own: reciprocal ranks in the turn and observation lists.
+    fn own(&self) -> f32 {
         let rrf = |r: Option<usize>, w: f32| r.map_or(0.0, |r| w / (DEEP_RRF_K + r as f32));
-        rrf(self.turn_rank, 1.0) + rrf(self.obs_rank, W_OBS) + rrf(self.neighbour_rank, W_NEIGHBOUR)
+        rrf(self.turn_rank, 1.0) + rrf(self.obs_rank, W_OBS)
+    }
+
+    /// Its own evidence, or what a strong neighbour lends it if that is more
+    /// (a reply and the message it answers are read together).
+    fn fused(&self) -> f32 {
+        self.own().max(self.neighbour)
     }
 }
 
-/// Highest fused score a candidate can reach (first in every list, time
+/// Highest fused score a candidate can reach (first in both lists, time
 /// boost), for scaling to [0, 1].
 fn deep_max() -> f32 {
-    (1.0 + W_OBS + W_NEIGHBOUR) / DEEP_RRF_K * TIME_BOOST
+    (1.0 + W_OBS) / DEEP_RRF_K * TIME_BOOST
+}
+
+/// The share of a strong turn's score its `rank`-th neighbour (0-based,
+/// the strong turn itself left out) gets.
+fn neighbour_share(rank: usize) -> f32 {
+    NEIGHBOUR_DECAY / (1.0 + rank as f32 * 0.5)
 }
 
 /// `deep`: turns, observations and entities, fused, expanded, diversified.
@@ -439,13 +454,14 @@ async fn expand_neighbours(
 ) -> Result<(), StoreError> {
     let mut best: Vec<(f32, &str, &PointPayload)> = cands
         .iter()
-        .filter_map(|(id, c)| c.payload.as_ref().map(|p| (c.fused(), id.as_str(), p)))
+        .filter_map(|(id, c)| c.payload.as_ref().map(|p| (c.own(), id.as_str(), p)))
         .filter(|(_, _, p)| p.kind == Kind::Turn)
         .collect();
     best.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
+    best.truncate(EXPAND);
+    let parents: Vec<(f32, String)> = best.iter().map(|(s, id, _)| (*s, (*id).to_owned())).collect();
     let searches: Vec<_> = best
         .iter()
-        .take(EXPAND)
         .map(|(_, _, p)| {
             let filter = ScopeFilter {
                 session_id: Some(p.session_id.clone()),
@@ -453,15 +469,18 @@ async fn expand_neighbours(
                 until_ms: Some(p.ts_ms + NEIGHBOUR_WINDOW_MS + 1),
                 ..query.filter(vec![Kind::Turn])
             };
-            query.search(filter, NEIGHBOURS)
+            query.search(filter, NEIGHBOURS + 1)
         })
         .collect();
     let lists = futures::future::try_join_all(searches).await?;
-    for (parent, list) in lists.into_iter().enumerate() {
-        for (rank, p) in list.into_iter().enumerate() {
+    for ((parent_score, parent_id), list) in parents.into_iter().zip(lists) {
+        let others = list
+            .into_iter()
+            .filter(|p| p.payload.fragment_id != parent_id)
+            .take(NEIGHBOURS);
+        for (rank, p) in others.enumerate() {
             let c = cands.entry(p.payload.fragment_id.clone()).or_default();
-            let r = parent + rank;
-            c.neighbour_rank = Some(c.neighbour_rank.map_or(r, |x| x.min(r)));
+            c.neighbour = c.neighbour.max(parent_score * neighbour_share(rank));
             if c.payload.is_none() {
                 c.payload = Some(p.payload);
             }
@@ -527,11 +546,12 @@ mod tests {
             ..Candidate::default()
         };
         let neighbour = Candidate {
-            neighbour_rank: Some(0),
+            neighbour: one.own() * neighbour_share(0),
             ..Candidate::default()
         };
         assert!(both.fused() > one.fused());
         assert!(one.fused() > neighbour.fused());
+        assert!(neighbour_share(0) > neighbour_share(1));
         assert!(both.fused() * TIME_BOOST / deep_max() <= 1.0);
         assert_eq!(observation_share(25), 8);
     }
