@@ -40,6 +40,10 @@ pub struct EnrichArgs {
     /// How often a pending job is polled, milliseconds.
     #[arg(long, default_value_t = 5)]
     pub poll_ms: u64,
+    /// Each client waits for its job to be ready before the next write, so
+    /// Remember → ready is measured without a backlog.
+    #[arg(long)]
+    pub wait_ready: bool,
     /// Label of the run in the report (e.g. "embedded", "jetstream").
     #[arg(long, default_value = "server")]
     pub label: String,
@@ -129,7 +133,7 @@ pub async fn run(target: &Target, args: &EnrichArgs) -> anyhow::Result<EnrichRep
                     failed.clone(),
                 );
                 let poll = Duration::from_millis(args.poll_ms);
-                pollers.push(tokio::spawn(async move {
+                let poller = tokio::spawn(async move {
                     let mut jobs = JobServiceClient::new(channel);
                     loop {
                         let r = jobs
@@ -154,7 +158,12 @@ pub async fn run(target: &Target, args: &EnrichArgs) -> anyhow::Result<EnrichRep
                     }
                     ready_lat.lock().await.push(sent.elapsed());
                     anyhow::Ok(())
-                }));
+                });
+                if args.wait_ready {
+                    poller.await??;
+                } else {
+                    pollers.push(poller);
+                }
             }
             let ingest_done = Instant::now();
             for p in pollers {

@@ -16,6 +16,8 @@ pub struct Enricher {
     extractor: Arc<dyn Extractor>,
     /// Serializes the entity read-modify-write inside this process.
     entity_lock: tokio::sync::Mutex<()>,
+    /// Vectors of entity labels already embedded.
+    label_vectors: parking_lot::Mutex<std::collections::HashMap<String, Vec<f32>>>,
 }
 
 fn now_ms() -> i64 {
@@ -37,6 +39,7 @@ impl Enricher {
             jobs,
             extractor,
             entity_lock: tokio::sync::Mutex::new(()),
+            label_vectors: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
@@ -208,8 +211,7 @@ impl Enricher {
         if payloads.is_empty() {
             return Ok(derived);
         }
-        let texts: Vec<String> = payloads.iter().map(|p| p.text.clone()).collect();
-        let vectors = self.embedder.embed(&texts).await?;
+        let vectors = self.vectors(&payloads).await?;
         let points = payloads
             .into_iter()
             .zip(vectors)
@@ -224,6 +226,53 @@ impl Enricher {
         Ok(derived)
     }
 }
+
+impl Enricher {
+    /// Dense vectors for `payloads`, in order. Entity labels repeat across
+    /// writes (a speaker's name is in every one), so their vectors come from
+    /// a cache when they can; everything else is embedded in one batch.
+    async fn vectors(&self, payloads: &[PointPayload]) -> Result<Vec<Vec<f32>>, EnrichError> {
+        let mut out: Vec<Option<Vec<f32>>> = {
+            let cache = self.label_vectors.lock();
+            payloads
+                .iter()
+                .map(|p| {
+                    (p.kind == engram_core::Kind::Entity)
+                        .then(|| cache.get(&p.text).cloned())
+                        .flatten()
+                })
+                .collect()
+        };
+        let missing: Vec<usize> = (0..payloads.len()).filter(|&i| out[i].is_none()).collect();
+        if !missing.is_empty() {
+            let texts: Vec<String> = missing.iter().map(|&i| payloads[i].text.clone()).collect();
+            let fresh = self.embedder.embed(&texts).await?;
+            let mut cache = self.label_vectors.lock();
+            for (&i, v) in missing.iter().zip(fresh) {
+                if payloads[i].kind == engram_core::Kind::Entity {
+                    if cache.len() >= LABEL_CACHE {
+                        // Crude but bounded: labels come back soon enough.
+                        cache.clear();
+                    }
+                    cache.insert(payloads[i].text.clone(), v.clone());
+                }
+                out[i] = Some(v);
+            }
+        }
+        out.into_iter()
+            .map(|v| {
+                v.ok_or_else(|| {
+                    EnrichError::Embed(engram_core::EmbedError::Internal(
+                        "embedder returned too few vectors".into(),
+                    ))
+                })
+            })
+            .collect()
+    }
+}
+
+/// Entity label vectors kept per process.
+const LABEL_CACHE: usize = 20_000;
 
 /// What one event yields.
 struct Derived {

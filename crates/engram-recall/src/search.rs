@@ -459,7 +459,10 @@ async fn expand_neighbours(
         .collect();
     best.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
     best.truncate(EXPAND);
-    let parents: Vec<(f32, String)> = best.iter().map(|(s, id, _)| (*s, (*id).to_owned())).collect();
+    let parents: Vec<(f32, String)> = best
+        .iter()
+        .map(|(s, id, _)| (*s, (*id).to_owned()))
+        .collect();
     let searches: Vec<_> = best
         .iter()
         .map(|(_, _, p)| {
