@@ -32,6 +32,11 @@ fn nats_config(dir: &Path, nats: &NatsServer) -> Config {
     c
 }
 
+/// Observation points of [`request`]: its two caller observations and the
+/// rule extractor's four ("User is allergic to shellfish.", "Ana is
+/// User's sister.", "Ana lives in Lyon.", "User drives a blue Toyota.").
+const OBSERVATIONS: u32 = 6;
+
 fn request(org: &str) -> RememberRequest {
     let turn = |text: &str, ts: &str, obs: &[&str]| Turn {
         role: "user".into(),
@@ -49,12 +54,12 @@ fn request(org: &str) -> RememberRequest {
             turn(
                 "I'm allergic to shellfish.",
                 "2026-05-08T14:00:00Z",
-                &["User is allergic to shellfish."],
+                &["User is allergic to shellfish and carries an EpiPen."],
             ),
             turn(
                 "My sister Ana lives in Lyon.",
                 "2026-05-08T14:01:00Z",
-                &["User's sister Ana lives in Lyon."],
+                &["User's sister Ana lives in Lyon, France."],
             ),
             turn("I drive a blue Toyota.", "2026-05-08T14:02:00Z", &[]),
         ],
@@ -136,7 +141,7 @@ async fn remember_flows_through_jetstream_to_recallable_observations() -> anyhow
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;
     assert_eq!(
         (job.state(), job.observations, job.attempts),
-        (JobState::Ready, 2, 1),
+        (JobState::Ready, OBSERVATIONS, 1),
         "{job:?}"
     );
 
@@ -151,7 +156,7 @@ async fn remember_flows_through_jetstream_to_recallable_observations() -> anyhow
     assert!(
         hits.observations
             .iter()
-            .any(|h| h.text == "User's sister Ana lives in Lyon."),
+            .any(|h| h.text == "User's sister Ana lives in Lyon, France."),
         "{:?}",
         hits.observations
     );
@@ -209,7 +214,10 @@ async fn a_write_that_fails_once_is_redelivered_and_stored_once() -> anyhow::Res
         job.error.is_empty(),
         "a job that ended ready shows no error: {job:?}"
     );
-    assert_eq!(count(&backends, "org_a", Kind::Observation).await, 2);
+    assert_eq!(
+        count(&backends, "org_a", Kind::Observation).await,
+        u64::from(OBSERVATIONS)
+    );
     assert_eq!(count(&backends, "org_a", Kind::Turn).await, 3);
     server.stop().await
 }
@@ -244,7 +252,10 @@ async fn a_consumer_stopped_mid_job_leaves_it_to_the_next_one() -> anyhow::Resul
         job.attempts >= 2,
         "the interrupted delivery counts: {job:?}"
     );
-    assert_eq!(count(&backends, "org_a", Kind::Observation).await, 2);
+    assert_eq!(
+        count(&backends, "org_a", Kind::Observation).await,
+        u64::from(OBSERVATIONS)
+    );
     server.stop().await
 }
 
@@ -383,7 +394,10 @@ async fn nats_down_at_remember_is_unavailable_and_the_retry_stores_once() -> any
         .await?;
     assert_eq!(job.state(), JobState::Ready);
     assert_eq!(count(&backends, "org_a", Kind::Turn).await, 3);
-    assert_eq!(count(&backends, "org_a", Kind::Observation).await, 2);
+    assert_eq!(
+        count(&backends, "org_a", Kind::Observation).await,
+        u64::from(OBSERVATIONS)
+    );
     server.stop().await
 }
 
@@ -479,7 +493,7 @@ async fn three_roles_share_one_nats_and_one_store() -> anyhow::Result<()> {
     assert!(
         hits.observations
             .iter()
-            .any(|h| h.text == "User is allergic to shellfish.")
+            .any(|h| h.text == "User is allergic to shellfish and carries an EpiPen.")
     );
     assert!(
         hits.turns

@@ -13,9 +13,11 @@
 pub mod dates;
 mod llm;
 mod rules;
+mod speaker;
 
 pub use llm::{LlmConfig, LlmExtractor};
 pub use rules::RuleExtractor;
+pub use speaker::split_speaker;
 
 use async_trait::async_trait;
 use engram_core::{EntityKind, Role};

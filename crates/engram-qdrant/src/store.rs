@@ -53,6 +53,44 @@ fn closed() -> StoreError {
 }
 
 impl QdrantStore {
+    /// The records of the well-formed ids among `ids`, without vectors, with
+    /// the asked id set (a point id covers only half a fragment id, so the
+    /// caller checks each record's full id against it). Malformed ids
+    /// cannot be stored, so they simply are not asked for.
+    async fn points_by_id<'a>(
+        &self,
+        what: &'static str,
+        ids: &'a [String],
+        payload: WithPayloadSelector,
+    ) -> Result<(HashSet<&'a str>, Vec<qdrant_client::qdrant::RetrievedPoint>), StoreError> {
+        self.client()?;
+        let asked: HashSet<&str> = ids
+            .iter()
+            .filter(|id| mapping::point_id(id).is_ok())
+            .map(String::as_str)
+            .collect();
+        if asked.is_empty() {
+            return Ok((asked, Vec::new()));
+        }
+        let point_ids = asked
+            .iter()
+            .map(|id| mapping::point_id(id))
+            .collect::<Result<Vec<_>, _>>()?;
+        let request = GetPoints {
+            collection_name: self.collection.clone(),
+            ids: point_ids,
+            with_payload: Some(payload),
+            with_vectors: Some(WithVectorsSelector {
+                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
+            }),
+            ..GetPoints::default()
+        };
+        let found = self
+            .call(what, |c| async move { c.get_points(request).await })
+            .await?;
+        Ok((asked, found.result))
+    }
+
     /// Connects to the server and makes sure the collection is there: it
     /// is created with its payload indexes when missing; when it exists its
     /// vectors must match the options (`dense` of `dense_dim`, cosine;
@@ -227,40 +265,15 @@ impl QdrantStore {
 #[async_trait]
 impl VectorStore for QdrantStore {
     async fn existing(&self, org_id: &str, ids: &[String]) -> Result<HashSet<String>, StoreError> {
-        self.client()?;
-        // Malformed ids cannot be stored, so they simply do not exist.
-        let asked: HashSet<&str> = ids
-            .iter()
-            .filter(|id| mapping::point_id(id).is_ok())
-            .map(String::as_str)
-            .collect();
-        if asked.is_empty() {
-            return Ok(HashSet::new());
-        }
-        let point_ids = asked
-            .iter()
-            .map(|id| mapping::point_id(id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let request = GetPoints {
-            collection_name: self.collection.clone(),
-            ids: point_ids,
-            with_payload: Some(WithPayloadSelector {
-                selector_options: Some(with_payload_selector::SelectorOptions::Include(
-                    PayloadIncludeSelector {
-                        fields: vec!["org_id".into(), "fragment_id".into()],
-                    },
-                )),
-            }),
-            with_vectors: Some(WithVectorsSelector {
-                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
-            }),
-            ..GetPoints::default()
+        let payload = WithPayloadSelector {
+            selector_options: Some(with_payload_selector::SelectorOptions::Include(
+                PayloadIncludeSelector {
+                    fields: vec!["org_id".into(), "fragment_id".into()],
+                },
+            )),
         };
-        let found = self
-            .call("existing", |c| async move { c.get_points(request).await })
-            .await?;
+        let (asked, found) = self.points_by_id("existing", ids, payload).await?;
         Ok(found
-            .result
             .iter()
             .filter_map(|record| {
                 let fragment_id = mapping::payload_str(&record.payload, "fragment_id")?;
@@ -274,33 +287,11 @@ impl VectorStore for QdrantStore {
     }
 
     async fn get(&self, org_id: &str, ids: &[String]) -> Result<Vec<PointPayload>, StoreError> {
-        self.client()?;
-        let asked: HashSet<&str> = ids
-            .iter()
-            .filter(|id| mapping::point_id(id).is_ok())
-            .map(String::as_str)
-            .collect();
-        if asked.is_empty() {
-            return Ok(Vec::new());
-        }
-        let point_ids = asked
-            .iter()
-            .map(|id| mapping::point_id(id))
-            .collect::<Result<Vec<_>, _>>()?;
-        let request = GetPoints {
-            collection_name: self.collection.clone(),
-            ids: point_ids,
-            with_payload: Some(mapping::with_payload(true)),
-            with_vectors: Some(WithVectorsSelector {
-                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
-            }),
-            ..GetPoints::default()
-        };
-        let found = self
-            .call("get", |c| async move { c.get_points(request).await })
+        let (asked, found) = self
+            .points_by_id("get", ids, mapping::with_payload(true))
             .await?;
-        let mut out = Vec::with_capacity(found.result.len());
-        for record in found.result {
+        let mut out = Vec::with_capacity(found.len());
+        for record in found {
             let payload = mapping::decode_payload(record.payload)?;
             // Same org, and the full 64-hex id: the point id only covers
             // its first half.

@@ -20,20 +20,6 @@ pub fn turn_text(p: &PointPayload) -> String {
     }
 }
 
-/// A leading transcript speaker ("Caroline: ..."): one to three
-/// capitalized words and a colon.
-fn speaker(text: &str) -> Option<(&str, &str)> {
-    let (name, rest) = text.split_once(": ")?;
-    let words: Vec<&str> = name.split(' ').collect();
-    let named = (1..=3).contains(&words.len())
-        && words.iter().all(|w| {
-            w.chars().next().is_some_and(char::is_uppercase)
-                && w.chars()
-                    .all(|c| c.is_alphanumeric() || c == '\'' || c == '-' || c == '.')
-        });
-    named.then_some((name, rest.trim()))
-}
-
 /// `2023-05-07`, the UTC day of `ms`.
 fn day(ms: i64) -> String {
     DateTime::<Utc>::from_timestamp_millis(ms)
@@ -48,7 +34,7 @@ fn entry(p: &PointPayload) -> (i64, i64, String, String) {
             let who = p.subject.clone().unwrap_or_else(|| "memory".into());
             (who, p.text.clone())
         }
-        _ => match speaker(&p.text) {
+        _ => match engram_extract::split_speaker(&p.text) {
             Some((name, rest)) => (name.to_owned(), rest.to_owned()),
             None => (
                 p.role

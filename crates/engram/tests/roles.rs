@@ -134,7 +134,7 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
         role: "user".into(),
         text: "I'm allergic to shellfish.".into(),
         timestamp: "2026-05-08T14:00:00Z".into(),
-        observations: vec!["User is allergic to shellfish.".into()],
+        observations: vec!["User is allergic to shellfish and carries an EpiPen.".into()],
     };
     let scope = Some(Scope {
         org_id: "org_a".into(),
@@ -201,7 +201,7 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
     assert!(
         hits.observations
             .iter()
-            .any(|h| h.text == "User is allergic to shellfish.")
+            .any(|h| h.text == "User is allergic to shellfish and carries an EpiPen.")
     );
     assert!(
         hits.turns

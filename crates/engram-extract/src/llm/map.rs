@@ -316,71 +316,10 @@ pub(super) fn speaker(turn: &TurnInput) -> String {
     .to_owned()
 }
 
-/// Headings that look like a `"Name: "` prefix but name no one.
-const NOT_SPEAKERS: &[&str] = &[
-    "note",
-    "update",
-    "edit",
-    "ps",
-    "p.s",
-    "re",
-    "answer",
-    "question",
-    "summary",
-    "todo",
-    "warning",
-    "error",
-    "example",
-    "tip",
-    "reminder",
-    "subject",
-    "title",
-    "date",
-    "time",
-    "location",
-    "address",
-    "step",
-    "link",
-    "source",
-    "fact",
-    "fyi",
-    "important",
-    "info",
-    "hint",
-    "context",
-    "output",
-    "input",
-    "result",
-    "results",
-    "goal",
-    "task",
-    "status",
-    "i",
-];
-
-/// A leading `"Name: "`: one to three capitalized words (not a heading such
-/// as "Note") and a colon followed by a blank or the end. The same test as
-/// the rules' (`rules::segment::split_speaker`, private to the rules).
+/// A leading `"Name: "` names the speaker (the rules' test, so both
+/// extractors agree on who spoke).
 fn speaker_name(text: &str) -> Option<&str> {
-    let head = text.trim_start();
-    let colon = head.get(..head.len().min(48))?.find(':')?;
-    let name = head[..colon].trim();
-    let rest = &head[colon + 1..];
-    if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) || name.is_empty() {
-        return None;
-    }
-    let words: Vec<&str> = name.split(' ').collect();
-    let capitalized = |w: &&str| {
-        let mut chars = w.chars();
-        chars.next().is_some_and(char::is_uppercase)
-            && chars.all(|c| c.is_alphabetic() || matches!(c, '.' | '\'' | '-'))
-    };
-    let lower = name.to_lowercase();
-    let ok = (1..=3).contains(&words.len())
-        && words.iter().all(capitalized)
-        && !(words.len() == 1 && name.chars().count() == 1)
-        && !NOT_SPEAKERS.contains(&lower.as_str());
-    ok.then_some(name)
+    crate::speaker::split_speaker(text).map(|(name, _)| name)
 }
 
 /// Concatenates the extractions of several calls (in turn order):
