@@ -98,22 +98,12 @@ fn event(conv: &Conversation, session: &dataset::Session) -> (TurnsIngested, Job
         .collect();
     let fragment_ids: Vec<String> = turns.iter().map(|t| t.fragment_id.clone()).collect();
     let job_id = ids::job_id(&scope, &fragment_ids, &[true, true]);
-    let now = chrono::Utc::now().timestamp_millis();
-    let job = Job {
-        job_id: job_id.clone(),
-        org_id: scope.org_id.clone(),
-        state: JobState::Pending,
-        created_ms: now,
-        updated_ms: now,
-        attempts: 0,
-        error: None,
-        turns: turns.len() as u32,
-        observations: 0,
-        entities: 0,
-        tokens_in: 0,
-        tokens_out: 0,
-        fallback: None,
-    };
+    let job = Job::pending(
+        job_id.clone(),
+        scope.org_id.clone(),
+        turns.len() as u32,
+        chrono::Utc::now().timestamp_millis(),
+    );
     let event = TurnsIngested {
         job_id,
         org_id: scope.org_id,
@@ -129,21 +119,7 @@ fn event(conv: &Conversation, session: &dataset::Session) -> (TurnsIngested, Job
 
 fn extract_speed(events: &[TurnsIngested]) -> f64 {
     let rules = RuleExtractor::new();
-    let inputs: Vec<Vec<TurnInput>> = events
-        .iter()
-        .map(|e| {
-            e.turns
-                .iter()
-                .map(|t| TurnInput {
-                    fragment_id: t.fragment_id.clone(),
-                    role: t.role.parse().unwrap_or(Role::User),
-                    text: t.text.clone(),
-                    ts_ms: t.ts_ms,
-                    observations: Vec::new(),
-                })
-                .collect()
-        })
-        .collect();
+    let inputs: Vec<Vec<TurnInput>> = events.iter().map(engram_enrich::turn_inputs).collect();
     let turns: usize = inputs.iter().map(Vec::len).sum();
     let t = Instant::now();
     for batch in &inputs {

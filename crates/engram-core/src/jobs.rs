@@ -81,6 +81,32 @@ pub struct Job {
     pub fallback: Option<String>,
 }
 
+impl Job {
+    /// A job just enqueued at `created_ms`, with nothing done yet.
+    pub fn pending(
+        job_id: impl Into<String>,
+        org_id: impl Into<String>,
+        turns: u32,
+        created_ms: i64,
+    ) -> Self {
+        Self {
+            job_id: job_id.into(),
+            org_id: org_id.into(),
+            state: JobState::Pending,
+            created_ms,
+            updated_ms: created_ms,
+            attempts: 0,
+            error: None,
+            turns,
+            observations: 0,
+            entities: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            fallback: None,
+        }
+    }
+}
+
 /// Keeps job records, keyed by job id.
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {

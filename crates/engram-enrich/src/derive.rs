@@ -22,7 +22,7 @@ pub(crate) fn scope(event: &TurnsIngested) -> Scope {
 
 /// The turns of an event as the extractor reads them. A turn whose role
 /// does not parse (an event from a newer producer) is read as a user turn.
-pub(crate) fn turn_inputs(event: &TurnsIngested) -> Vec<TurnInput> {
+pub fn turn_inputs(event: &TurnsIngested) -> Vec<TurnInput> {
     event
         .turns
         .iter()

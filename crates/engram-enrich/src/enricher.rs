@@ -96,21 +96,12 @@ impl Enricher {
         let created_ms = event.ingested_at.as_ref().map_or_else(now_ms, |t| {
             t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
         });
-        Ok(Job {
-            job_id: event.job_id.clone(),
-            org_id: event.org_id.clone(),
-            state: JobState::Pending,
+        Ok(Job::pending(
+            event.job_id.clone(),
+            event.org_id.clone(),
+            event.turns.len() as u32,
             created_ms,
-            updated_ms: created_ms,
-            attempts: 0,
-            error: None,
-            turns: event.turns.len() as u32,
-            observations: 0,
-            entities: 0,
-            tokens_in: 0,
-            tokens_out: 0,
-            fallback: None,
-        })
+        ))
     }
 
     /// Records a job's failure (the last delivery failed, or the message

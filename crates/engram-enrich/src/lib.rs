@@ -19,6 +19,7 @@ mod derive;
 mod enricher;
 
 pub use consumer::{EnrichConfig, run};
+pub use derive::turn_inputs;
 pub use enricher::Enricher;
 
 use engram_core::{EmbedError, JobStoreError, StoreError, StreamError};

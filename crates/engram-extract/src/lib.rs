@@ -12,6 +12,7 @@
 
 pub mod dates;
 mod llm;
+mod numbers;
 mod rules;
 mod speaker;
 

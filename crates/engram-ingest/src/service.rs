@@ -2,8 +2,8 @@
 
 use crate::validate::{ValidTurn, validate};
 use engram_core::{
-    Embedder, Job, JobState, JobStore, Kind, OutboundMessage, Point, PointPayload, Scope,
-    TurnStream, VectorStore, bm25, ids,
+    Embedder, Job, JobStore, Kind, OutboundMessage, Point, PointPayload, Scope, TurnStream,
+    VectorStore, bm25, ids,
 };
 use engram_proto::events::v1::{IngestedTurn, TurnsIngested};
 use engram_proto::v1::ingest_service_server::IngestService;
@@ -186,22 +186,12 @@ impl IngestServiceImpl {
                 self.roll_back(&scope, &written).await;
                 return Err(engram_rpc::stream_status(err));
             }
-            let now = chrono::Utc::now().timestamp_millis();
-            let job = Job {
-                job_id: job_id.clone(),
-                org_id: scope.org_id.clone(),
-                state: JobState::Pending,
-                created_ms: now,
-                updated_ms: now,
-                attempts: 0,
-                error: None,
-                turns: unique.len() as u32,
-                observations: 0,
-                entities: 0,
-                tokens_in: 0,
-                tokens_out: 0,
-                fallback: None,
-            };
+            let job = Job::pending(
+                job_id.clone(),
+                scope.org_id.clone(),
+                unique.len() as u32,
+                chrono::Utc::now().timestamp_millis(),
+            );
             // The event is durable now, and the consumer records the job
             // itself if this fails: the write has succeeded either way.
             if let Err(error) = self.jobs.create(&job).await {

@@ -232,10 +232,7 @@ pub(crate) async fn active(query: &Query<'_>) -> Result<Outcome, StoreError> {
                         order.push((s.clone(), score));
                     }
                 }
-                observations.push(Ranked {
-                    payload: p.payload.clone(),
-                    score,
-                });
+                observations.push(ranked(p));
             }
             _ => {
                 if listed.insert(p.payload.fragment_id.clone()) {
@@ -270,19 +267,46 @@ pub(crate) async fn active(query: &Query<'_>) -> Result<Outcome, StoreError> {
         .filter(|p| p.payload.kind == Kind::Observation)
         .map(|p| p.payload.clone())
         .collect();
+    Ok(outcome(
+        query,
+        turns,
+        observations,
+        context,
+        Vec::new(),
+        (best_cosine, agree),
+    ))
+}
+
+/// The outcome of a pipeline, with its confidence signals.
+fn outcome(
+    query: &Query<'_>,
+    turns: Vec<Ranked>,
+    observations: Vec<Ranked>,
+    context: Vec<PointPayload>,
+    entities: Vec<Ranked>,
+    (best_cosine, agree): (Option<f32>, bool),
+) -> Outcome {
     let signals = Signals {
         best_cosine,
         agree,
         top_score: turns.first().map_or(0.0, |r| r.score),
         coverage: coverage(query.q, &turns, &context),
     };
-    Ok(Outcome {
+    Outcome {
         turns,
         observations,
         context,
-        entities: Vec::new(),
+        entities,
         signals,
-    })
+    }
+}
+
+/// A store hit with its score scaled to [0, 1].
+fn ranked(p: &ScoredPoint) -> Ranked {
+    Ranked {
+        payload: p.payload.clone(),
+        score: store_score(p.score),
+    }
 }
 
 /// A turn candidate of the deep fusion.
@@ -383,13 +407,7 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
             .then_with(|| a.1.fragment_id.cmp(&b.1.fragment_id))
     });
 
-    let obs_ranked: Vec<Ranked> = obs
-        .iter()
-        .map(|p| Ranked {
-            payload: p.payload.clone(),
-            score: store_score(p.score),
-        })
-        .collect();
+    let obs_ranked: Vec<Ranked> = obs.iter().map(ranked).collect();
     // Pick turns with MMR from the best candidates, then the observations
     // that still say something new, then fill the turn list.
     let pool = scored.len().min(query.top_k * 3);
@@ -424,26 +442,15 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
         })
         .map(|p| p.payload.clone())
         .collect();
-    let entities = entities
-        .iter()
-        .map(|p| Ranked {
-            payload: p.payload.clone(),
-            score: store_score(p.score),
-        })
-        .collect();
-    let signals = Signals {
-        best_cosine,
-        agree,
-        top_score: turns.first().map_or(0.0, |r| r.score),
-        coverage: coverage(query.q, &turns, &context),
-    };
-    Ok(Outcome {
+    let entities = entities.iter().map(ranked).collect();
+    Ok(outcome(
+        query,
         turns,
         observations,
         context,
         entities,
-        signals,
-    })
+        (best_cosine, agree),
+    ))
 }
 
 /// Pulls the neighbours (same session, close in time, most relevant to the

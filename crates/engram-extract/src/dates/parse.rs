@@ -124,26 +124,13 @@ fn month_index(w: &str) -> Option<(u32, bool)> {
 }
 
 /// Small counts written as words; "a couple"/"a few"/"several" handled by
-/// [`Ctx::count_at`].
+/// [`Ctx::count_at`]. Up to thirty: "fifty years ago" is rhetoric more
+/// often than a date.
 fn number_word(w: &str) -> Option<u32> {
-    Some(match w {
-        "a" | "an" | "one" => 1,
-        "two" => 2,
-        "three" => 3,
-        "four" => 4,
-        "five" => 5,
-        "six" => 6,
-        "seven" => 7,
-        "eight" => 8,
-        "nine" => 9,
-        "ten" => 10,
-        "eleven" => 11,
-        "twelve" => 12,
-        "fifteen" => 15,
-        "twenty" => 20,
-        "thirty" => 30,
-        _ => return None,
-    })
+    match w {
+        "a" | "an" | "one" => Some(1),
+        _ => crate::numbers::number_word(w).filter(|n| *n <= 30),
+    }
 }
 
 /// A day of month: "7", "07", "7th", "1st", "22nd", "3rd".

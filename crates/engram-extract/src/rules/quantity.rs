@@ -2,8 +2,9 @@
 //! dogs", "$500", "10 km", "20%").
 
 use super::entities::{Occ, occ};
-use super::lexicon::{QUANTITY_ADJECTIVES, QUANTITY_STOPS, number_word};
+use super::lexicon::{QUANTITY_ADJECTIVES, QUANTITY_STOPS};
 use super::segment::Word;
+use crate::numbers::number_word;
 use engram_core::EntityKind;
 
 /// A number and what it counts: "3 kids", "two dogs" (→ "2 dogs"), "$500",
