@@ -46,6 +46,11 @@ PYEOF
   echo "setup: $pkg installed ($dest)"
 done
 
+# The container build (deploy/Dockerfile) needs the models and nothing else.
+if [[ "${ENGRAM_SETUP_ONLY:-}" == models ]]; then
+  exit 0
+fi
+
 # nats-server: used by the distributed mode and its tests.
 if ! command -v nats-server >/dev/null 2>&1 && [[ ! -x /usr/sbin/nats-server ]]; then
   if command -v apt-get >/dev/null 2>&1; then
@@ -83,3 +88,6 @@ else
   ln -sf "$bin" "$TOOLS/bin/grpcurl"
   echo "setup: grpcurl installed"
 fi
+
+# Python (grpcio) and Node (@grpc/grpc-js) clients for the client tests.
+bash "$REPO/scripts/setup-clients.sh"

@@ -169,6 +169,7 @@ async fn remember_flows_through_jetstream_to_recallable_observations() -> anyhow
             msg_id: job_id.clone(),
             job_id: job_id.clone(),
             payload: b"again".to_vec(),
+            ..Default::default()
         })
         .await?;
     assert!(ack.duplicate);
@@ -293,6 +294,7 @@ async fn a_poison_message_is_dead_lettered_and_fails_its_job_after_max_deliver()
             msg_id: job_id.clone(),
             job_id: job_id.clone(),
             payload: vec![0xff, 0xff, 0xff],
+            ..Default::default()
         })
         .await?;
     let job = server.wait_job(&tok, &job_id, JOB_WAIT).await?;

@@ -173,6 +173,7 @@ pub async fn run(args: &ConsumeArgs) -> anyhow::Result<ConsumeReport> {
                 msg_id: event.job_id.clone(),
                 job_id: event.job_id.clone(),
                 payload: event.encode_to_vec(),
+                ..Default::default()
             })
             .await?;
     }

@@ -22,7 +22,7 @@ pub enum StreamError {
 }
 
 /// A message to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboundMessage {
     /// De-duplication id: a second publish with the same id inside the
     /// stream's duplicate window is dropped (`Nats-Msg-Id` on JetStream).
@@ -32,6 +32,11 @@ pub struct OutboundMessage {
     pub job_id: String,
     /// Encoded event (`engram.events.v1.TurnsIngested`).
     pub payload: Vec<u8>,
+    /// W3C trace-context fields (`traceparent`, `tracestate`) of the span
+    /// that published, carried beside the payload (as NATS headers on
+    /// JetStream) so the consumer's work joins the caller's trace. Empty
+    /// when tracing is off.
+    pub trace_context: Vec<(String, String)>,
 }
 
 /// What the stream answered to a publish.
@@ -56,6 +61,10 @@ pub trait TurnStream: Send + Sync + 'static {
     /// Whether the stream answers (used by health checks and to refuse a
     /// write before any side effect when it does not).
     async fn ready(&self) -> Result<(), StreamError>;
+
+    /// Messages published and not yet settled by the consumer: how far
+    /// enrichment lags behind ingest.
+    async fn backlog(&self) -> Result<u64, StreamError>;
 }
 
 /// A durable consumer's feed of messages.
@@ -78,6 +87,10 @@ pub trait Delivery: Send + Sync {
 
     /// Which delivery this is: 1 for the first.
     fn attempt(&self) -> u64;
+
+    /// The trace context the message was published with (see
+    /// [`OutboundMessage::trace_context`]).
+    fn trace_context(&self) -> Vec<(String, String)>;
 
     /// The work is done: never deliver this message again.
     async fn ack(&self) -> Result<(), StreamError>;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 /// How the consumer runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,10 +86,19 @@ pub async fn run(
             Ok(delivery) => {
                 let enricher = Arc::clone(&enricher);
                 let config = config.clone();
-                tasks.spawn(async move {
-                    handle(&enricher, delivery, &config).await;
-                    drop(permit);
-                });
+                // Continues the trace of the call that published the turns.
+                let span = engram_telemetry::consume_span(
+                    delivery.job_id(),
+                    delivery.attempt(),
+                    &delivery.trace_context(),
+                );
+                tasks.spawn(
+                    async move {
+                        handle(&enricher, delivery, &config).await;
+                        drop(permit);
+                    }
+                    .instrument(span),
+                );
             }
             Err(StreamError::Closed) => break,
             Err(error) => {
@@ -155,6 +165,7 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
         .await;
         return;
     }
+    let started = std::time::Instant::now();
     let result = {
         let work = enricher.process(delivery.payload(), attempt, known);
         tokio::pin!(work);
@@ -171,6 +182,9 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
             }
         }
     };
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!(engram_telemetry::metrics::ENRICH_DURATION, "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
     match result {
         Ok(_) => {
             if let Err(error) = delivery.ack().await {

@@ -180,6 +180,7 @@ impl IngestServiceImpl {
                     msg_id: job_id.clone(),
                     job_id: job_id.clone(),
                     payload: event.encode_to_vec(),
+                    ..Default::default()
                 })
                 .await;
             if let Err(err) = published {

@@ -73,6 +73,24 @@ impl Backends {
         })
     }
 
+    /// The same ports wrapped so that every call is traced and measured
+    /// (see `engram_telemetry::instrument`).
+    pub fn instrumented(self) -> Self {
+        use engram_telemetry::instrument::{
+            InstrumentedEmbedder, InstrumentedJobs, InstrumentedStore, InstrumentedStream,
+        };
+        Self {
+            store: Arc::new(InstrumentedStore::new(self.store)),
+            embedder: Arc::new(InstrumentedEmbedder::new(self.embedder)),
+            stream: self
+                .stream
+                .map(|s| Arc::new(InstrumentedStream::new(s)) as Arc<dyn TurnStream>),
+            jobs: self
+                .jobs
+                .map(|j| Arc::new(InstrumentedJobs::new(j)) as Arc<dyn JobStore>),
+        }
+    }
+
     /// The embedded default (Qdrant Edge, local queue) for every role.
     pub async fn embedded(config: &Config) -> Result<Self, ServerError> {
         let mut config = config.clone();

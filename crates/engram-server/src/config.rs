@@ -28,6 +28,8 @@ pub struct Config {
     pub recall: RecallSettings,
     /// Logging.
     pub log: LogSettings,
+    /// The Prometheus metrics endpoint.
+    pub metrics: MetricsSettings,
     /// Which implementation backs each port.
     pub backends: BackendSettings,
     /// The Qdrant server (when `backends.vector_store = "qdrant"`).
@@ -360,6 +362,16 @@ pub struct LogSettings {
     pub format: String,
 }
 
+/// `[metrics]`
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsSettings {
+    /// Where to serve Prometheus metrics (`GET /metrics`), e.g.
+    /// `0.0.0.0:9464`; unset serves none. A port of its own, so scrapes
+    /// never compete with gRPC calls or need a token.
+    pub listen: Option<SocketAddr>,
+}
+
 impl Default for LogSettings {
     fn default() -> Self {
         Self {
@@ -418,6 +430,15 @@ impl Config {
             return Err(ServerError::Config(
                 "ingest.max_text_chars and ingest.max_turns_per_call must be at least 1".into(),
             ));
+        }
+        if let Some(m) = self.metrics.listen
+            && m.port() != 0
+            && m.port() == self.server.listen.port()
+        {
+            return Err(ServerError::Config(format!(
+                "metrics.listen ({m}) must use another port than server.listen ({})",
+                self.server.listen
+            )));
         }
         if !["text", "json"].contains(&self.log.format.as_str()) {
             return Err(ServerError::Config(format!(

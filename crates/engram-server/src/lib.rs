@@ -16,8 +16,8 @@ mod serve;
 pub use backends::Backends;
 pub use config::{
     AuthSettings, BackendSettings, Config, EmbedderSettings, EnrichSettings, ExtractSettings,
-    ExtractorKind, LogSettings, QueueSettings, ServerSettings, StorageSettings, StreamKind,
-    VectorStoreKind,
+    ExtractorKind, LogSettings, MetricsSettings, QueueSettings, ServerSettings, StorageSettings,
+    StreamKind, VectorStoreKind,
 };
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
 pub use serve::{Role, run, run_role, run_with};

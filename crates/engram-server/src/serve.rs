@@ -98,6 +98,7 @@ pub async fn run_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
+    let backends = backends.instrumented();
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -154,7 +155,9 @@ pub async fn run_with(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
+    // Telemetry outermost: calls refused by authentication are counted too.
     let mut router = Server::builder()
+        .layer(engram_telemetry::GrpcTelemetryLayer)
         .layer(AuthLayer::new(verifier))
         .add_service(health_service)
         .add_service(reflection_v1)
@@ -261,6 +264,16 @@ async fn probe_health(
         };
         let store_ok = store.is_ok();
         let queue_ok = stream.is_ok() && jobs.is_ok();
+        // The consumer's role reports how far it lags.
+        if role.enriches()
+            && queue_ok
+            && let Some(s) = &backends.stream
+        {
+            match s.backlog().await {
+                Ok(n) => engram_telemetry::metrics::set_backlog(n),
+                Err(error) => tracing::debug!(%error, "cannot read the stream backlog"),
+            }
+        }
         if last != Some((store_ok, queue_ok)) {
             if !store_ok || !queue_ok {
                 tracing::warn!(

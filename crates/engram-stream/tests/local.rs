@@ -9,6 +9,7 @@ fn message(id: &str) -> OutboundMessage {
         msg_id: id.into(),
         job_id: format!("job-{id}"),
         payload: id.as_bytes().to_vec(),
+        trace_context: vec![],
     }
 }
 
@@ -221,4 +222,35 @@ async fn jobs_create_only_if_absent_put_replaces_and_survive_a_restart() {
     let got = q.job_store().get("j").await.unwrap().unwrap();
     assert_eq!(got.state, JobState::Ready);
     assert_eq!(got.turns, 2);
+}
+
+#[tokio::test]
+async fn trace_context_is_kept_with_the_message_and_backlog_counts_unsettled_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = open(dir.path());
+    let context = vec![(
+        "traceparent".to_owned(),
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned(),
+    )];
+    q.publish(OutboundMessage {
+        trace_context: context.clone(),
+        ..message("t")
+    })
+    .await
+    .unwrap();
+    q.publish(message("u")).await.unwrap();
+    assert_eq!(q.backlog().await.unwrap(), 2);
+    // Kept across a restart: it is stored with the message.
+    q.close();
+    drop(q);
+    let q = open(dir.path());
+    let mut sub = q.subscribe().await.unwrap();
+    let first = next(&mut sub).await;
+    assert_eq!(first.trace_context(), context);
+    let second = next(&mut sub).await;
+    assert!(second.trace_context().is_empty());
+    assert_eq!(q.backlog().await.unwrap(), 2);
+    first.ack().await.unwrap();
+    second.ack().await.unwrap();
+    assert_eq!(q.backlog().await.unwrap(), 0);
 }

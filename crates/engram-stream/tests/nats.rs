@@ -26,6 +26,7 @@ fn message(msg_id: &str, job_id: &str, payload: &str) -> OutboundMessage {
         msg_id: msg_id.to_owned(),
         job_id: job_id.to_owned(),
         payload: payload.as_bytes().to_vec(),
+        trace_context: vec![],
     }
 }
 
@@ -660,4 +661,46 @@ async fn publish_recreates_a_deleted_stream() {
         .cached_info()
         .clone();
     assert_eq!(info.state.messages, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_travels_as_headers_and_backlog_counts_unsettled_messages() {
+    let server = NatsServer::start();
+    let stream = NatsStream::connect(options(&server)).await.unwrap();
+    let traced = OutboundMessage {
+        trace_context: vec![
+            (
+                "traceparent".into(),
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into(),
+            ),
+            ("tracestate".into(), "vendor=1".into()),
+            // Not a trace-context field: not carried.
+            ("x-other".into(), "dropped".into()),
+        ],
+        ..message("m-t", "job-t", "turns")
+    };
+    publish_eventually(&stream, traced).await;
+    publish_eventually(&stream, message("m-u", "job-u", "turns")).await;
+    // No consumer yet: both wait.
+    assert_eq!(stream.backlog().await.unwrap(), 2);
+
+    let mut subscription = stream.subscribe().await.unwrap();
+    let first = next(&mut subscription).await;
+    assert_eq!(
+        first.trace_context(),
+        vec![
+            (
+                "traceparent".to_owned(),
+                "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_owned()
+            ),
+            ("tracestate".to_owned(), "vendor=1".to_owned()),
+        ]
+    );
+    let second = next(&mut subscription).await;
+    assert!(second.trace_context().is_empty());
+    // Delivered but not settled still counts.
+    assert_eq!(stream.backlog().await.unwrap(), 2);
+    first.ack().await.unwrap();
+    second.ack().await.unwrap();
+    assert_eq!(stream.backlog().await.unwrap(), 0);
 }

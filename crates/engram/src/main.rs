@@ -96,16 +96,12 @@ fn load_config(cli: &Cli) -> anyhow::Result<Config> {
     Ok(config)
 }
 
-fn init_logging(config: &Config) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(&config.log.filter));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if config.log.format == "json" {
-        builder.json().init();
-    } else {
-        builder.init();
+fn telemetry_options(config: &Config, role: Role) -> engram_telemetry::TelemetryOptions {
+    engram_telemetry::TelemetryOptions {
+        log_filter: config.log.filter.clone(),
+        log_json: config.log.format == "json",
+        service_name: format!("engram-{}", role.as_str()),
+        metrics_listen: config.metrics.listen,
     }
 }
 
@@ -134,18 +130,24 @@ fn serve(role: Role, mut config: Config, listen: Option<SocketAddr>) -> anyhow::
     if let Some(l) = listen {
         config.server.listen = l;
     }
-    init_logging(&config);
+    let options = telemetry_options(&config, role);
+    let telemetry = engram_telemetry::Telemetry::init(&options)?;
     config.validate_role(role)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
+        engram_telemetry::Telemetry::serve_metrics(&options)?;
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("cannot listen on {}", config.server.listen))?;
         engram_server::run_role(role, config, listener, shutdown_signal()).await?;
         Ok(())
-    })
+    });
+    // Outside the runtime: flushing blocks until the last spans are sent.
+    drop(rt);
+    telemetry.shutdown();
+    result
 }
 
 fn main() -> anyhow::Result<()> {

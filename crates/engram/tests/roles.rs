@@ -9,80 +9,11 @@ use engram_proto::v1::job_service_client::JobServiceClient;
 use engram_proto::v1::recall_service_client::RecallServiceClient;
 use engram_proto::v1::*;
 use engram_testkit::NatsServer;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
-const SECRET: &str = "engram-roles-test-secret-0123456789";
+mod common;
 
-fn models_dir() -> PathBuf {
-    std::env::var_os("ENGRAM_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
-}
-
-struct Role {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Role {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn engram(args: &[&str], env: &[(String, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_engram"));
-    cmd.args(args)
-        .envs(env.iter().cloned())
-        .env("RUST_LOG", "warn");
-    cmd
-}
-
-fn spawn(role: &str, env: &[(String, String)]) -> Role {
-    let addr = format!("127.0.0.1:{}", free_port());
-    let child = engram(&[role, "--listen", &addr], env)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("engram starts");
-    Role {
-        child,
-        addr: format!("http://{addr}"),
-    }
-}
-
-async fn channel(addr: &str) -> Channel {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Ok(c) = Channel::from_shared(addr.to_owned())
-            .unwrap()
-            .connect()
-            .await
-        {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "{addr} never accepted");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse().unwrap());
-    r
-}
+use common::{Process, SECRET, authed, channel, engram, models_dir, token};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_recall_and_enrich_run_as_separate_processes() {
@@ -115,19 +46,11 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
 
-    let out = engram(&["token", "--org", "org_a", "--user", "u1"], &env)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let token = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let token = token(&env, "org_a", "u1");
 
-    let ingest = spawn("ingest", &env);
-    let recall = spawn("recall", &env);
-    let enrich = spawn("enrich", &env);
+    let ingest = Process::spawn("ingest", &env);
+    let recall = Process::spawn("recall", &env);
+    let enrich = Process::spawn("enrich", &env);
 
     let mut ingest_client = IngestServiceClient::new(channel(&ingest.addr).await);
     let turn = Turn {

@@ -60,6 +60,9 @@ struct Meta {
     published_ms: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     dead_reason: Option<String>,
+    /// The publisher's trace context (older records have none).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    trace_context: Vec<(String, String)>,
 }
 
 /// A message moved to the dead-letter table.
@@ -252,6 +255,10 @@ impl LocalQueue {
 
 #[async_trait]
 impl TurnStream for LocalQueue {
+    async fn backlog(&self) -> Result<u64, StreamError> {
+        self.pending().await
+    }
+
     async fn publish(&self, message: OutboundMessage) -> Result<PublishAck, StreamError> {
         let ack = blocking(&self.shared, move |shared, db| {
             let now = now_ms();
@@ -284,6 +291,7 @@ impl TurnStream for LocalQueue {
                             not_before_ms: 0,
                             published_ms: now,
                             dead_reason: None,
+                            trace_context: message.trace_context.clone(),
                         };
                         tx.open_table(META)
                             .map_err(internal)?
@@ -402,6 +410,7 @@ fn claim(shared: &Arc<Shared>, db: &Database) -> Result<Scan, StreamError> {
         msg_id: meta.msg_id,
         job_id: meta.job_id,
         attempt: meta.deliveries,
+        trace_context: meta.trace_context,
         payload,
         settled: AtomicBool::new(false),
     }))
@@ -433,6 +442,7 @@ struct LocalDelivery {
     msg_id: String,
     job_id: String,
     attempt: u64,
+    trace_context: Vec<(String, String)>,
     payload: Vec<u8>,
     settled: AtomicBool,
 }
@@ -496,6 +506,10 @@ impl Delivery for LocalDelivery {
 
     fn attempt(&self) -> u64 {
         self.attempt
+    }
+
+    fn trace_context(&self) -> Vec<(String, String)> {
+        self.trace_context.clone()
     }
 
     async fn ack(&self) -> Result<(), StreamError> {

@@ -4,15 +4,15 @@ use std::sync::Arc;
 
 use async_nats::HeaderMap;
 use async_nats::header::NATS_MESSAGE_ID;
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishError, PublishErrorKind};
 use async_trait::async_trait;
 use engram_core::{OutboundMessage, PublishAck, StreamError, Subscription, TurnStream};
 
-use super::connection::{Failure, Shared};
+use super::connection::{Failure, Shared, is_not_found};
 use super::jobs::NatsJobs;
 use super::options::NatsOptions;
 use super::subscription::NatsSubscription;
-use super::{JOB_ID_HEADER, header_value};
+use super::{JOB_ID_HEADER, TRACE_HEADERS, header_value};
 
 /// The turn stream on NATS JetStream: publishes go to
 /// [`NatsOptions::subject`] with `Nats-Msg-Id` de-duplication, and
@@ -59,6 +59,11 @@ impl NatsStream {
         }
         if !message.job_id.is_empty() {
             headers.insert(JOB_ID_HEADER, header_value("job_id", &message.job_id)?);
+        }
+        for (name, value) in &message.trace_context {
+            if TRACE_HEADERS.contains(&name.as_str()) {
+                headers.insert(name.as_str(), header_value(name, value)?);
+            }
         }
         let ack = match self.send(headers.clone(), message).await {
             // No stream answered: it was deleted or the server lost its state.
@@ -157,6 +162,35 @@ impl TurnStream for NatsStream {
             shared.recheck_stream();
         }
         result.map_err(Into::into)
+    }
+
+    async fn backlog(&self) -> Result<u64, StreamError> {
+        let shared = &self.shared;
+        shared
+            .bounded("reading the consumer", shared.deadline(), async {
+                shared.ensure_stream().await?;
+                let stream = shared
+                    .js
+                    .get_stream_no_info(&shared.options.stream)
+                    .await
+                    .map_err(|err| Failure::classify("reading the stream", &err))?;
+                match stream.consumer_info(&shared.options.consumer).await {
+                    Ok(info) => Ok(info.num_pending + info.num_ack_pending as u64),
+                    // No consumer yet: everything on the stream is waiting.
+                    Err(err)
+                        if err.kind() == ConsumerInfoErrorKind::NotFound || is_not_found(&err) =>
+                    {
+                        stream
+                            .get_info()
+                            .await
+                            .map(|info| info.state.messages)
+                            .map_err(|err| Failure::classify("reading the stream", &err))
+                    }
+                    Err(err) => Err(Failure::classify("reading the consumer", &err)),
+                }
+            })
+            .await
+            .map_err(Into::into)
     }
 }
 

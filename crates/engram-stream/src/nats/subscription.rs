@@ -12,7 +12,7 @@ use engram_core::{Delivery, StreamError, Subscription};
 use futures::StreamExt;
 
 use super::connection::{Failure, Shared};
-use super::{ATTEMPTS_HEADER, DEAD_REASON_HEADER, JOB_ID_HEADER, header_value};
+use super::{ATTEMPTS_HEADER, DEAD_REASON_HEADER, JOB_ID_HEADER, TRACE_HEADERS, header_value};
 
 /// Messages asked for per pull request. One: a message handed to the client
 /// starts its ack timer, so prefetching would let queued messages expire and
@@ -228,6 +228,9 @@ impl NatsDelivery {
         if !self.job_id.is_empty() {
             headers.insert(JOB_ID_HEADER, self.job_id.as_str());
         }
+        for (name, value) in self.trace_context() {
+            headers.insert(name.as_str(), value);
+        }
         headers.insert(DEAD_REASON_HEADER, sanitize_reason(reason));
         headers.insert(ATTEMPTS_HEADER, self.attempt.to_string());
         shared
@@ -264,6 +267,20 @@ impl Delivery for NatsDelivery {
 
     fn attempt(&self) -> u64 {
         self.attempt
+    }
+
+    fn trace_context(&self) -> Vec<(String, String)> {
+        let Some(headers) = self.message.headers.as_ref() else {
+            return Vec::new();
+        };
+        TRACE_HEADERS
+            .iter()
+            .filter_map(|name| {
+                headers
+                    .get(*name)
+                    .map(|value| ((*name).to_owned(), value.as_str().to_owned()))
+            })
+            .collect()
     }
 
     async fn ack(&self) -> Result<(), StreamError> {
