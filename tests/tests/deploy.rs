@@ -286,6 +286,17 @@ fn each_deployment_configures_its_role() {
             // Probes and ports match what the server serves.
             let readiness = &c["readinessProbe"]["grpc"];
             assert_eq!(readiness["service"], health, "{label}: {name} readiness");
+            let liveness = &c["livenessProbe"]["grpc"];
+            assert_eq!(
+                liveness["service"],
+                engram_server::LIVENESS,
+                "{label}: {name} liveness"
+            );
+            assert_eq!(
+                liveness["port"],
+                config.server.listen.port(),
+                "{label}: {name} liveness"
+            );
             assert_eq!(
                 readiness["port"],
                 config.server.listen.port(),

@@ -445,6 +445,11 @@ async fn health_is_not_serving_until_nats_answers() -> anyhow::Result<()> {
         server.health("engram.v1.IngestService").await?,
         ServingStatus::NotServing
     );
+    // Alive all the same: a liveness probe must not restart it.
+    assert_eq!(
+        server.health(engram_server::LIVENESS).await?,
+        ServingStatus::Serving
+    );
     nats.start_again();
     wait_health(&server, "", ServingStatus::Serving).await;
     wait_health(&server, "engram.v1.IngestService", ServingStatus::Serving).await;

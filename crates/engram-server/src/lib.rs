@@ -20,7 +20,7 @@ pub use config::{
     StreamKind, VectorStoreKind,
 };
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
-pub use serve::{Role, run, run_role, run_with};
+pub use serve::{LIVENESS, Role, run, run_role, run_with};
 
 /// Errors of start-up and serving.
 #[derive(Debug, thiserror::Error)]

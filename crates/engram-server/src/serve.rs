@@ -59,6 +59,11 @@ impl Role {
 const INGEST: &str = "engram.v1.IngestService";
 const RECALL: &str = "engram.v1.RecallService";
 const JOBS: &str = "engram.v1.JobService";
+/// Health name that is SERVING for as long as the process serves calls,
+/// whatever its dependencies say: what a liveness probe should ask (the
+/// other names follow NATS and Qdrant, and restarting a process does not
+/// bring a dependency back).
+pub const LIVENESS: &str = "liveness";
 /// How often dependencies are probed for the health service.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -105,6 +110,9 @@ pub async fn run_with(
     };
 
     let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
     // NOT_SERVING until the dependencies have answered once.
     for name in ["", INGEST, RECALL, JOBS] {
         health
