@@ -21,6 +21,10 @@ pub enum StreamError {
     Closed,
 }
 
+/// The W3C trace-context fields carried beside a message (and read from
+/// gRPC metadata); any other field of a trace context is dropped.
+pub const TRACE_CONTEXT_FIELDS: [&str; 2] = ["traceparent", "tracestate"];
+
 /// A message to publish.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutboundMessage {

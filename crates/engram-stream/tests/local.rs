@@ -51,7 +51,7 @@ async fn published_messages_arrive_in_order_and_ack_removes_them() {
     assert_eq!(second.payload(), b"b");
     first.ack().await.unwrap();
     second.ack().await.unwrap();
-    assert_eq!(q.pending().await.unwrap(), 0);
+    assert_eq!(q.backlog().await.unwrap(), 0);
     nothing_within(&mut sub, Duration::from_millis(300)).await;
 }
 
@@ -69,10 +69,10 @@ async fn a_duplicate_inside_the_window_is_dropped_and_outside_it_is_not() {
     let again = q.publish(message("a")).await.unwrap();
     assert!(again.duplicate);
     assert_eq!(again.sequence, first.sequence);
-    assert_eq!(q.pending().await.unwrap(), 1);
+    assert_eq!(q.backlog().await.unwrap(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!q.publish(message("a")).await.unwrap().duplicate);
-    assert_eq!(q.pending().await.unwrap(), 2);
+    assert_eq!(q.backlog().await.unwrap(), 2);
 }
 
 #[tokio::test]
@@ -109,7 +109,7 @@ async fn an_unsettled_message_is_redelivered_after_a_restart_and_counts_its_deli
     d.ack().await.unwrap();
     q.close();
     let q = open(dir.path());
-    assert_eq!(q.pending().await.unwrap(), 0);
+    assert_eq!(q.backlog().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -172,7 +172,7 @@ async fn dead_letters_keep_payload_reason_and_attempts_and_leave_the_queue() {
         ),
         ("job-poison", "cannot decode", 1, &b"poison"[..])
     );
-    assert_eq!(q.pending().await.unwrap(), 0);
+    assert_eq!(q.backlog().await.unwrap(), 0);
 }
 
 #[tokio::test]

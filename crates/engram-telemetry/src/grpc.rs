@@ -57,7 +57,7 @@ where
         );
         follow_context(
             &span,
-            ["traceparent", "tracestate"]
+            engram_core::TRACE_CONTEXT_FIELDS
                 .into_iter()
                 .filter_map(|name| {
                     req.headers()

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::{Process, SECRET, authed, channel, engram, models_dir, token};
+use common::{Process, SECRET, authed, channel, engram, models_dir, token, wait_job_ready};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ingest_recall_and_enrich_run_as_separate_processes() {
@@ -83,27 +83,7 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
     };
     let job_id = r.passive_job_id.unwrap();
     let mut jobs = JobServiceClient::new(channel(&ingest.addr).await);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = jobs
-            .get_job(authed(
-                GetJobRequest {
-                    job_id: job_id.clone(),
-                },
-                &token,
-            ))
-            .await;
-        if let Ok(j) = job
-            && j.get_ref()
-                .job
-                .as_ref()
-                .is_some_and(|j| j.state() == JobState::Ready)
-        {
-            break;
-        }
-        assert!(Instant::now() < deadline, "job never ready: {job_id}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_job_ready(&mut jobs, &job_id, &token).await;
     let mut recall_client = RecallServiceClient::new(channel(&recall.addr).await);
     let hits = recall_client
         .recall(authed(

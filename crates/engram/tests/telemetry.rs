@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{Process, authed, channel, embedded_env, free_port, token};
+use common::{Process, authed, channel, embedded_env, free_port, token, wait_job_ready};
 use engram_proto::v1::ingest_service_client::IngestServiceClient;
 use engram_proto::v1::job_service_client::JobServiceClient;
 use engram_proto::v1::*;
@@ -18,7 +18,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One exported span, as the receiver saw it.
 #[derive(Debug, Clone)]
@@ -111,36 +111,6 @@ fn remember(session: &str, text: &str) -> RememberRequest {
     }
 }
 
-async fn wait_ready(
-    jobs: &mut JobServiceClient<tonic::transport::Channel>,
-    job_id: &str,
-    tok: &str,
-) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let job = jobs
-            .get_job(authed(
-                GetJobRequest {
-                    job_id: job_id.into(),
-                },
-                tok,
-            ))
-            .await
-            .unwrap()
-            .into_inner()
-            .job
-            .unwrap();
-        if job.state() == JobState::Ready {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "job {job_id} never ready: {job:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_trace_runs_from_remember_into_enrichment_and_metrics_move() {
     let receiver = Receiver::default();
@@ -211,8 +181,8 @@ async fn one_trace_runs_from_remember_into_enrichment_and_metrics_move() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
-    wait_ready(&mut jobs, &traced_job, &tok).await;
-    wait_ready(&mut jobs, &untraced_job, &tok).await;
+    wait_job_ready(&mut jobs, &traced_job, &tok).await;
+    wait_job_ready(&mut jobs, &untraced_job, &tok).await;
 
     let after = scrape(&metrics);
     assert_eq!(

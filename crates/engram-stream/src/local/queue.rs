@@ -189,14 +189,6 @@ impl LocalQueue {
         }
     }
 
-    /// Messages waiting or being worked on.
-    pub async fn pending(&self) -> Result<u64, StreamError> {
-        let q = self.clone();
-        tokio::task::spawn_blocking(move || q.pending_blocking())
-            .await
-            .map_err(internal)?
-    }
-
     fn pending_blocking(&self) -> Result<u64, StreamError> {
         let db = self.shared.db()?;
         let tx = db.begin_read().map_err(internal)?;
@@ -256,7 +248,10 @@ impl LocalQueue {
 #[async_trait]
 impl TurnStream for LocalQueue {
     async fn backlog(&self) -> Result<u64, StreamError> {
-        self.pending().await
+        let q = self.clone();
+        tokio::task::spawn_blocking(move || q.pending_blocking())
+            .await
+            .map_err(internal)?
     }
 
     async fn publish(&self, message: OutboundMessage) -> Result<PublishAck, StreamError> {

@@ -41,10 +41,6 @@ pub const DEAD_REASON_HEADER: &str = "Engram-Dead-Reason";
 /// Header of a dead letter: how many deliveries were made.
 pub const ATTEMPTS_HEADER: &str = "Engram-Attempts";
 
-/// The W3C trace-context headers carried from the publisher to the
-/// consumer (any other field of a message's trace context is dropped).
-pub const TRACE_HEADERS: [&str; 2] = ["traceparent", "tracestate"];
-
 /// A header value must be a single line; ids never contain line breaks, so
 /// one that does is a bug upstream, not something to repair here.
 fn header_value(field: &str, value: &str) -> Result<String, Failure> {

@@ -12,7 +12,7 @@ use super::connection::{Failure, Shared, is_not_found};
 use super::jobs::NatsJobs;
 use super::options::NatsOptions;
 use super::subscription::NatsSubscription;
-use super::{JOB_ID_HEADER, TRACE_HEADERS, header_value};
+use super::{JOB_ID_HEADER, header_value};
 
 /// The turn stream on NATS JetStream: publishes go to
 /// [`NatsOptions::subject`] with `Nats-Msg-Id` de-duplication, and
@@ -61,7 +61,7 @@ impl NatsStream {
             headers.insert(JOB_ID_HEADER, header_value("job_id", &message.job_id)?);
         }
         for (name, value) in &message.trace_context {
-            if TRACE_HEADERS.contains(&name.as_str()) {
+            if engram_core::TRACE_CONTEXT_FIELDS.contains(&name.as_str()) {
                 headers.insert(name.as_str(), header_value(name, value)?);
             }
         }

@@ -12,7 +12,7 @@ use engram_core::{Delivery, StreamError, Subscription};
 use futures::StreamExt;
 
 use super::connection::{Failure, Shared};
-use super::{ATTEMPTS_HEADER, DEAD_REASON_HEADER, JOB_ID_HEADER, TRACE_HEADERS, header_value};
+use super::{ATTEMPTS_HEADER, DEAD_REASON_HEADER, JOB_ID_HEADER, header_value};
 
 /// Messages asked for per pull request. One: a message handed to the client
 /// starts its ack timer, so prefetching would let queued messages expire and
@@ -273,7 +273,7 @@ impl Delivery for NatsDelivery {
         let Some(headers) = self.message.headers.as_ref() else {
             return Vec::new();
         };
-        TRACE_HEADERS
+        engram_core::TRACE_CONTEXT_FIELDS
             .iter()
             .filter_map(|name| {
                 headers

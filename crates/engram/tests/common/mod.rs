@@ -189,3 +189,36 @@ pub fn authed<T>(msg: T, token: &str) -> tonic::Request<T> {
         .insert("authorization", format!("Bearer {token}").parse().unwrap());
     r
 }
+
+/// Polls `GetJob` until `job_id` is READY (60 s at most); errors while the
+/// process is still connecting its dependencies are retried.
+pub async fn wait_job_ready(
+    jobs: &mut engram_proto::v1::job_service_client::JobServiceClient<Channel>,
+    job_id: &str,
+    token: &str,
+) {
+    use engram_proto::v1::{GetJobRequest, JobState};
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let reply = jobs
+            .get_job(authed(
+                GetJobRequest {
+                    job_id: job_id.to_owned(),
+                },
+                token,
+            ))
+            .await;
+        let last = match reply {
+            Ok(r) => match r.into_inner().job {
+                Some(job) if job.state() == JobState::Ready => return,
+                other => format!("{other:?}"),
+            },
+            Err(status) => format!("{status:?}"),
+        };
+        assert!(
+            Instant::now() < deadline,
+            "job {job_id} never ready: {last}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
