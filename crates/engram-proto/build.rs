@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     // SAFETY-free: build scripts are single threaded; prost-build reads PROTOC.
     unsafe_set_protoc(&protoc);
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // Read at run time, not baked in with env!: the compiled build script is
+    // shared by every checkout using the same target directory (.ci/run's
+    // cache), and a baked path would point at whichever clone built it first.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let files = [
         "engram/v1/common.proto",
