@@ -17,6 +17,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "engram/v1/ingest.proto",
         "engram/v1/recall.proto",
         "engram/v1/jobs.proto",
+        "engram/v1/filter.proto",
+        "engram/v1/memory.proto",
+        "engram/v1/workspace.proto",
         "engram/events/v1/events.proto",
     ];
     let paths: Vec<PathBuf> = files.iter().map(|f| root.join(f)).collect();

@@ -1,5 +1,6 @@
 //! Fault injection around a real vector store: the first write of
-//! observation points fails or hangs, everything else goes through.
+//! observation points fails or hangs, or every write of memory chunks
+//! fails; everything else goes through.
 
 use async_trait::async_trait;
 use engram_core::{
@@ -17,6 +18,9 @@ pub enum Fault {
     FailOnce,
     /// It never returns, as if the consumer froze mid-job.
     HangOnce,
+    /// Observations go through; every write of memory chunks fails with
+    /// `Internal`, as if the store refused them for good.
+    FailMemoryChunks,
 }
 
 /// A real store whose first observation write misbehaves.
@@ -51,6 +55,13 @@ impl VectorStore for FaultyStore {
     }
 
     async fn upsert(&self, points: Vec<Point>) -> Result<(), StoreError> {
+        if self.fault == Fault::FailMemoryChunks {
+            if points.iter().any(|p| p.payload.kind == Kind::Memory) {
+                self.reached.notify_one();
+                return Err(StoreError::Internal("injected refusal".into()));
+            }
+            return self.inner.upsert(points).await;
+        }
         let observations = points.iter().any(|p| p.payload.kind == Kind::Observation);
         if observations && self.observation_writes.fetch_add(1, Ordering::SeqCst) == 0 {
             self.reached.notify_one();
@@ -59,6 +70,7 @@ impl VectorStore for FaultyStore {
                     return Err(StoreError::Unavailable("injected failure".into()));
                 }
                 Fault::HangOnce => std::future::pending::<()>().await,
+                Fault::FailMemoryChunks => {}
             }
         }
         self.inner.upsert(points).await
@@ -74,6 +86,14 @@ impl VectorStore for FaultyStore {
 
     async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
         self.inner.count(filter).await
+    }
+
+    async fn scroll(
+        &self,
+        filter: &ScopeFilter,
+        limit: usize,
+    ) -> Result<Vec<PointPayload>, StoreError> {
+        self.inner.scroll(filter, limit).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

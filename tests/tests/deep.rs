@@ -33,6 +33,8 @@ fn recall(org: &str, q: &str, mode: RecallMode, top_k: i32) -> RecallRequest {
         mode: mode as i32,
         top_k: Some(top_k),
         include_timeline: true,
+        filter: None,
+        collection_ids: Vec::new(),
     }
 }
 

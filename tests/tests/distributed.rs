@@ -79,6 +79,8 @@ fn recall(org: &str, q: &str) -> RecallRequest {
         mode: RecallMode::Active as i32,
         top_k: Some(10),
         include_timeline: false,
+        filter: None,
+        collection_ids: Vec::new(),
     }
 }
 
@@ -287,6 +289,7 @@ async fn a_poison_message_is_dead_lettered_and_fails_its_job_after_max_deliver()
             tokens_in: 0,
             tokens_out: 0,
             fallback: None,
+            owner: None,
         })
         .await?;
     stream

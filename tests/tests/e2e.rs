@@ -51,6 +51,8 @@ fn recall_req(org: &str, q: &str, top_k: Option<i32>) -> RecallRequest {
         mode: RecallMode::Active as i32,
         top_k,
         include_timeline: false,
+        filter: None,
+        collection_ids: Vec::new(),
     }
 }
 

@@ -53,6 +53,8 @@ fn recall(org: &str, q: &str) -> RecallRequest {
         mode: RecallMode::Active as i32,
         top_k: Some(10),
         include_timeline: false,
+        filter: None,
+        collection_ids: Vec::new(),
     }
 }
 

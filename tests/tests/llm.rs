@@ -56,6 +56,8 @@ async fn observations(server: &TestServer, tok: &str, q: &str) -> anyhow::Result
                 mode: RecallMode::Deep as i32,
                 top_k: Some(9),
                 include_timeline: false,
+                filter: None,
+                collection_ids: Vec::new(),
             },
             tok,
         ))

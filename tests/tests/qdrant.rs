@@ -76,6 +76,8 @@ fn recall() -> RecallRequest {
         mode: RecallMode::Active as i32,
         top_k: Some(5),
         include_timeline: false,
+        filter: None,
+        collection_ids: Vec::new(),
     }
 }
 

@@ -8,10 +8,12 @@
 
 mod keys;
 mod layer;
+mod role;
 mod scope;
 
 pub use keys::{AuthConfig, Claims, JwtVerifier, KeySource, mint_hs256};
 pub use layer::{AuthLayer, AuthService};
+pub use role::WorkspaceRole;
 pub use scope::{DEFAULT_SESSION, ScopeError, resolve_scope};
 
 /// Why a token was refused. Every variant maps to `UNAUTHENTICATED`.

@@ -172,7 +172,10 @@ pub async fn run(args: &ConsumeArgs) -> anyhow::Result<ConsumeReport> {
             .publish(OutboundMessage {
                 msg_id: event.job_id.clone(),
                 job_id: event.job_id.clone(),
-                payload: event.encode_to_vec(),
+                payload: engram_proto::events::v1::Event {
+                    kind: Some(engram_proto::events::v1::event::Kind::Turns(event.clone())),
+                }
+                .encode_to_vec(),
                 ..Default::default()
             })
             .await?;

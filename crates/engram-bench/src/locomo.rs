@@ -252,6 +252,8 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
                     mode: mode as i32,
                     top_k: Some(args.top_k),
                     include_timeline: false,
+                    filter: None,
+                    collection_ids: Vec::new(),
                 };
                 let mut request = authed(req, &token)?;
                 request

@@ -5,7 +5,9 @@
 //! given sizes and measures ingest throughput, recall latency and server
 //! memory; `bench enrich` measures the time from Remember to job ready
 //! with the turn stream in the path; `bench consume` measures the
-//! enrichment consumer alone, in-process. By default each run spawns the `engram` binary on a fresh data
+//! enrichment consumer alone, in-process; `bench memory` measures
+//! StoreMemory on 100,000-character documents and Recall with a selective
+//! metadata filter. By default each run spawns the `engram` binary on a fresh data
 //! directory and stops it at the end; `--addr` targets a running server.
 
 mod consume;
@@ -13,6 +15,7 @@ mod dataset;
 mod enrich;
 mod fit;
 mod locomo;
+mod memory;
 mod server;
 mod speed;
 mod stats;
@@ -41,6 +44,9 @@ enum Command {
     Enrich(enrich::EnrichArgs),
     /// Enrichment throughput of the consumer alone, in-process, on a LoCoMo backlog.
     Consume(consume::ConsumeArgs),
+    /// StoreMemory throughput on 100,000-character documents; Recall with a
+    /// selective metadata filter on a large store.
+    Memory(memory::MemoryArgs),
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -62,6 +68,13 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
         }
         Command::Enrich(args) => {
             let report = enrich::run(target, args).await?;
+            println!("{}", report.markdown());
+            if let Some(out) = &args.out {
+                write_json(out, &report)?;
+            }
+        }
+        Command::Memory(args) => {
+            let report = memory::run(target, args).await?;
             println!("{}", report.markdown());
             if let Some(out) = &args.out {
                 write_json(out, &report)?;

@@ -374,6 +374,8 @@ async fn recall_run(
                     mode: RecallMode::Active as i32,
                     top_k: Some(top_k),
                     include_timeline: false,
+                    filter: None,
+                    collection_ids: Vec::new(),
                 };
                 let req = authed(req, &tokens[*user])?;
                 let t = Instant::now();

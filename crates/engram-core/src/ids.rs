@@ -67,6 +67,44 @@ pub fn job_id(scope: &Scope, fragment_ids: &[String], options: &[bool]) -> Strin
     hex::encode(&h.finalize()[..16])
 }
 
+/// The 32-hex id of a stored memory: a digest of everything the caller
+/// sent (tenant, user, collection, type, title, text, extract flag and
+/// metadata as canonical JSON), so re-sending the same request yields the
+/// same memory.
+pub fn memory_id(parts: &[&str]) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, "memory/v1");
+    for p in parts {
+        field(&mut h, p);
+    }
+    hex::encode(&h.finalize()[..16])
+}
+
+/// The 64-hex fragment id of chunk `index` of a memory.
+pub fn memory_chunk_id(org_id: &str, memory_id: &str, index: u32) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, "memory-chunk/v1");
+    field(&mut h, org_id);
+    field(&mut h, memory_id);
+    h.update(index.to_be_bytes());
+    hex::encode(h.finalize())
+}
+
+/// The id of a team collection: `col_` and 16 hex of a digest of its
+/// tenant and name, so creating the same name twice finds the same one.
+pub fn collection_id(org_id: &str, name: &str) -> String {
+    let mut h = Sha256::new();
+    field(&mut h, "collection/v1");
+    field(&mut h, org_id);
+    field(&mut h, name);
+    format!("col_{}", hex::encode(&h.finalize()[..8]))
+}
+
+/// The implicit personal collection of a user.
+pub fn personal_collection(user_id: &str) -> String {
+    format!("personal:{user_id}")
+}
+
 /// The UUID a store uses as point id: the first 16 bytes of the fragment id.
 ///
 /// Returns `None` when `fragment_id` is not 64 hex characters.

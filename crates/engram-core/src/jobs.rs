@@ -63,7 +63,7 @@ pub struct Job {
     /// Why it failed, or the last transient error while it is retried.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Turns in the write.
+    /// Turns in the write; chunks, for a stored memory.
     pub turns: u32,
     /// Observation points written.
     pub observations: u32,
@@ -79,6 +79,10 @@ pub struct Job {
     /// Why a model-backed extractor fell back to the rules, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fallback: Option<String>,
+    /// For a personal stored memory: the only user (besides admins) who
+    /// may read its status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<String>,
 }
 
 impl Job {
@@ -103,6 +107,7 @@ impl Job {
             tokens_in: 0,
             tokens_out: 0,
             fallback: None,
+            owner: None,
         }
     }
 }

@@ -4,13 +4,17 @@
 //! types: they talk to a [`VectorStore`], an [`Embedder`], a [`TurnStream`]
 //! and a [`JobStore`], each of which has an embedded and a distributed implementation in its own crate.
 
+pub mod accounts;
 pub mod bm25;
+pub mod filter;
 pub mod ids;
 pub mod jobs;
 pub mod model;
 pub mod ports;
 pub mod stream;
 
+pub use accounts::*;
+pub use filter::*;
 pub use jobs::*;
 pub use model::*;
 pub use ports::*;

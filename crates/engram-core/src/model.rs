@@ -215,6 +215,29 @@ pub struct PointPayload {
     /// Caller metadata of the write, stored as given.
     #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
     pub metadata: serde_json::Map<String, serde_json::Value>,
+    /// For memory chunks (and what is derived from them): the stored
+    /// memory, its collection, type and title.
+    #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<MemoryRef>,
+}
+
+/// What a point derived from a stored memory says about that memory.
+/// Flattened into the payload, so `memory_id`, `collection_id` and
+/// `memory_type` are top-level (indexed) payload fields.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryRef {
+    /// The memory (32 hex).
+    pub memory_id: String,
+    /// Its collection.
+    pub collection_id: String,
+    /// Who may read it.
+    pub memory_type: crate::filter::MemoryType,
+    /// Its display title (may be empty).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub title: String,
+    /// 0-based position of the chunk in the memory.
+    #[serde(default)]
+    pub chunk: u32,
 }
 
 /// A point returned by a search, with its fused score.

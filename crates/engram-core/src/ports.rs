@@ -1,7 +1,8 @@
 //! The ports: small traits the services depend on. Each has an embedded and
 //! a distributed implementation in its own crate.
 
-use crate::model::{Kind, Point, PointPayload, ScoredPoint};
+use crate::filter::ScopeFilter;
+use crate::model::{Point, PointPayload, ScoredPoint};
 use async_trait::async_trait;
 use std::collections::HashSet;
 use std::time::Duration;
@@ -15,38 +16,6 @@ pub enum StoreError {
     /// The store refused or failed the operation for a reason a retry will not fix.
     #[error("vector store failed: {0}")]
     Internal(String),
-}
-
-/// Which points a query or count may see. `org_id` is mandatory: there is no
-/// way to express a cross-tenant query.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ScopeFilter {
-    /// Tenant.
-    pub org_id: String,
-    /// Restrict to one end user.
-    pub user_id: Option<String>,
-    /// Restrict to one session.
-    pub session_id: Option<String>,
-    /// Restrict to these kinds (empty: all).
-    pub kinds: Vec<Kind>,
-    /// Only points at or after this time (epoch ms).
-    pub from_ms: Option<i64>,
-    /// Only points before this time (epoch ms).
-    pub until_ms: Option<i64>,
-}
-
-impl ScopeFilter {
-    /// All points of one tenant.
-    pub fn tenant(org_id: impl Into<String>) -> Self {
-        Self {
-            org_id: org_id.into(),
-            user_id: None,
-            session_id: None,
-            kinds: Vec::new(),
-            from_ms: None,
-            until_ms: None,
-        }
-    }
 }
 
 /// A hybrid query: dense and BM25 prefetches fused by reciprocal rank fusion.
@@ -88,6 +57,16 @@ pub trait VectorStore: Send + Sync + 'static {
 
     /// How many points match the filter.
     async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError>;
+
+    /// The payloads of every point matching the filter, in no particular
+    /// order, at most `limit` of them (`limit` guards a caller against an
+    /// unbounded answer; callers that need all page by narrowing the filter
+    /// or deleting what they got). Used by forgetting, never by recall.
+    async fn scroll(
+        &self,
+        filter: &ScopeFilter,
+        limit: usize,
+    ) -> Result<Vec<PointPayload>, StoreError>;
 
     /// Whether the store answers (used by health checks).
     async fn ready(&self) -> Result<(), StoreError>;

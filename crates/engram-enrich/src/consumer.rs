@@ -215,7 +215,13 @@ async fn give_up(enricher: &Enricher, delivery: &dyn Delivery, attempt: u64, rea
         .fail(job_id, delivery.payload(), attempt, reason)
         .await
     {
-        tracing::warn!(job_id, %error, "cannot mark job failed");
+        // A refund or a failed record must not be lost with the message:
+        // leave it to come back (past max_deliver, it ends here again).
+        tracing::warn!(job_id, %error, "cannot mark job failed; will try again");
+        if let Err(error) = delivery.nak(STREAM_RETRY).await {
+            tracing::warn!(job_id, %error, "cannot nak; the message will be redelivered");
+        }
+        return;
     }
     if let Err(error) = delivery.dead_letter(reason).await {
         tracing::warn!(job_id, %error, "cannot dead-letter; the message will be redelivered");

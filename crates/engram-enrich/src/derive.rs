@@ -75,6 +75,7 @@ pub(crate) fn observation_payloads(
                 subject: Some(obs.subject.clone()),
                 event_ms: obs.event_ms,
                 metadata: metadata.clone(),
+                memory: None,
             },
             obs.entity_keys.clone(),
         ));
@@ -170,6 +171,7 @@ pub(crate) fn merged_entity(
         subject: None,
         event_ms: None,
         metadata: serde_json::Map::new(),
+        memory: None,
     }
 }
 

@@ -2,25 +2,43 @@
 
 use crate::EnrichError;
 use crate::derive;
-use engram_core::{Embedder, Job, JobState, JobStore, Point, PointPayload, VectorStore, bm25};
+use engram_core::{
+    Credits, Embedder, Job, JobState, JobStore, MemoryRef, Point, PointPayload, VectorStore, bm25,
+};
 use engram_extract::Extractor;
-use engram_proto::events::v1::TurnsIngested;
+use engram_proto::events::v1::{Event, TurnsIngested, event};
 use prost::Message;
 use std::sync::Arc;
 
+/// Reads a stream payload: an [`Event`], or a bare [`TurnsIngested`] as
+/// earlier versions published (it decodes as an `Event` without a kind,
+/// because the envelope's field numbers are unused by `TurnsIngested`).
+pub(crate) fn decode(payload: &[u8]) -> Result<event::Kind, EnrichError> {
+    let decoded = Event::decode(payload).map_err(|e| EnrichError::Decode(e.to_string()))?;
+    match decoded.kind {
+        Some(kind) => Ok(kind),
+        None => TurnsIngested::decode(payload)
+            .map(event::Kind::Turns)
+            .map_err(|e| EnrichError::Decode(e.to_string())),
+    }
+}
+
 /// Turns events into stored points and job records.
 pub struct Enricher {
-    store: Arc<dyn VectorStore>,
-    embedder: Arc<dyn Embedder>,
-    jobs: Arc<dyn JobStore>,
+    pub(crate) store: Arc<dyn VectorStore>,
+    pub(crate) embedder: Arc<dyn Embedder>,
+    pub(crate) jobs: Arc<dyn JobStore>,
     extractor: Arc<dyn Extractor>,
+    /// Where the charge of a stored memory whose processing failed for
+    /// good is refunded; `None` when nothing is ever charged.
+    credits: Option<Arc<dyn Credits>>,
     /// Serializes the entity read-modify-write inside this process.
     entity_lock: tokio::sync::Mutex<()>,
     /// Vectors of entity labels already embedded.
     label_vectors: parking_lot::Mutex<std::collections::HashMap<String, Vec<f32>>>,
 }
 
-fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
 }
 
@@ -38,23 +56,43 @@ impl Enricher {
             embedder,
             jobs,
             extractor,
+            credits: None,
             entity_lock: tokio::sync::Mutex::new(()),
             label_vectors: parking_lot::Mutex::new(std::collections::HashMap::new()),
         }
     }
 
+    /// Refunds the charge of a stored memory whose processing fails for
+    /// good through `credits`.
+    pub fn with_credits(mut self, credits: Arc<dyn Credits>) -> Self {
+        self.credits = Some(credits);
+        self
+    }
+
     /// Processes one delivery of an event: marks its job processing, writes
-    /// its observation points, marks the job ready. Returns the number of
-    /// observation points. Safe to run again for the same event. `known` is
-    /// the job's record when the caller has just read it.
+    /// what it derives (observation and entity points of a Remember; chunk,
+    /// observation and entity points of a stored memory), marks the job
+    /// ready. Returns the number of observation points. Safe to run again
+    /// for the same event. `known` is the job's record when the caller has
+    /// just read it.
     pub async fn process(
         &self,
         payload: &[u8],
         attempt: u64,
         known: Option<Job>,
     ) -> Result<u32, EnrichError> {
-        let event =
-            TurnsIngested::decode(payload).map_err(|e| EnrichError::Decode(e.to_string()))?;
+        match decode(payload)? {
+            event::Kind::Turns(event) => self.process_turns(event, attempt, known).await,
+            event::Kind::Memory(memory) => self.process_memory(memory, attempt, known).await,
+        }
+    }
+
+    async fn process_turns(
+        &self,
+        event: TurnsIngested,
+        attempt: u64,
+        known: Option<Job>,
+    ) -> Result<u32, EnrichError> {
         let mut job = match known {
             Some(job) if job.job_id == event.job_id => job,
             _ => self.job(&event).await?,
@@ -64,7 +102,7 @@ impl Enricher {
         job.updated_ms = now_ms();
         self.jobs.put(&job).await?;
 
-        let derived = self.derive_and_write(&event).await?;
+        let derived = self.derive_and_write(&event, None).await?;
 
         job.state = JobState::Ready;
         job.observations = derived.observations;
@@ -107,6 +145,10 @@ impl Enricher {
     /// Records a job's failure (the last delivery failed, or the message
     /// cannot be read). A job whose record cannot be found is created so the
     /// caller can see why.
+    ///
+    /// A stored memory's charge is refunded first (at most once: refunds
+    /// are keyed by the charge). An error leaves the message unsettled, so
+    /// the refund and the record are tried again on its next delivery.
     pub(crate) async fn fail(
         &self,
         job_id: &str,
@@ -114,12 +156,22 @@ impl Enricher {
         attempt: u64,
         error: &str,
     ) -> Result<(), EnrichError> {
+        let decoded = decode(payload).ok();
+        if let (Some(event::Kind::Memory(m)), Some(credits)) = (&decoded, &self.credits)
+            && !m.charge_key.is_empty()
+        {
+            let refunded = credits.refund(&m.org_id, &m.charge_key, error).await?;
+            if let Some(r) = refunded {
+                tracing::info!(memory_id = %m.memory_id, tx_id = %r.tx_id, amount = r.amount, "refunded the charge of a failed memory");
+            }
+        }
         let mut job = match self.jobs.get(job_id).await? {
             Some(job) => job,
-            None => match TurnsIngested::decode(payload) {
-                Ok(event) => self.job(&event).await?,
+            None => match &decoded {
+                Some(event::Kind::Turns(event)) => self.job(event).await?,
+                Some(event::Kind::Memory(m)) => crate::memory::pending_job(m),
                 // Without an event there is no tenant to show the job to.
-                Err(_) => return Ok(()),
+                None => return Ok(()),
             },
         };
         job.state = JobState::Failed;
@@ -176,7 +228,15 @@ impl Enricher {
     /// points. Entity merging is a read-modify-write of points shared by
     /// the user's writes, so it runs under the entity lock: two events
     /// naming the same person must not both start from the same count.
-    async fn derive_and_write(&self, event: &TurnsIngested) -> Result<Derived, EnrichError> {
+    ///
+    /// `memory` is set when the "turns" are the chunks of a stored memory:
+    /// the observations then carry its reference, so they are as visible as
+    /// the memory itself.
+    pub(crate) async fn derive_and_write(
+        &self,
+        event: &TurnsIngested,
+        memory: Option<&MemoryRef>,
+    ) -> Result<Derived, EnrichError> {
         let turns = derive::turn_inputs(event);
         let extraction = self.extractor.extract(&turns).await?;
         let metadata = event
@@ -184,7 +244,10 @@ impl Enricher {
             .as_ref()
             .map(engram_proto::json::struct_to_json)
             .unwrap_or_default();
-        let observations = derive::observation_payloads(event, &extraction, &metadata);
+        let mut observations = derive::observation_payloads(event, &extraction, &metadata);
+        for (p, _) in &mut observations {
+            p.memory = memory.cloned();
+        }
         let _guard = self.entity_lock.lock().await;
         let entities =
             derive::entity_payloads(self.store.as_ref(), event, &extraction, &observations).await?;
@@ -266,9 +329,9 @@ impl Enricher {
 const LABEL_CACHE: usize = 20_000;
 
 /// What one event yields.
-struct Derived {
-    observations: u32,
-    entities: u32,
-    usage: engram_extract::ExtractUsage,
-    fallback: Option<String>,
+pub(crate) struct Derived {
+    pub(crate) observations: u32,
+    pub(crate) entities: u32,
+    pub(crate) usage: engram_extract::ExtractUsage,
+    pub(crate) fallback: Option<String>,
 }

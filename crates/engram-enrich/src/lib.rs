@@ -1,6 +1,7 @@
 //! Engram's enrichment consumer.
 //!
-//! It reads `engram.events.v1.TurnsIngested` events from a
+//! It reads `engram.events.v1.Event`s (a Remember's turns, or a stored
+//! memory to chunk and embed) from a
 //! [`engram_core::TurnStream`] (NATS JetStream or the embedded queue),
 //! writes what it derives from each write into the vector store, and keeps
 //! the write's job record current: an [`engram_extract::Extractor`] turns
@@ -14,20 +15,22 @@
 //! a failure naks it with a growing delay, and the last allowed delivery
 //! dead-letters it and fails its job.
 
+pub mod chunk;
 mod consumer;
 mod derive;
 mod enricher;
+mod memory;
 
 pub use consumer::{EnrichConfig, run};
 pub use derive::turn_inputs;
 pub use enricher::Enricher;
 
-use engram_core::{EmbedError, JobStoreError, StoreError, StreamError};
+use engram_core::{AccountsError, EmbedError, JobStoreError, StoreError, StreamError};
 
 /// Why processing one event failed.
 #[derive(Debug, thiserror::Error)]
 pub enum EnrichError {
-    /// The payload is not a `TurnsIngested` event.
+    /// The payload is not an `Event` (nor a bare `TurnsIngested`).
     #[error("undecodable event: {0}")]
     Decode(String),
     /// The vector store failed.
@@ -45,4 +48,7 @@ pub enum EnrichError {
     /// The extractor cannot run.
     #[error(transparent)]
     Extract(#[from] engram_extract::ExtractError),
+    /// The credit store failed (refunding a failed memory).
+    #[error(transparent)]
+    Accounts(#[from] AccountsError),
 }

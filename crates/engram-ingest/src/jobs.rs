@@ -66,6 +66,7 @@ impl JobService for JobServiceImpl {
             );
         }
         v.into_result()?;
+        engram_rpc::authorize(&claims, engram_rpc::Action::Read)?;
         let job = self
             .jobs
             .get(&job_id)

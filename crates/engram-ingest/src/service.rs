@@ -179,7 +179,10 @@ impl IngestServiceImpl {
                 .publish(OutboundMessage {
                     msg_id: job_id.clone(),
                     job_id: job_id.clone(),
-                    payload: event.encode_to_vec(),
+                    payload: engram_proto::events::v1::Event {
+                    kind: Some(engram_proto::events::v1::event::Kind::Turns(event)),
+                }
+                .encode_to_vec(),
                     ..Default::default()
                 })
                 .await;
@@ -267,6 +270,7 @@ fn turn_point(
             subject: None,
             event_ms: None,
             metadata: metadata.clone(),
+            memory: None,
         },
         dense,
         sparse: bm25::document_vector(&t.text),
@@ -315,6 +319,8 @@ impl IngestService for IngestServiceImpl {
         let s = req.scope.unwrap_or_default();
         let scope = engram_auth::resolve_scope(&claims, &s.org_id, &s.user_id, &s.session_id, true)
             .map_err(engram_rpc::scope_status)?;
+        let role = engram_rpc::authorize(&claims, engram_rpc::Action::WriteOwn)?;
+        engram_rpc::act_for(&claims, role, &scope.user_id)?;
         let metadata = req
             .metadata
             .as_ref()

@@ -16,6 +16,11 @@ fn value_to_json(v: &prost_types::Value) -> Value {
     match &v.kind {
         None | Some(PKind::NullValue(_)) => Value::Null,
         Some(PKind::BoolValue(b)) => Value::Bool(*b),
+        // JSON in a Struct has only doubles; integral ones are kept as
+        // integers so that a stored 2026 matches an integer filter.
+        Some(PKind::NumberValue(n)) if n.fract() == 0.0 && n.abs() < 9_007_199_254_740_992.0 => {
+            Value::from(*n as i64)
+        }
         Some(PKind::NumberValue(n)) => Number::from_f64(*n).map_or(Value::Null, Value::Number),
         Some(PKind::StringValue(s)) => Value::String(s.clone()),
         Some(PKind::ListValue(l)) => Value::Array(l.values.iter().map(value_to_json).collect()),
@@ -70,7 +75,7 @@ mod tests {
         let j = struct_to_json(&prost_types::Struct { fields });
         assert_eq!(
             Value::Object(j),
-            serde_json::json!({"channel": "support", "n": 2.0})
+            serde_json::json!({"channel": "support", "n": 2})
         );
     }
 

@@ -16,6 +16,7 @@
 //! server applied it.
 
 mod error;
+mod filter;
 mod mapping;
 mod options;
 mod store;

@@ -1,19 +1,21 @@
 //! Translation between Engram's model and Qdrant's gRPC types: collection
-//! layout, payload indexes, points, filters and the hybrid query.
+//! layout, payload indexes, points and the hybrid query (filters are the
+//! `filter` module's).
 //!
 //! This mirrors `engram-store`'s `mapping` module field for field, so a
 //! collection written by either backend has the same layout (DESIGN.md §4)
 //! and a query ranks alike on both. Everything here is pure; the store
 //! module only deals with the connection.
 
-use engram_core::{HybridQuery, Point, PointPayload, RRF_K, ScopeFilter, StoreError};
+use engram_core::{HybridQuery, Point, PointPayload, RRF_K, StoreError};
 use qdrant_client::Payload;
+use qdrant_client::qdrant::r#match::MatchValue;
 use qdrant_client::qdrant::{
     Condition, CreateCollection, Distance, FieldType, Filter, IntegerIndexParams,
     KeywordIndexParams, Modifier, NamedVectors, PointId, PointStruct, PrefetchQuery, Query,
-    QueryPoints, Range, Rrf, SparseVectorConfig, SparseVectorParams, Value, VectorInput,
-    VectorParams, VectorParamsMap, VectorsConfig, VectorsOutput, VectorsSelector,
-    WithPayloadSelector, WithVectorsSelector, payload_index_params, vector_output, vectors_config,
+    QueryPoints, Rrf, SparseVectorConfig, SparseVectorParams, Value, VectorInput, VectorParams,
+    VectorParamsMap, VectorsConfig, VectorsOutput, VectorsSelector, WithPayloadSelector,
+    WithVectorsSelector, payload_index_params, vector_output, vectors_config,
     with_payload_selector, with_vectors_selector,
 };
 use std::collections::HashMap;
@@ -24,7 +26,9 @@ pub(crate) const DENSE: &str = "dense";
 pub(crate) const BM25: &str = "bm25";
 
 /// Keyword payload fields that get an index besides the tenant field
-/// `org_id`: the same list as the embedded store's.
+/// `org_id`: the same list as the embedded store's, every field the
+/// scope's condition tree matches on. `source_ids` is an array; its index
+/// holds every element.
 pub(crate) const KEYWORD_FIELDS: &[&str] = &[
     "user_id",
     "session_id",
@@ -32,6 +36,8 @@ pub(crate) const KEYWORD_FIELDS: &[&str] = &[
     "kind",
     "memory_type",
     "fragment_id",
+    "memory_id",
+    "source_ids",
 ];
 
 /// The collection to create: named dense vector `dense` (cosine) of
@@ -191,34 +197,6 @@ pub(crate) fn point_struct(point: &Point) -> Result<PointStruct, StoreError> {
     Ok(PointStruct::new(id, vectors, payload))
 }
 
-/// The Qdrant filter of a scope: tenant always, the rest when set.
-pub(crate) fn scope_filter(scope: &ScopeFilter) -> Filter {
-    let mut must = vec![Condition::matches("org_id", scope.org_id.clone())];
-    if let Some(user_id) = &scope.user_id {
-        must.push(Condition::matches("user_id", user_id.clone()));
-    }
-    if let Some(session_id) = &scope.session_id {
-        must.push(Condition::matches("session_id", session_id.clone()));
-    }
-    if !scope.kinds.is_empty() {
-        let kinds: Vec<String> = scope.kinds.iter().map(|k| k.as_str().to_owned()).collect();
-        must.push(Condition::matches("kind", kinds));
-    }
-    if scope.from_ms.is_some() || scope.until_ms.is_some() {
-        // Epoch milliseconds are far below 2^53, so the f64 range is exact.
-        must.push(Condition::range(
-            "ts_ms",
-            Range {
-                gte: scope.from_ms.map(|ms| ms as f64),
-                lt: scope.until_ms.map(|ms| ms as f64),
-                gt: None,
-                lte: None,
-            },
-        ));
-    }
-    Filter::must(must)
-}
-
 /// The filter selecting the points of tenant `org_id` among `fragment_ids`
 /// (all well-formed): point id, tenant and the full fragment id must all
 /// match, since the point id covers only half of the fragment id.
@@ -229,7 +207,9 @@ pub(crate) fn own_points_filter(org_id: &str, fragment_ids: &[String]) -> Filter
         .collect();
     Filter::must([
         Condition::has_id(point_ids),
-        Condition::matches("org_id", org_id.to_owned()),
+        // Explicitly a keyword: the client's `From<String>` would make a
+        // value with whitespace a full-text match.
+        Condition::matches("org_id", MatchValue::Keyword(org_id.to_owned())),
         Condition::matches("fragment_id", fragment_ids.to_vec()),
     ])
 }
@@ -241,7 +221,7 @@ pub(crate) fn own_points_filter(org_id: &str, fragment_ids: &[String]) -> Filter
 /// on the prefetches as well as on the fusion so that every candidate is
 /// inside the scope whatever the server's planner does with a root filter.
 pub(crate) fn hybrid_query(collection: &str, query: &HybridQuery) -> QueryPoints {
-    let filter = scope_filter(&query.filter);
+    let filter = crate::filter::scope_filter(&query.filter);
     let prefetch = |using: &str, input: VectorInput| PrefetchQuery {
         query: Some(Query::new_nearest(input)),
         using: Some(using.to_owned()),
@@ -336,7 +316,7 @@ pub(crate) fn internal(err: impl std::fmt::Display) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engram_core::{Kind, SparseVector};
+    use engram_core::{Kind, MemoryRef, MemoryType, ScopeFilter, SparseVector};
     use qdrant_client::qdrant::point_id::PointIdOptions;
 
     #[test]
@@ -353,24 +333,13 @@ mod tests {
     }
 
     #[test]
-    fn scope_filter_always_has_tenant_and_only_the_set_conditions() {
-        let f = scope_filter(&ScopeFilter::tenant("org_a"));
-        assert_eq!(f.must.len(), 1);
-
-        let mut scope = ScopeFilter::tenant("org_a");
-        scope.user_id = Some("u".into());
-        scope.session_id = Some("s".into());
-        scope.kinds = vec![Kind::Turn, Kind::Memory];
-        scope.from_ms = Some(10);
-        let f = scope_filter(&scope);
-        assert_eq!(f.must.len(), 5);
-        assert!(f.should.is_empty() && f.must_not.is_empty());
-    }
-
-    #[test]
     fn indexes_mirror_the_embedded_store() {
         let specs = index_specs();
         assert_eq!(specs.len(), KEYWORD_FIELDS.len() + 2);
+        for field in ["memory_id", "source_ids", "collection_id"] {
+            let spec = specs.iter().find(|s| s.field == field).unwrap();
+            assert_eq!(spec.field_type, FieldType::Keyword, "{field}");
+        }
         assert_eq!(specs[0].field, "org_id");
         assert_eq!(
             specs[0].params,
@@ -448,14 +417,35 @@ mod tests {
                 subject: None,
                 event_ms: None,
                 metadata,
+                memory: None,
             },
             dense: vec![1.0, 0.0],
             sparse: SparseVector::default(),
         };
         let s = point_struct(&point).unwrap();
         assert_eq!(payload_str(&s.payload, "org_id"), Some("org"));
+        assert!(!s.payload.contains_key("memory_id"));
         assert_eq!(decode_payload(s.payload).unwrap(), point.payload);
         assert!(decode_payload(HashMap::new()).is_err());
+
+        // A memory chunk: the flattened reference is top-level, its chunk
+        // number an integer value, and it decodes back to `Some`.
+        let mut chunk = point.clone();
+        chunk.payload.kind = Kind::Memory;
+        chunk.payload.memory = Some(MemoryRef {
+            memory_id: "0f".repeat(16),
+            collection_id: "col_1".into(),
+            memory_type: MemoryType::Knowledge,
+            title: "Handbook".into(),
+            chunk: 7,
+        });
+        let s = point_struct(&chunk).unwrap();
+        assert_eq!(payload_str(&s.payload, "memory_type"), Some("knowledge"));
+        assert_eq!(
+            s.payload["chunk"].kind,
+            Some(qdrant_client::qdrant::value::Kind::IntegerValue(7))
+        );
+        assert_eq!(decode_payload(s.payload).unwrap(), chunk.payload);
     }
 
     #[test]

@@ -9,8 +9,9 @@ use engram_core::{
 };
 use qdrant_client::qdrant::{
     CountPoints, CreateFieldIndexCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
-    PayloadIncludeSelector, PayloadIndexParams, PointsSelector, UpsertPoints, WithPayloadSelector,
-    WithVectorsSelector, points_selector, with_payload_selector, with_vectors_selector,
+    PayloadIncludeSelector, PayloadIndexParams, PointsSelector, ScrollPoints, UpsertPoints,
+    WithPayloadSelector, WithVectorsSelector, points_selector, with_payload_selector,
+    with_vectors_selector,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use std::collections::HashSet;
@@ -47,6 +48,10 @@ impl std::fmt::Debug for QdrantStore {
             .finish()
     }
 }
+
+/// Payloads per scroll request: bounds one response's size, while the
+/// caller's `limit` bounds the answer.
+const SCROLL_PAGE: usize = 1_000;
 
 fn closed() -> StoreError {
     StoreError::Unavailable("Qdrant vector store is closed".into())
@@ -401,7 +406,7 @@ impl VectorStore for QdrantStore {
     async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
         let request = CountPoints {
             collection_name: self.collection.clone(),
-            filter: Some(mapping::scope_filter(filter)),
+            filter: Some(crate::filter::scope_filter(filter)),
             exact: Some(true),
             ..CountPoints::default()
         };
@@ -409,6 +414,49 @@ impl VectorStore for QdrantStore {
             .call("count", |c| async move { c.count(request).await })
             .await?;
         Ok(response.result.map_or(0, |r| r.count))
+    }
+
+    async fn scroll(
+        &self,
+        filter: &ScopeFilter,
+        limit: usize,
+    ) -> Result<Vec<PointPayload>, StoreError> {
+        self.client()?;
+        let filter = crate::filter::scope_filter(filter);
+        let mut out = Vec::new();
+        let mut offset = None;
+        while out.len() < limit {
+            let page = (limit - out.len()).min(SCROLL_PAGE);
+            let request = ScrollPoints {
+                collection_name: self.collection.clone(),
+                filter: Some(filter.clone()),
+                offset: offset.take(),
+                // At most SCROLL_PAGE, so the cast is exact.
+                limit: Some(page as u32),
+                with_payload: Some(mapping::with_payload(true)),
+                with_vectors: Some(WithVectorsSelector {
+                    selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
+                }),
+                ..ScrollPoints::default()
+            };
+            let response = self
+                .call("scroll", |c| async move { c.scroll(request).await })
+                .await?;
+            for record in response.result {
+                // A payload that does not decode fails the call: a caller
+                // deleting what it got must not silently miss a point.
+                let payload = mapping::decode_payload(record.payload)
+                    .map_err(|e| StoreError::Internal(format!("point {:?}: {e}", record.id)))?;
+                out.push(payload);
+            }
+            // The id the next page starts at; `None` at the end.
+            match response.next_page_offset {
+                Some(next) => offset = Some(next),
+                None => break,
+            }
+        }
+        out.truncate(limit);
+        Ok(out)
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -234,6 +234,8 @@ async fn the_collection_has_the_layout_of_the_embedded_store() {
         "kind",
         "memory_type",
         "fragment_id",
+        "memory_id",
+        "source_ids",
     ] {
         assert_eq!(schema[field].data_type, keyword, "{field}");
     }
@@ -249,7 +251,7 @@ async fn the_collection_has_the_layout_of_the_embedded_store() {
         schema["ts_ms"].data_type,
         i32::from(PayloadSchemaType::Integer)
     );
-    assert_eq!(schema.len(), 8, "{:?}", schema.keys());
+    assert_eq!(schema.len(), 10, "{:?}", schema.keys());
 }
 
 /// A TCP forwarder in front of the server, so a test can make the server

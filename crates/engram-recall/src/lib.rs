@@ -10,6 +10,7 @@
 //! reads them and given a calibrated confidence.
 
 mod confidence;
+mod filter;
 mod rank;
 mod render;
 mod search;

@@ -90,6 +90,7 @@ mod tests {
             subject: None,
             event_ms: None,
             metadata: Default::default(),
+            memory: None,
         }
     }
 

@@ -11,8 +11,8 @@
 use crate::rank;
 use crate::timeq::{self, TimeHint};
 use engram_core::{
-    HybridQuery, Kind, PointPayload, ScopeFilter, ScoredPoint, SparseVector, StoreError,
-    VectorStore,
+    Cond, HybridQuery, Kind, MemoryAccess, PointPayload, ScopeFilter, ScoredPoint, SparseVector,
+    StoreError, VectorStore,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -59,6 +59,12 @@ pub(crate) struct Query<'a> {
     pub top_k: usize,
     /// The time of the request, for relative dates in `q`.
     pub now_ms: i64,
+    /// Which stored memories besides the user's own are visible.
+    pub access: MemoryAccess,
+    /// The caller's metadata condition.
+    pub metadata: Option<Cond>,
+    /// Only stored memories of these collections.
+    pub collection_ids: Vec<String>,
 }
 
 /// A ranked hit.
@@ -102,13 +108,20 @@ pub(crate) struct Signals {
 impl Query<'_> {
     fn filter(&self, kinds: Vec<Kind>) -> ScopeFilter {
         ScopeFilter {
-            org_id: self.org_id.to_owned(),
             user_id: Some(self.user_id.to_owned()),
             session_id: self.session_id.map(str::to_owned),
             kinds,
-            from_ms: None,
-            until_ms: None,
+            memories: Some(self.access.clone()),
+            collection_ids: self.collection_ids.clone(),
+            metadata: self.metadata.clone(),
+            ..ScopeFilter::tenant(self.org_id)
         }
+    }
+
+    /// Whether entities can answer: they carry no metadata and belong to
+    /// no collection, so a query restricted by either gets none.
+    fn wants_entities(&self) -> bool {
+        self.metadata.is_none() && self.collection_ids.is_empty()
     }
 
     async fn search(
@@ -127,21 +140,26 @@ impl Query<'_> {
             .await
     }
 
-    /// Turn payloads by id, kept only when they are in the query's scope
-    /// (an observation's sources always are; this is the belt to its braces).
+    /// Turn (and memory chunk) payloads by id, kept only when the query's
+    /// filter would let them through (an observation's sources always are;
+    /// this is the belt to its braces).
     async fn turns_by_id(&self, ids: Vec<String>) -> Result<Vec<PointPayload>, StoreError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let filter = self.filter(Vec::new());
         Ok(self
             .store
             .get(self.org_id, &ids)
             .await?
             .into_iter()
             .filter(|p| {
-                p.user_id == self.user_id
-                    && self.session_id.is_none_or(|s| s == p.session_id)
-                    && matches!(p.kind, Kind::Turn | Kind::Memory)
+                matches!(p.kind, Kind::Turn | Kind::Memory)
+                    && filter.visible(p)
+                    && (self.collection_ids.is_empty()
+                        || p.memory
+                            .as_ref()
+                            .is_some_and(|m| self.collection_ids.contains(&m.collection_id)))
             })
             .collect())
     }
@@ -213,7 +231,10 @@ fn novel_observations(found: &[Ranked], turns: &[Ranked], max: usize) -> Vec<Ran
 pub(crate) async fn active(query: &Query<'_>) -> Result<Outcome, StoreError> {
     let limit = query.top_k + query.top_k / 2;
     let found = query
-        .search(query.filter(vec![Kind::Turn, Kind::Observation]), limit)
+        .search(
+            query.filter(vec![Kind::Turn, Kind::Observation, Kind::Memory]),
+            limit,
+        )
         .await?;
     let (best_cosine, agree) = signals_of(&found);
 
@@ -354,10 +375,16 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
         session_id: None,
         ..query.filter(vec![Kind::Entity])
     };
+    let entity_limit = if query.wants_entities() { MAX_ENTITIES } else { 0 };
     let (direct, obs, entities) = tokio::try_join!(
         query.search(query.filter(vec![Kind::Turn, Kind::Memory]), wide),
         query.search(query.filter(vec![Kind::Observation]), wide),
-        query.search(entity_filter, MAX_ENTITIES),
+        async {
+            if entity_limit == 0 {
+                return Ok(Vec::new());
+            }
+            query.search(entity_filter, entity_limit).await
+        },
     )?;
     let (best_cosine, agree) = signals_of(&direct);
 

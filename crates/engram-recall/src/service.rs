@@ -1,13 +1,15 @@
 //! `RecallService.Recall`.
 
-use crate::{confidence, render, search};
-use engram_core::{Embedder, Kind, VectorStore, bm25};
+use crate::{confidence, filter, render, search};
+use engram_core::{Collections, Cond, Embedder, Kind, MemoryAccess, VectorStore, bm25, ids};
 use engram_proto::v1::recall_service_server::RecallService;
 use engram_proto::v1::{
     Entity, Hit, HitKind, Hits, RecallMode, RecallRequest, RecallResponse, Usage,
 };
-use engram_rpc::Violations;
+use engram_rpc::{Action, Violations};
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 /// Limits and pool sizes of the recall service.
@@ -43,11 +45,21 @@ impl Default for RecallConfig {
     }
 }
 
+/// How long a tenant's team collections are reused before they are read
+/// again: membership changes reach Recall within this delay.
+const TEAMS_TTL: Duration = Duration::from_secs(5);
+
+/// Most collection ids in one request.
+const MAX_COLLECTIONS: usize = 32;
+
 /// The recall service over any vector store and embedder.
 pub struct RecallServiceImpl {
     store: Arc<dyn VectorStore>,
     embedder: Arc<dyn Embedder>,
     config: RecallConfig,
+    collections: Option<Arc<dyn Collections>>,
+    /// Team collections by tenant: (read at, collection id → members).
+    teams: parking_lot::Mutex<HashMap<String, (Instant, Arc<Vec<(String, Vec<String>)>>)>>,
 }
 
 impl RecallServiceImpl {
@@ -61,10 +73,72 @@ impl RecallServiceImpl {
             store,
             embedder,
             config,
+            collections: None,
+            teams: parking_lot::Mutex::new(HashMap::new()),
         }
     }
 
-    fn validate(&self, req: &RecallRequest) -> Result<RecallMode, Status> {
+    /// Lets members read the memories of the team collections they belong to.
+    pub fn with_collections(mut self, collections: Arc<dyn Collections>) -> Self {
+        self.collections = Some(collections);
+        self
+    }
+
+    /// The team collections of tenant `org` with their members, cached for
+    /// [`TEAMS_TTL`].
+    async fn teams(&self, org: &str) -> Result<Arc<Vec<(String, Vec<String>)>>, Status> {
+        let Some(collections) = &self.collections else {
+            return Ok(Arc::new(Vec::new()));
+        };
+        if let Some((at, teams)) = self.teams.lock().get(org)
+            && at.elapsed() < TEAMS_TTL
+        {
+            return Ok(Arc::clone(teams));
+        }
+        let teams: Arc<Vec<(String, Vec<String>)>> = Arc::new(
+            collections
+                .list(org)
+                .await
+                .map_err(engram_rpc::accounts_status)?
+                .into_iter()
+                .map(|c| (c.collection_id, c.members))
+                .collect(),
+        );
+        let mut cache = self.teams.lock();
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(org.to_owned(), (Instant::now(), Arc::clone(&teams)));
+        Ok(teams)
+    }
+
+    /// What `user` may read beyond its own data, and the requested
+    /// collections checked against it.
+    async fn access(
+        &self,
+        org: &str,
+        user: &str,
+        admin: bool,
+        requested: &[String],
+    ) -> Result<MemoryAccess, Status> {
+        let teams = self.teams(org).await?;
+        let team_collections: Vec<String> = teams
+            .iter()
+            .filter(|(_, members)| admin || members.iter().any(|m| m == user))
+            .map(|(id, _)| id.clone())
+            .collect();
+        let personal = ids::personal_collection(user);
+        for id in requested {
+            if *id != personal && !team_collections.contains(id) {
+                return Err(engram_rpc::permission_denied(format!(
+                    "collection {id:?} is not readable by this user"
+                )));
+            }
+        }
+        Ok(MemoryAccess { team_collections })
+    }
+
+    fn validate(&self, req: &RecallRequest) -> Result<(RecallMode, Option<Cond>), Status> {
         let mut v = Violations::new();
         if req.scope.as_ref().is_none_or(|s| s.org_id.is_empty()) {
             v.add("scope.org_id", "required: your org id (min length 1)");
@@ -88,6 +162,21 @@ impl RecallServiceImpl {
                 format!("{k} is outside 1..={}", self.config.max_top_k_request),
             );
         }
+        let metadata = req
+            .filter
+            .as_ref()
+            .and_then(|f| filter::to_cond(f, "filter", &mut v));
+        if req.collection_ids.len() > MAX_COLLECTIONS {
+            v.add(
+                "collection_ids",
+                format!("at most {MAX_COLLECTIONS} collections"),
+            );
+        }
+        for (i, c) in req.collection_ids.iter().enumerate() {
+            if c.is_empty() || c.len() > 256 {
+                v.add(format!("collection_ids[{i}]"), "1 to 256 characters");
+            }
+        }
         let mode = RecallMode::try_from(req.mode);
         if mode.is_err() {
             v.add(
@@ -99,10 +188,11 @@ impl RecallServiceImpl {
             );
         }
         v.into_result()?;
-        Ok(match mode {
+        let mode = match mode {
             Ok(RecallMode::Deep) => RecallMode::Deep,
             _ => RecallMode::Active,
-        })
+        };
+        Ok((mode, metadata))
     }
 }
 
@@ -118,6 +208,7 @@ fn hit(r: &search::Ranked) -> Hit {
         Kind::Observation => (HitKind::Observation, p.text.clone()),
         Kind::Memory | Kind::Entity => (HitKind::Memory, p.text.clone()),
     };
+    let memory = p.memory.as_ref();
     Hit {
         id: p.fragment_id.clone(),
         text,
@@ -125,6 +216,9 @@ fn hit(r: &search::Ranked) -> Hit {
         kind: kind as i32,
         timestamp: p.ts_ms.to_string(),
         source_ids: p.source_ids.clone(),
+        memory_id: memory.map(|m| m.memory_id.clone()).unwrap_or_default(),
+        title: memory.map(|m| m.title.clone()).unwrap_or_default(),
+        collection_id: memory.map(|m| m.collection_id.clone()).unwrap_or_default(),
     }
 }
 
@@ -151,11 +245,21 @@ impl RecallService for RecallServiceImpl {
         let claims = engram_rpc::claims(&request)?;
         let explain = request.metadata().contains_key(EXPLAIN_KEY);
         let req = request.into_inner();
-        let mode = self.validate(&req)?;
+        let (mode, metadata) = self.validate(&req)?;
         let s = req.scope.clone().unwrap_or_default();
         let scope =
             engram_auth::resolve_scope(&claims, &s.org_id, &s.user_id, &s.session_id, false)
                 .map_err(engram_rpc::scope_status)?;
+        let role = engram_rpc::authorize(&claims, Action::Read)?;
+        engram_rpc::act_for(&claims, role, &scope.user_id)?;
+        let access = self
+            .access(
+                &scope.org_id,
+                &scope.user_id,
+                role.is_admin(),
+                &req.collection_ids,
+            )
+            .await?;
 
         let default_k = match mode {
             RecallMode::Deep => self.config.default_top_k_deep,
@@ -189,6 +293,9 @@ impl RecallService for RecallServiceImpl {
             prefetch,
             top_k,
             now_ms: chrono::Utc::now().timestamp_millis(),
+            access,
+            metadata,
+            collection_ids: req.collection_ids.clone(),
         };
         let (outcome, calibration) = match mode {
             RecallMode::Deep => (search::deep(&query).await, confidence::DEEP),

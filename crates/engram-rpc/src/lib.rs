@@ -2,8 +2,14 @@
 //! field violations, `ErrorInfo` reasons, retry hints, and the one place
 //! where port and auth errors become `tonic::Status`.
 
+mod policy;
+
+pub use policy::{Action, act_for, authorize, tenant};
+
 use engram_auth::{Claims, ScopeError};
-use engram_core::{DEFAULT_RETRY_DELAY, EmbedError, JobStoreError, StoreError, StreamError};
+use engram_core::{
+    AccountsError, DEFAULT_RETRY_DELAY, EmbedError, JobStoreError, StoreError, StreamError,
+};
 use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
 
@@ -16,6 +22,8 @@ pub const REASON_UNREACHABLE: &str = "MEMORY_UNREACHABLE";
 pub const REASON_NOT_READY: &str = "MEMORY_INFRA_NOT_READY";
 /// `ErrorInfo.reason` of a refusal on tenancy or role grounds.
 pub const REASON_POLICY_DENY: &str = "POLICY_DENY";
+/// `ErrorInfo.reason` when the wallet holds less than a charge.
+pub const REASON_INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
 
 /// Collects field violations; turns into `INVALID_ARGUMENT` when non-empty.
 #[derive(Debug, Default)]
@@ -93,7 +101,16 @@ pub fn permission_denied(message: impl Into<String>) -> Status {
 
 /// `UNAVAILABLE` with `ErrorInfo` and a `RetryInfo` hint.
 pub fn unavailable(reason: &str, message: impl Into<String>) -> Status {
-    let mut details = ErrorDetails::with_retry_info(Some(DEFAULT_RETRY_DELAY));
+    unavailable_after(reason, DEFAULT_RETRY_DELAY, message)
+}
+
+/// `UNAVAILABLE` with `ErrorInfo` and a `RetryInfo` hint of `delay`.
+pub fn unavailable_after(
+    reason: &str,
+    delay: std::time::Duration,
+    message: impl Into<String>,
+) -> Status {
+    let mut details = ErrorDetails::with_retry_info(Some(delay));
     details.set_error_info(reason, ERROR_DOMAIN, []);
     Status::with_error_details(Code::Unavailable, message, details)
 }
@@ -140,6 +157,39 @@ pub fn jobs_status(e: JobStoreError) -> Status {
         JobStoreError::Unavailable(_) => unavailable(REASON_UNREACHABLE, e.to_string()),
         JobStoreError::Internal(_) => {
             tracing::error!(error = %e, "job store failed");
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+/// Maps an account-store error. `Insufficient` is FAILED_PRECONDITION
+/// with reason INSUFFICIENT_CREDITS and metadata required / available /
+/// shortfall (micro-credits, decimal strings).
+pub fn accounts_status(e: AccountsError) -> Status {
+    match e {
+        AccountsError::Unavailable(_) => unavailable(REASON_UNREACHABLE, e.to_string()),
+        AccountsError::Insufficient {
+            required,
+            available,
+        } => {
+            let shortfall = i128::from(required) - i128::from(available);
+            Status::with_error_details(
+                Code::FailedPrecondition,
+                e.to_string(),
+                ErrorDetails::with_error_info(
+                    REASON_INSUFFICIENT_CREDITS,
+                    ERROR_DOMAIN,
+                    [
+                        ("required".to_owned(), required.to_string()),
+                        ("available".to_owned(), available.to_string()),
+                        ("shortfall".to_owned(), shortfall.to_string()),
+                    ],
+                ),
+            )
+        }
+        AccountsError::Conflict(_) => Status::already_exists(e.to_string()),
+        AccountsError::Internal(_) => {
+            tracing::error!(error = %e, "account store failed");
             Status::internal(e.to_string())
         }
     }

@@ -2,7 +2,7 @@
 
 use crate::config::{StreamKind, VectorStoreKind};
 use crate::{Config, Role, ServerError};
-use engram_core::{Embedder, JobStore, TurnStream, VectorStore};
+use engram_core::{Collections, Credits, Embedder, JobStore, TurnStream, VectorStore};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,10 +17,20 @@ pub struct Backends {
     pub stream: Option<Arc<dyn TurnStream>>,
     /// Where job records live (absent in a recall-only process).
     pub jobs: Option<Arc<dyn JobStore>>,
+    /// The workspace wallets and ledger (absent in a recall-only process).
+    pub credits: Option<Arc<dyn Credits>>,
+    /// Team collections.
+    pub collections: Arc<dyn Collections>,
 }
 
-/// The turn stream and job store of a process, absent together.
-type QueuePorts = (Option<Arc<dyn TurnStream>>, Option<Arc<dyn JobStore>>);
+/// The turn stream, job store and credits of a process, absent together
+/// (a recall-only process has none), and its collections.
+struct QueuePorts {
+    stream: Option<Arc<dyn TurnStream>>,
+    jobs: Option<Arc<dyn JobStore>>,
+    credits: Option<Arc<dyn Credits>>,
+    collections: Arc<dyn Collections>,
+}
 
 /// Pause between attempts to reach a Qdrant server at start-up.
 const CONNECT_RETRY: Duration = Duration::from_secs(2);
@@ -35,41 +45,45 @@ impl Backends {
             VectorStoreKind::Edge => Arc::new(open_edge(config, embedder.dim())?),
             VectorStoreKind::Qdrant => Arc::new(connect_qdrant(config, embedder.dim()).await?),
         };
-        let (stream, jobs): QueuePorts = if role == Role::Recall {
-            (None, None)
-        } else {
-            match config.backends.stream {
-                StreamKind::Local => {
-                    let queue = engram_stream::LocalQueue::open(
-                        &config.storage.data_dir.join("queue"),
-                        engram_stream::LocalQueueOptions {
-                            duplicate_window: Duration::from_secs(
-                                config.queue.duplicate_window_secs,
-                            ),
-                        },
-                    )
-                    .map_err(|e| ServerError::Config(format!("local queue: {e}")))?;
-                    (
-                        Some(Arc::new(queue.clone())),
-                        Some(Arc::new(queue.job_store())),
-                    )
+        let ports = match config.backends.stream {
+            StreamKind::Local => {
+                let queue = engram_stream::LocalQueue::open(
+                    &config.storage.data_dir.join("queue"),
+                    engram_stream::LocalQueueOptions {
+                        duplicate_window: Duration::from_secs(config.queue.duplicate_window_secs),
+                    },
+                )
+                .map_err(|e| ServerError::Config(format!("local queue: {e}")))?;
+                QueuePorts {
+                    stream: Some(Arc::new(queue.clone())),
+                    jobs: Some(Arc::new(queue.job_store())),
+                    credits: Some(Arc::new(queue.credits())),
+                    collections: Arc::new(queue.collections()),
                 }
-                StreamKind::Nats => {
-                    // Connects in the background: a NATS that is down at
-                    // start keeps health NOT_SERVING instead of failing.
-                    let nats = engram_stream::NatsStream::connect(config.nats.clone())
-                        .await
-                        .map_err(|e| ServerError::Config(format!("nats: {e}")))?;
-                    let jobs = nats.job_store();
-                    (Some(Arc::new(nats)), Some(Arc::new(jobs)))
+            }
+            StreamKind::Nats => {
+                // Connects in the background: a NATS that is down at
+                // start keeps health NOT_SERVING instead of failing.
+                let nats = engram_stream::NatsStream::connect(config.nats.clone())
+                    .await
+                    .map_err(|e| ServerError::Config(format!("nats: {e}")))?;
+                QueuePorts {
+                    jobs: Some(Arc::new(nats.job_store())),
+                    credits: Some(Arc::new(nats.credits())),
+                    collections: Arc::new(nats.collections()),
+                    stream: Some(Arc::new(nats)),
                 }
             }
         };
+        // Recall reads team collections only; it never touches the stream.
+        let recall_only = role == Role::Recall;
         Ok(Self {
             store,
             embedder,
-            stream,
-            jobs,
+            stream: ports.stream.filter(|_| !recall_only),
+            jobs: ports.jobs.filter(|_| !recall_only),
+            credits: ports.credits.filter(|_| !recall_only),
+            collections: ports.collections,
         })
     }
 
@@ -88,6 +102,8 @@ impl Backends {
             jobs: self
                 .jobs
                 .map(|j| Arc::new(InstrumentedJobs::new(j)) as Arc<dyn JobStore>),
+            credits: self.credits,
+            collections: self.collections,
         }
     }
 

@@ -42,6 +42,57 @@ pub struct Config {
     pub enrich: EnrichSettings,
     /// How enrichment extracts observations and entities.
     pub extract: ExtractSettings,
+    /// Stored memories (`MemoryService.StoreMemory`).
+    pub memory: MemorySettings,
+    /// Charging StoreMemory to the workspace wallet.
+    pub credits: CreditSettings,
+}
+
+/// `[memory]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MemorySettings {
+    /// Longest memory text, characters (1 to 1,000,000).
+    pub max_text_chars: usize,
+}
+
+impl Default for MemorySettings {
+    fn default() -> Self {
+        Self {
+            max_text_chars: engram_memory::MemoryConfig::default().max_text_chars,
+        }
+    }
+}
+
+/// `[credits]`
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CreditSettings {
+    /// Charge each StoreMemory before it is processed (off by default).
+    pub enabled: bool,
+    /// Price of one stored character, micro-credits (at least 1).
+    pub price_per_char: u64,
+}
+
+impl Default for CreditSettings {
+    fn default() -> Self {
+        let d = engram_memory::MemoryConfig::default();
+        Self {
+            enabled: d.credits_enabled,
+            price_per_char: d.price_per_char,
+        }
+    }
+}
+
+impl Config {
+    /// The settings of the workspace services.
+    pub fn memory_config(&self) -> engram_memory::MemoryConfig {
+        engram_memory::MemoryConfig {
+            max_text_chars: self.memory.max_text_chars,
+            credits_enabled: self.credits.enabled,
+            price_per_char: self.credits.price_per_char,
+        }
+    }
 }
 
 /// Which vector store backs a process.
@@ -429,6 +480,16 @@ impl Config {
         if self.ingest.max_text_chars == 0 || self.ingest.max_turns_per_call == 0 {
             return Err(ServerError::Config(
                 "ingest.max_text_chars and ingest.max_turns_per_call must be at least 1".into(),
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.memory.max_text_chars) {
+            return Err(ServerError::Config(
+                "memory.max_text_chars must be between 1 and 1000000".into(),
+            ));
+        }
+        if self.credits.price_per_char == 0 || self.credits.price_per_char > 1_000_000_000 {
+            return Err(ServerError::Config(
+                "credits.price_per_char must be between 1 and 1000000000 micro-credits".into(),
             ));
         }
         if let Some(m) = self.metrics.listen

@@ -5,12 +5,17 @@ use crate::{Backends, Config, ServerError};
 use engram_auth::{AuthLayer, JwtVerifier};
 use engram_enrich::Enricher;
 use engram_ingest::{IngestConfig, IngestServiceImpl, JobServiceImpl};
+use engram_memory::{CollectionServiceImpl, CreditServiceImpl, MemoryServiceImpl, Workspace};
+use engram_proto::v1::collection_service_server::CollectionServiceServer;
+use engram_proto::v1::credit_service_server::CreditServiceServer;
 use engram_proto::v1::ingest_service_server::IngestServiceServer;
 use engram_proto::v1::job_service_server::JobServiceServer;
+use engram_proto::v1::memory_service_server::MemoryServiceServer;
 use engram_proto::v1::recall_service_server::RecallServiceServer;
 use engram_recall::{RecallConfig, RecallServiceImpl};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -59,6 +64,12 @@ impl Role {
 const INGEST: &str = "engram.v1.IngestService";
 const RECALL: &str = "engram.v1.RecallService";
 const JOBS: &str = "engram.v1.JobService";
+/// The workspace services run beside ingest and depend on what it does.
+const WORKSPACE: [&str; 3] = [
+    "engram.v1.MemoryService",
+    "engram.v1.CollectionService",
+    "engram.v1.CreditService",
+];
 /// Health name that is SERVING for as long as the process serves calls,
 /// whatever its dependencies say: what a liveness probe should ask (the
 /// other names follow NATS and Qdrant, and restarting a process does not
@@ -114,16 +125,18 @@ pub async fn run_with(
         .set_service_status(LIVENESS, ServingStatus::Serving)
         .await;
     // NOT_SERVING until the dependencies have answered once.
-    for name in ["", INGEST, RECALL, JOBS] {
+    for name in ["", INGEST, RECALL, JOBS].into_iter().chain(WORKSPACE) {
         health
             .set_service_status(name, ServingStatus::NotServing)
             .await;
     }
+    let provisioned = Arc::new(AtomicBool::new(false));
     let prober = tokio::spawn(probe_health(
         role,
         backends.clone(),
         health.clone(),
         stop_rx.clone(),
+        Arc::clone(&provisioned),
     ));
 
     let consumer = if role.enriches() {
@@ -135,12 +148,19 @@ pub async fn run_with(
             .jobs
             .clone()
             .ok_or_else(|| missing("job store", role))?;
-        let enricher = Arc::new(Enricher::new(
-            backends.store.clone(),
-            backends.embedder.clone(),
-            jobs,
-            config.extract.extractor()?,
-        ));
+        let credits = backends
+            .credits
+            .clone()
+            .ok_or_else(|| missing("credit store", role))?;
+        let enricher = Arc::new(
+            Enricher::new(
+                backends.store.clone(),
+                backends.embedder.clone(),
+                jobs,
+                config.extract.extractor()?,
+            )
+            .with_credits(credits),
+        );
         Some(tokio::spawn(engram_enrich::run(
             enricher,
             stream,
@@ -190,9 +210,32 @@ pub async fn run_with(
                 max_metadata_bytes: config.ingest.max_metadata_bytes,
             },
         );
+        let workspace = Arc::new(Workspace {
+            store: backends.store.clone(),
+            embedder: backends.embedder.clone(),
+            stream: backends
+                .stream
+                .clone()
+                .ok_or_else(|| missing("turn stream", role))?,
+            jobs: jobs.clone(),
+            credits: backends
+                .credits
+                .clone()
+                .ok_or_else(|| missing("credit store", role))?,
+            collections: backends.collections.clone(),
+            config: config.memory_config(),
+            provisioned: Arc::clone(&provisioned),
+        });
         router = router
             .add_service(IngestServiceServer::new(ingest))
-            .add_service(JobServiceServer::new(JobServiceImpl::new(jobs)));
+            .add_service(JobServiceServer::new(JobServiceImpl::new(jobs)))
+            .add_service(MemoryServiceServer::new(MemoryServiceImpl::new(
+                Arc::clone(&workspace),
+            )))
+            .add_service(CollectionServiceServer::new(CollectionServiceImpl::new(
+                Arc::clone(&workspace),
+            )))
+            .add_service(CreditServiceServer::new(CreditServiceImpl::new(workspace)));
     }
     if role.recalls() {
         let recall = RecallServiceImpl::new(
@@ -203,7 +246,8 @@ pub async fn run_with(
                 prefetch_deep: config.recall.prefetch_deep,
                 ..RecallConfig::default()
             },
-        );
+        )
+        .with_collections(backends.collections.clone());
         router = router.add_service(RecallServiceServer::new(recall));
     }
 
@@ -258,6 +302,7 @@ async fn probe_health(
     backends: Backends,
     health: HealthReporter,
     mut stop: watch::Receiver<bool>,
+    provisioned: Arc<AtomicBool>,
 ) {
     let mut last: Option<(bool, bool)> = None;
     loop {
@@ -305,12 +350,16 @@ async fn probe_health(
         let all = store_ok && (queue_ok || role == Role::Recall);
         if *stop.borrow() {
             // Probes see NOT_SERVING while in-flight calls drain.
-            for name in ["", INGEST, RECALL, JOBS] {
+            for name in ["", INGEST, RECALL, JOBS].into_iter().chain(WORKSPACE) {
                 health
                     .set_service_status(name, ServingStatus::NotServing)
                     .await;
             }
             return;
+        }
+        if all {
+            // The first time everything answered, provisioning is over.
+            provisioned.store(true, Ordering::Release);
         }
         health.set_service_status("", status(all)).await;
         if role.ingests() {
@@ -318,6 +367,11 @@ async fn probe_health(
                 .set_service_status(INGEST, status(store_ok && queue_ok))
                 .await;
             health.set_service_status(JOBS, status(queue_ok)).await;
+            for name in WORKSPACE {
+                health
+                    .set_service_status(name, status(store_ok && queue_ok))
+                    .await;
+            }
         }
         if role.recalls() {
             health.set_service_status(RECALL, status(store_ok)).await;

@@ -1,6 +1,15 @@
 //! The checks: each gets a fresh, empty store of dense dimension
 //! [`DIM`](crate::DIM) and panics on the first behaviour that differs from
 //! the contract. They use nothing but the [`VectorStore`] trait.
+//!
+//! The checks of metadata conditions and of stored memories live in
+//! submodules (re-exported here) to keep each file readable.
+
+mod filters;
+mod memories;
+
+pub use filters::*;
+pub use memories::*;
 
 use crate::fixtures::{bulk, bulk_data, check_bulk_search, ids, point, query, scope};
 use engram_core::{HybridQuery, Kind, RRF_K, ScopeFilter, StoreError, VectorStore};
@@ -23,6 +32,14 @@ pub const ALL: &[&str] = &[
     "count_is_exact_for_every_filter",
     "bulk_search_stays_correct_with_3000_points",
     "closed_store_answers_unavailable",
+    "metadata_equality_matches_strings_integers_and_bools",
+    "metadata_any_of_and_ranges",
+    "metadata_exists_and_combinations",
+    "top_k_is_exact_under_a_selective_filter",
+    "workspace_visibility_of_memories",
+    "source_memory_and_collection_id_filters",
+    "scroll_returns_every_match_up_to_the_limit",
+    "memory_chunks_round_trip_through_every_read",
 ];
 
 /// `existing` reports the ids stored for the asking tenant only; unknown
@@ -561,6 +578,14 @@ pub async fn closed_store_answers_unavailable(store: Arc<dyn VectorStore>) {
         store.delete("org", &[]).await.unwrap_err(),
         store.hybrid_search(&q).await.unwrap_err(),
         store.hybrid_search(&zero).await.unwrap_err(),
+        store
+            .scroll(&ScopeFilter::tenant("org"), 10)
+            .await
+            .unwrap_err(),
+        store
+            .scroll(&ScopeFilter::tenant("org"), 0)
+            .await
+            .unwrap_err(),
     ] {
         assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
     }

@@ -10,7 +10,8 @@ use crate::DIM;
 use engram_core::bm25;
 use engram_core::ids::fragment_id;
 use engram_core::{
-    HybridQuery, Kind, Point, PointPayload, Role, Scope, ScopeFilter, ScoredPoint, VectorStore,
+    HybridQuery, Kind, MemoryRef, MemoryType, Point, PointPayload, Role, Scope, ScopeFilter,
+    ScoredPoint, VectorStore,
 };
 
 /// A scope from its three parts.
@@ -56,10 +57,61 @@ pub fn point(scope: &Scope, kind: Kind, text: &str, ts_ms: i64, dense: [f32; DIM
             subject: (kind == Kind::Observation).then(|| "User".to_owned()),
             event_ms: (kind == Kind::Observation).then_some(ts_ms - 86_400_000),
             metadata,
+            memory: None,
         },
         dense: normalized(dense.to_vec()),
         sparse: bm25::document_vector(text),
     }
+}
+
+/// `point` with the entries of the JSON object `entries` added to its
+/// metadata (beside the fixture's `"source": "test"`).
+///
+/// # Panics
+/// When `entries` is not an object.
+pub fn with_metadata(mut point: Point, entries: serde_json::Value) -> Point {
+    let serde_json::Value::Object(entries) = entries else {
+        panic!("metadata entries must be a JSON object, not {entries}");
+    };
+    point.payload.metadata.extend(entries);
+    point
+}
+
+/// A reference to chunk `chunk` of the memory named `name` (its id is the
+/// real memory id of that name) in `collection_id`, titled after the name.
+pub fn memory_ref(
+    name: &str,
+    memory_type: MemoryType,
+    collection_id: &str,
+    chunk: u32,
+) -> MemoryRef {
+    MemoryRef {
+        memory_id: engram_core::ids::memory_id(&[name]),
+        collection_id: collection_id.into(),
+        memory_type,
+        title: format!("About {name}"),
+        chunk,
+    }
+}
+
+/// A chunk of a stored memory written by `user` of `org`, as the memory
+/// writer stores it: kind `memory`, in no session, with the real chunk
+/// fragment id, the BM25 vector of `text` and the normalized `dense`
+/// vector.
+pub fn memory_chunk(
+    org: &str,
+    user: &str,
+    memory: MemoryRef,
+    text: &str,
+    dense: [f32; DIM],
+) -> Point {
+    let fragment_id = engram_core::ids::memory_chunk_id(org, &memory.memory_id, memory.chunk);
+    let mut point = point(&scope(org, user, ""), Kind::Memory, text, 1_000, dense);
+    point.fragment_id = fragment_id.clone();
+    point.payload.fragment_id = fragment_id;
+    point.payload.job_id = memory.memory_id.clone();
+    point.payload.memory = Some(memory);
+    point
 }
 
 /// `v` scaled to unit length.

@@ -2,8 +2,10 @@
 //!
 //! The checks in [`checks`] use nothing but the trait, so the embedded store
 //! (Qdrant Edge) and the distributed one (a Qdrant server) are held to the
-//! same contract: tenancy, filters, RRF fusion and its score scale, deletes,
-//! counts, and what a closed store answers. A backend runs the whole suite
+//! same contract: tenancy, filters (scope, metadata conditions, workspace
+//! visibility of stored memories, applied inside the search), RRF fusion
+//! and its score scale, deletes, counts, scrolls, payload round trips, and
+//! what a closed store answers. A backend runs the whole suite
 //! from an integration test with one line:
 //!
 //! ```ignore
@@ -104,6 +106,14 @@ macro_rules! contract_tests {
             count_is_exact_for_every_filter,
             bulk_search_stays_correct_with_3000_points,
             closed_store_answers_unavailable,
+            metadata_equality_matches_strings_integers_and_bools,
+            metadata_any_of_and_ranges,
+            metadata_exists_and_combinations,
+            top_k_is_exact_under_a_selective_filter,
+            workspace_visibility_of_memories,
+            source_memory_and_collection_id_filters,
+            scroll_returns_every_match_up_to_the_limit,
+            memory_chunks_round_trip_through_every_read,
         );
     };
     (@each $factory:expr; $($check:ident),+ $(,)?) => {
@@ -125,8 +135,14 @@ mod tests {
     /// compile in the backends' tests; this catches the other direction.)
     #[test]
     fn macro_and_all_list_every_check() {
-        let fns: Vec<&str> = include_str!("checks.rs")
-            .lines()
+        let sources = [
+            include_str!("checks.rs"),
+            include_str!("checks/filters.rs"),
+            include_str!("checks/memories.rs"),
+        ];
+        let fns: Vec<&str> = sources
+            .iter()
+            .flat_map(|source| source.lines())
             .filter_map(|l| l.strip_prefix("pub async fn "))
             .map(|l| l.split('(').next().unwrap_or(l))
             .collect();

@@ -225,6 +225,7 @@ mod tests {
                 subject: None,
                 event_ms: None,
                 metadata: serde_json::Map::new(),
+                memory: None,
             },
             dense: vec![0.1, 0.2, 0.3, f32::from(n)],
             sparse: SparseVector {

@@ -12,6 +12,7 @@
 //! replays its WAL on load), a background task that runs the optimizer and
 //! checkpoints, and a blocking-pool bridge for its synchronous calls.
 
+mod filter;
 mod journal;
 mod maintenance;
 mod mapping;

@@ -1,20 +1,19 @@
 //! Translation between Engram's model and Qdrant Edge's types: shard
-//! configuration, payload indexes, points, filters and the hybrid query.
+//! configuration, payload indexes, points and the hybrid query (filters
+//! are the `filter` module's).
 //!
 //! Everything here is pure, so the store module only deals with locking and
 //! I/O, and the Qdrant-specific choices (names, RRF constant, index schema)
 //! sit in one place that the distributed backend can mirror.
 
 use crate::options::EdgeStoreOptions;
-use engram_core::{HybridQuery, Point, PointPayload, ScopeFilter, StoreError};
-use qdrant_edge::external::ordered_float::OrderedFloat;
+use engram_core::{HybridQuery, Point, PointPayload, StoreError};
 use qdrant_edge::{
-    AnyVariants, Condition, CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig,
-    EdgeSparseVectorParams, EdgeVectorParams, FieldCondition, FieldIndexOperations, Filter, Fusion,
-    HnswIndexConfig, IntegerIndexParams, JsonPath, KeywordIndexParams, Match, Modifier, NamedQuery,
-    Payload, PayloadFieldSchema, PayloadSchemaParams, PointId, PointInsertOperations,
-    PointOperations, PointStruct, Prefetch, QueryEnum, QueryRequest, Range, ScoringQuery,
-    UpdateOperation, ValueVariants, Vector, VectorInternal, VectorStructInternal,
+    CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig, EdgeSparseVectorParams,
+    EdgeVectorParams, FieldIndexOperations, Fusion, HnswIndexConfig, IntegerIndexParams, JsonPath,
+    KeywordIndexParams, Modifier, NamedQuery, Payload, PayloadFieldSchema, PayloadSchemaParams,
+    PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
+    QueryRequest, ScoringQuery, UpdateOperation, Vector, VectorInternal, VectorStructInternal,
     WithPayloadInterface, WithVector,
 };
 
@@ -26,7 +25,10 @@ pub(crate) const BM25: &str = "bm25";
 /// alike and recall can normalize scores.
 pub(crate) use engram_core::RRF_K;
 
-/// Keyword payload fields that get an index (besides the tenant field `org_id`).
+/// Keyword payload fields that get an index (besides the tenant field
+/// `org_id`): every field the scope's condition tree matches on, so no
+/// filter falls back to reading payloads. `source_ids` is an array; its
+/// index holds every element.
 const KEYWORD_FIELDS: &[&str] = &[
     "user_id",
     "session_id",
@@ -34,6 +36,8 @@ const KEYWORD_FIELDS: &[&str] = &[
     "kind",
     "memory_type",
     "fragment_id",
+    "memory_id",
+    "source_ids",
 ];
 
 /// Shard configuration derived from the options.
@@ -133,51 +137,10 @@ fn point_struct(point: &Point) -> Result<PointStruct, StoreError> {
     Ok(PointStruct::new(id, vectors, payload))
 }
 
-/// The Qdrant filter of a scope: tenant always, the rest when set.
-pub(crate) fn scope_filter(scope: &ScopeFilter) -> Filter {
-    let mut must = vec![keyword("org_id", &scope.org_id)];
-    if let Some(user_id) = &scope.user_id {
-        must.push(keyword("user_id", user_id));
-    }
-    if let Some(session_id) = &scope.session_id {
-        must.push(keyword("session_id", session_id));
-    }
-    if !scope.kinds.is_empty() {
-        let kinds = scope.kinds.iter().map(|k| k.as_str().to_owned()).collect();
-        must.push(Condition::Field(FieldCondition::new_match(
-            field_path("kind"),
-            Match::from(AnyVariants::Strings(kinds)),
-        )));
-    }
-    if scope.from_ms.is_some() || scope.until_ms.is_some() {
-        // Epoch milliseconds are far below 2^53, so the f64 range is exact.
-        let range = Range {
-            gte: scope.from_ms.map(|ms| OrderedFloat(ms as f64)),
-            lt: scope.until_ms.map(|ms| OrderedFloat(ms as f64)),
-            gt: None,
-            lte: None,
-        };
-        must.push(Condition::Field(FieldCondition::new_range(
-            field_path("ts_ms"),
-            range,
-        )));
-    }
-    Filter {
-        must: Some(must),
-        ..Filter::default()
-    }
-}
-
-fn keyword(field: &str, value: &str) -> Condition {
-    Condition::Field(FieldCondition::new_match(
-        field_path(field),
-        Match::from(ValueVariants::String(value.to_owned())),
-    ))
-}
-
 /// The hybrid query: a dense and (when the query has terms) a BM25
 /// prefetch, fused by RRF, filtered by the scope. The root filter is
-/// propagated into both prefetches by Qdrant's planner.
+/// propagated into both prefetches by Qdrant's planner, so each prefetch
+/// searches inside the filter and `limit` results are exact.
 pub(crate) fn hybrid_request(query: &HybridQuery) -> Result<QueryRequest, StoreError> {
     let mut prefetches = vec![prefetch(
         DENSE,
@@ -195,7 +158,7 @@ pub(crate) fn hybrid_request(query: &HybridQuery) -> Result<QueryRequest, StoreE
             k: RRF_K,
             weights: None,
         })),
-        filter: Some(scope_filter(&query.filter)),
+        filter: Some(crate::filter::scope_filter(&query.filter)?),
         score_threshold: None,
         limit: query.limit,
         offset: 0,
@@ -273,22 +236,6 @@ pub(crate) fn internal(err: impl std::fmt::Display) -> StoreError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engram_core::Kind;
-
-    #[test]
-    fn scope_filter_always_has_tenant_and_only_the_set_conditions() {
-        let f = scope_filter(&ScopeFilter::tenant("org_a"));
-        assert_eq!(f.must.as_ref().map(Vec::len), Some(1));
-
-        let mut scope = ScopeFilter::tenant("org_a");
-        scope.user_id = Some("u".into());
-        scope.session_id = Some("s".into());
-        scope.kinds = vec![Kind::Turn, Kind::Memory];
-        scope.from_ms = Some(10);
-        let f = scope_filter(&scope);
-        assert_eq!(f.must.as_ref().map(Vec::len), Some(5));
-        assert!(f.should.is_none() && f.must_not.is_none());
-    }
 
     #[test]
     fn point_id_is_the_uuid_of_the_first_16_bytes() {
@@ -302,7 +249,43 @@ mod tests {
 
     #[test]
     fn index_operations_cover_every_indexed_field() {
-        assert_eq!(index_operations().len(), KEYWORD_FIELDS.len() + 2);
+        let fields: Vec<String> = index_operations()
+            .into_iter()
+            .filter_map(|op| match op {
+                UpdateOperation::FieldIndexOperation(FieldIndexOperations::CreateIndex(c)) => {
+                    Some(c.field_name.to_string())
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(fields.len(), KEYWORD_FIELDS.len() + 2);
+        for field in [
+            "org_id",
+            "ts_ms",
+            "memory_id",
+            "source_ids",
+            "collection_id",
+        ] {
+            assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn hybrid_request_filters_by_the_whole_scope() {
+        let mut filter = engram_core::ScopeFilter::tenant("org");
+        filter.memory_ids = vec!["m".into()];
+        let query = HybridQuery {
+            filter,
+            dense: vec![1.0, 0.0],
+            sparse: engram_core::SparseVector::default(),
+            prefetch: 5,
+            limit: 5,
+        };
+        let request = hybrid_request(&query).unwrap();
+        let must = request.filter.and_then(|f| f.must).unwrap_or_default();
+        assert_eq!(must.len(), 2);
+        // Without query terms there is only the dense prefetch.
+        assert_eq!(request.prefetches.len(), 1);
     }
 
     #[test]

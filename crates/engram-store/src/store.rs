@@ -8,7 +8,9 @@ use engram_core::{
     HybridQuery, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
 };
 use parking_lot::{Mutex, RwLock};
-use qdrant_edge::{CountRequest, EdgeShard, PointId, WithPayloadInterface, WithVector};
+use qdrant_edge::{
+    CountRequest, EdgeShard, Filter, PointId, ScrollRequest, WithPayloadInterface, WithVector,
+};
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -287,8 +289,6 @@ fn own_fragments(
         .collect())
 }
 
-/// Point id → fragment id of the well-formed ids among `ids`. Malformed ids
-/// cannot be stored, so they are simply absent.
 /// The full payloads of the `wanted` points that belong to `org_id`.
 fn own_payloads(
     shard: &EdgeShard,
@@ -319,6 +319,48 @@ fn own_payloads(
     Ok(out)
 }
 
+/// Payloads per scroll page: bounds the memory of one engine call, while
+/// the caller's `limit` bounds the answer.
+const SCROLL_PAGE: usize = 1_000;
+
+/// Up to `limit` payloads of the points matching `filter`, page by page in
+/// point id order; blocking. A payload that does not decode fails the
+/// call: a caller deleting what it got must not silently miss a point.
+fn scroll_payloads(
+    shard: &EdgeShard,
+    filter: Filter,
+    limit: usize,
+) -> Result<Vec<PointPayload>, StoreError> {
+    let mut out = Vec::new();
+    let mut offset = None;
+    while out.len() < limit {
+        let (records, next) = shard
+            .scroll(ScrollRequest {
+                offset,
+                limit: Some((limit - out.len()).min(SCROLL_PAGE)),
+                filter: Some(filter.clone()),
+                with_payload: Some(WithPayloadInterface::Bool(true)),
+                with_vector: WithVector::Bool(false),
+                order_by: None,
+            })
+            .map_err(internal)?;
+        for record in records {
+            let payload = mapping::decode_payload(record.payload)
+                .map_err(|e| StoreError::Internal(format!("point {}: {e}", record.id)))?;
+            out.push(payload);
+        }
+        // `next` is the first id of the following page, `None` at the end.
+        match next {
+            Some(id) => offset = Some(id),
+            None => break,
+        }
+    }
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// Point id → fragment id of the well-formed ids among `ids`. Malformed ids
+/// cannot be stored, so they are simply absent.
 fn wanted_points(ids: &[String]) -> HashMap<PointId, String> {
     ids.iter()
         .filter_map(|id| mapping::point_id(id).ok().map(|pid| (pid, id.clone())))
@@ -540,11 +582,23 @@ impl VectorStore for EdgeStore {
 
     async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
         let request = CountRequest {
-            filter: Some(mapping::scope_filter(filter)),
+            filter: Some(crate::filter::scope_filter(filter)?),
             exact: true,
         };
         self.with_shard("count", move |_, shard| {
             shard.count(request).map(|n| n as u64).map_err(internal)
+        })
+        .await
+    }
+
+    async fn scroll(
+        &self,
+        filter: &ScopeFilter,
+        limit: usize,
+    ) -> Result<Vec<PointPayload>, StoreError> {
+        let filter = crate::filter::scope_filter(filter)?;
+        self.with_shard("scroll", move |_, shard| {
+            scroll_payloads(shard, filter, limit)
         })
         .await
     }

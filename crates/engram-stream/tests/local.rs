@@ -200,6 +200,7 @@ fn job(id: &str, state: JobState) -> Job {
         tokens_in: 0,
         tokens_out: 0,
         fallback: None,
+        owner: None,
     }
 }
 

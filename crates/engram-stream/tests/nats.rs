@@ -91,6 +91,7 @@ fn job(job_id: &str, state: JobState) -> Job {
         tokens_in: 0,
         tokens_out: 0,
         fallback: None,
+        owner: None,
     }
 }
 

@@ -77,6 +77,14 @@ impl VectorStore for InstrumentedStore {
         store_call("count", self.inner.count(filter)).await
     }
 
+    async fn scroll(
+        &self,
+        filter: &ScopeFilter,
+        limit: usize,
+    ) -> Result<Vec<PointPayload>, StoreError> {
+        store_call("scroll", self.inner.scroll(filter, limit)).await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.inner.ready().await
     }

@@ -64,8 +64,9 @@ enum Command {
         /// Default session (session_id claim).
         #[arg(long)]
         session: Option<String>,
-        /// Role claim (viewer, member, admin, owner).
-        #[arg(long)]
+        /// Role claim: viewer, member, admin or owner (a token without one
+        /// is a member).
+        #[arg(long, value_parser = ["viewer", "member", "admin", "owner"])]
         role: Option<String>,
         /// Lifetime: a number with s, m, h or d (e.g. 30m, 12h, 7d).
         #[arg(long, default_value = "24h", value_parser = parse_ttl)]

@@ -93,6 +93,8 @@ async fn ingest_recall_and_enrich_run_as_separate_processes() {
                 mode: RecallMode::Active as i32,
                 top_k: Some(5),
                 include_timeline: false,
+                filter: None,
+                collection_ids: Vec::new(),
             },
             &token,
         ))

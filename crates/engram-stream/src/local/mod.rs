@@ -1,5 +1,6 @@
-//! The embedded durable local queue and job table: one `redb` database file
-//! in the data directory.
+//! The embedded durable local queue, job table, credit wallets with their
+//! ledger, and team collections: one `redb` database file in the data
+//! directory.
 //!
 //! `engram serve` runs ingest and enrichment in one process, so the queue
 //! needs no network, only the guarantees the consumer relies on: a publish
@@ -9,9 +10,13 @@
 //! it was handed out), and a message id seen inside the duplicate window is
 //! dropped. redb commits are atomic and durable, which is all of that.
 
+mod collections;
+mod credits;
 mod jobs;
 mod queue;
 
+pub use collections::LocalCollections;
+pub use credits::LocalCredits;
 pub use jobs::LocalJobs;
 pub use queue::{DeadLetter, LocalQueue, LocalQueueOptions};
 

@@ -164,6 +164,11 @@ impl LocalQueue {
             tx.open_table(DEAD_PAYLOAD).map_err(internal)?;
             tx.open_table(COUNTERS).map_err(internal)?;
             tx.open_table(JOBS).map_err(internal)?;
+            tx.open_table(super::credits::WALLETS).map_err(internal)?;
+            tx.open_table(super::credits::LEDGER).map_err(internal)?;
+            tx.open_table(super::credits::KEYS).map_err(internal)?;
+            tx.open_table(super::collections::COLLECTIONS)
+                .map_err(internal)?;
         }
         tx.commit().map_err(internal)?;
         let queue = Self {
@@ -185,6 +190,20 @@ impl LocalQueue {
     /// The job store kept in the same database.
     pub fn job_store(&self) -> super::LocalJobs {
         super::LocalJobs {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The credit wallets and their ledger kept in the same database.
+    pub fn credits(&self) -> super::LocalCredits {
+        super::LocalCredits {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+
+    /// The team collections kept in the same database.
+    pub fn collections(&self) -> super::LocalCollections {
+        super::LocalCollections {
             shared: Arc::clone(&self.shared),
         }
     }

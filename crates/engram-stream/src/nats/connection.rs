@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_nats::connection::State;
-use async_nats::jetstream::{self, stream};
+use async_nats::jetstream::{self, kv, stream};
 use tokio::time::Instant;
 
 use super::options::NatsOptions;
@@ -59,6 +59,15 @@ impl From<Failure> for engram_core::StreamError {
         match failure {
             Failure::Unavailable(why) => engram_core::StreamError::Unavailable(why),
             Failure::Internal(why) => engram_core::StreamError::Internal(why),
+        }
+    }
+}
+
+impl From<Failure> for engram_core::AccountsError {
+    fn from(failure: Failure) -> Self {
+        match failure {
+            Failure::Unavailable(why) => engram_core::AccountsError::Unavailable(why),
+            Failure::Internal(why) => engram_core::AccountsError::Internal(why),
         }
     }
 }
@@ -232,6 +241,38 @@ impl Shared {
         }
     }
 
+    /// The key-value bucket `bucket`, created if missing with one revision
+    /// per key and `max_age` (zero: forever).
+    pub(crate) async fn open_bucket(
+        &self,
+        bucket: &str,
+        description: &str,
+        max_age: Duration,
+    ) -> Result<kv::Store, Failure> {
+        match self.js.get_key_value(bucket).await {
+            Ok(store) => Ok(store),
+            Err(err) if is_not_found(&err) => {
+                self.js
+                    .create_stream(kv_stream_config(
+                        bucket,
+                        description,
+                        max_age,
+                        self.options.replicas,
+                    ))
+                    .await
+                    .map_err(|err| Failure::classify("creating a bucket", &err))?;
+                let store = self
+                    .js
+                    .get_key_value(bucket)
+                    .await
+                    .map_err(|err| Failure::classify("opening a bucket", &err))?;
+                tracing::info!(bucket = %bucket, max_age_secs = max_age.as_secs(), "bucket created");
+                Ok(store)
+            }
+            Err(err) => Err(Failure::classify("opening a bucket", &err)),
+        }
+    }
+
     /// Forgets that the stream was checked, after a failure that may mean
     /// it is gone or the server was replaced.
     pub(crate) fn recheck_stream(&self) {
@@ -324,6 +365,37 @@ impl std::fmt::Debug for Shared {
             .field("stream", &self.options.stream)
             .field("state", &self.client.connection_state())
             .finish_non_exhaustive()
+    }
+}
+
+/// The stream behind a key-value bucket, as async-nats would create it,
+/// keeping one revision per key.
+///
+/// `Context::create_key_value` first reads the account info, whose
+/// async-nats type requires fields (`reserved_memory`, `reserved_storage`)
+/// that nats-server 2.9 does not send, so it always fails there; creating
+/// the stream directly works with every server version.
+pub(crate) fn kv_stream_config(
+    bucket: &str,
+    description: &str,
+    max_age: Duration,
+    replicas: usize,
+) -> stream::Config {
+    stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some(description.to_owned()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_bytes: -1,
+        max_age,
+        storage: stream::StorageType::File,
+        num_replicas: replicas,
+        discard: stream::DiscardPolicy::New,
+        allow_rollup: true,
+        deny_delete: true,
+        deny_purge: false,
+        allow_direct: true,
+        ..Default::default()
     }
 }
 

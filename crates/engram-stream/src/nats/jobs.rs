@@ -4,12 +4,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind};
-use async_nats::jetstream::stream::{self, DiscardPolicy, StorageType};
 use async_trait::async_trait;
 use engram_core::{Job, JobStore, JobStoreError};
 
-use super::connection::{Failure, Shared, is_not_found};
-use super::options::NatsOptions;
+use super::connection::{Failure, Shared};
 
 /// Job records as JSON values in the key-value bucket
 /// [`super::NatsOptions::jobs_bucket`], keyed by job id, one revision kept.
@@ -38,22 +36,14 @@ impl NatsJobs {
             return Ok(store.clone());
         }
         let options = &self.shared.options;
-        let js = &self.shared.js;
-        let store = match js.get_key_value(&options.jobs_bucket).await {
-            Ok(store) => store,
-            Err(err) if is_not_found(&err) => {
-                js.create_stream(bucket_stream_config(options))
-                    .await
-                    .map_err(|err| Failure::classify("creating the jobs bucket", &err))?;
-                let store = js
-                    .get_key_value(&options.jobs_bucket)
-                    .await
-                    .map_err(|err| Failure::classify("opening the jobs bucket", &err))?;
-                tracing::info!(bucket = %options.jobs_bucket, max_age_secs = options.jobs_max_age_secs, "jobs bucket created");
-                store
-            }
-            Err(err) => return Err(Failure::classify("opening the jobs bucket", &err)),
-        };
+        let store = self
+            .shared
+            .open_bucket(
+                &options.jobs_bucket,
+                "Engram enrichment job records",
+                Duration::from_secs(options.jobs_max_age_secs),
+            )
+            .await?;
         *cached = Some(store.clone());
         Ok(store)
     }
@@ -142,33 +132,6 @@ impl JobStore for NatsJobs {
                 .map_err(|err| Failure::classify("reading the jobs bucket", &err))
         })
         .await
-    }
-}
-
-/// The stream behind a key-value bucket, as async-nats would create it.
-///
-/// `Context::create_key_value` first reads the account info, whose
-/// async-nats type requires fields (`reserved_memory`, `reserved_storage`)
-/// that nats-server 2.9 does not send, so it always fails there; creating
-/// the stream directly works with every server version.
-fn bucket_stream_config(options: &NatsOptions) -> stream::Config {
-    let bucket = &options.jobs_bucket;
-    stream::Config {
-        name: format!("KV_{bucket}"),
-        description: Some("Engram enrichment job records".to_owned()),
-        subjects: vec![format!("$KV.{bucket}.>")],
-        // One revision per key: a job record's history is not needed.
-        max_messages_per_subject: 1,
-        max_bytes: -1,
-        max_age: Duration::from_secs(options.jobs_max_age_secs),
-        storage: StorageType::File,
-        num_replicas: options.replicas,
-        discard: DiscardPolicy::New,
-        allow_rollup: true,
-        deny_delete: true,
-        deny_purge: false,
-        allow_direct: true,
-        ..Default::default()
     }
 }
 

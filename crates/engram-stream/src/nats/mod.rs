@@ -8,6 +8,11 @@
 //!   the Engram consumer counts attempts and dead-letters itself).
 //! - [`NatsJobs`] implements [`engram_core::JobStore`] on a key-value
 //!   bucket, sharing the stream's connection ([`NatsStream::job_store`]).
+//! - [`NatsCredits`] implements [`engram_core::Credits`]: wallets in a
+//!   key-value bucket changed by compare-and-set, the ledger on its own
+//!   stream ([`NatsStream::credits`]).
+//! - [`NatsCollections`] implements [`engram_core::Collections`] on a
+//!   key-value bucket ([`NatsStream::collections`]).
 //!
 //! The client speaks the JetStream API of nats-server 2.9 (newer servers
 //! accept it too). It connects in the background and never gives up
@@ -20,12 +25,17 @@
 //! [`JOB_ID_HEADER`]; dead letters add [`DEAD_REASON_HEADER`] and
 //! [`ATTEMPTS_HEADER`] and carry the original id with `.dead` appended.
 
+mod accounts;
+mod collections;
 mod connection;
+mod credits;
 mod jobs;
 mod options;
 mod stream;
 mod subscription;
 
+pub use collections::NatsCollections;
+pub use credits::NatsCredits;
 pub use jobs::NatsJobs;
 pub use options::{NatsOptions, Retention};
 pub use stream::NatsStream;
@@ -40,6 +50,10 @@ pub const DEAD_REASON_HEADER: &str = "Engram-Dead-Reason";
 
 /// Header of a dead letter: how many deliveries were made.
 pub const ATTEMPTS_HEADER: &str = "Engram-Attempts";
+
+/// Header of a ledger row: its number in the workspace's ledger (1, 2, …),
+/// the order rows are read in.
+pub const LEDGER_SEQ_HEADER: &str = "Engram-Ledger-Seq";
 
 /// A header value must be a single line; ids never contain line breaks, so
 /// one that does is a bug upstream, not something to repair here.

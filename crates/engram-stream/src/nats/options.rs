@@ -43,7 +43,8 @@ impl Retention {
 }
 
 /// Where and how Engram uses NATS JetStream: the turn stream, its durable
-/// consumer, and the key-value bucket of job records.
+/// consumer, the key-value bucket of job records, and the account stores
+/// (wallets bucket, ledger stream, collections bucket).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NatsOptions {
@@ -77,6 +78,17 @@ pub struct NatsOptions {
     pub jobs_bucket: String,
     /// How long a job record is kept after its last change, seconds (0: forever).
     pub jobs_max_age_secs: u64,
+    /// Key-value bucket of credit wallets (balance and unpublished ledger
+    /// rows), one key per workspace; kept forever.
+    pub wallets_bucket: String,
+    /// Key-value bucket of team collections (`<org>.<collection id>`); kept
+    /// forever.
+    pub collections_bucket: String,
+    /// JetStream stream holding the credit ledger; kept forever, no deletes.
+    pub ledger_stream: String,
+    /// Subject prefix of ledger rows: a row of workspace `org` for key `k`
+    /// goes to `<ledger_subject>.<org>.<family>.<k>` (escaped tokens).
+    pub ledger_subject: String,
 }
 
 impl Default for NatsOptions {
@@ -97,6 +109,10 @@ impl Default for NatsOptions {
             request_timeout_ms: 5000,
             jobs_bucket: "engram_jobs".to_owned(),
             jobs_max_age_secs: 7 * DAY_SECS,
+            wallets_bucket: "ENGRAM_WALLETS".to_owned(),
+            collections_bucket: "ENGRAM_COLLECTIONS".to_owned(),
+            ledger_stream: "ENGRAM_LEDGER".to_owned(),
+            ledger_subject: "engram.ledger".to_owned(),
         }
     }
 }
@@ -156,15 +172,48 @@ impl NatsOptions {
         if self.request_timeout_ms == 0 {
             return bad("request_timeout_ms", "must be at least 1");
         }
-        if self.jobs_bucket.is_empty()
-            || !self
-                .jobs_bucket
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        for (field, bucket) in [
+            ("jobs_bucket", &self.jobs_bucket),
+            ("wallets_bucket", &self.wallets_bucket),
+            ("collections_bucket", &self.collections_bucket),
+        ] {
+            if let Err(why) = check_bucket(bucket) {
+                return bad(field, why);
+            }
+        }
+        if self.wallets_bucket == self.jobs_bucket {
+            return bad("wallets_bucket", "must differ from nats.jobs_bucket");
+        }
+        if self.collections_bucket == self.jobs_bucket
+            || self.collections_bucket == self.wallets_bucket
         {
             return bad(
-                "jobs_bucket",
-                "must be non-empty and use only letters, digits, '_' and '-'",
+                "collections_bucket",
+                "must differ from nats.jobs_bucket and nats.wallets_bucket",
+            );
+        }
+        if let Err(why) = check_name(&self.ledger_stream) {
+            return bad("ledger_stream", why);
+        }
+        if self.ledger_stream == self.stream || self.ledger_stream.starts_with("KV_") {
+            return bad(
+                "ledger_stream",
+                "must differ from nats.stream and not start with KV_",
+            );
+        }
+        if let Err(why) = check_subject(&self.ledger_subject) {
+            return bad("ledger_subject", why);
+        }
+        // The ledger stream takes `<ledger_subject>.>`; two streams may not
+        // share a subject.
+        let rows = format!("{}.", self.ledger_subject);
+        if [&self.subject, &self.dead_letter_subject]
+            .iter()
+            .any(|s| **s == self.ledger_subject || s.starts_with(&rows))
+        {
+            return bad(
+                "ledger_subject",
+                "must not cover nats.subject or nats.dead_letter_subject",
             );
         }
         Ok(())
@@ -205,6 +254,19 @@ fn check_name(name: &str) -> Result<(), &'static str> {
         .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '.' | '*' | '>' | '/' | '\\'))
     {
         return Err("must not contain spaces, '.', '*', '>', '/' or '\\'");
+    }
+    Ok(())
+}
+
+/// Bucket names become stream names (`KV_<bucket>`) and subject tokens.
+fn check_bucket(bucket: &str) -> Result<(), &'static str> {
+    if bucket.is_empty()
+        || bucket.len() > 61
+        || !bucket
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err("must be 1 to 61 characters, only letters, digits, '_' and '-'");
     }
     Ok(())
 }
@@ -266,6 +328,24 @@ mod tests {
             ("nats.max_ack_pending", |o| o.max_ack_pending = 0),
             ("nats.request_timeout_ms", |o| o.request_timeout_ms = 0),
             ("nats.jobs_bucket", |o| o.jobs_bucket = "jobs.bucket".into()),
+            ("nats.wallets_bucket", |o| o.wallets_bucket = "w b".into()),
+            ("nats.wallets_bucket", |o| {
+                o.wallets_bucket = o.jobs_bucket.clone()
+            }),
+            ("nats.collections_bucket", |o| {
+                o.collections_bucket = String::new()
+            }),
+            ("nats.collections_bucket", |o| {
+                o.collections_bucket = o.wallets_bucket.clone()
+            }),
+            ("nats.ledger_stream", |o| o.ledger_stream = "A.B".into()),
+            ("nats.ledger_stream", |o| o.ledger_stream = o.stream.clone()),
+            ("nats.ledger_subject", |o| {
+                o.ledger_subject = "engram.>".into()
+            }),
+            ("nats.ledger_subject", |o| {
+                o.ledger_subject = "engram.turns".into()
+            }),
         ];
         for (field, change) in cases {
             let mut options = NatsOptions::default();

@@ -8,7 +8,9 @@ use async_nats::jetstream::context::{ConsumerInfoErrorKind, PublishError, Publis
 use async_trait::async_trait;
 use engram_core::{OutboundMessage, PublishAck, StreamError, Subscription, TurnStream};
 
+use super::collections::NatsCollections;
 use super::connection::{Failure, Shared, is_not_found};
+use super::credits::NatsCredits;
 use super::jobs::NatsJobs;
 use super::options::NatsOptions;
 use super::subscription::NatsSubscription;
@@ -43,6 +45,19 @@ impl NatsStream {
     /// [`NatsOptions::jobs_bucket`], created on first use).
     pub fn job_store(&self) -> NatsJobs {
         NatsJobs::new(self.shared.clone())
+    }
+
+    /// The credit wallets and ledger on the same connection (bucket
+    /// [`NatsOptions::wallets_bucket`], stream [`NatsOptions::ledger_stream`],
+    /// created on first use). Obtain it once and clone it.
+    pub fn credits(&self) -> NatsCredits {
+        NatsCredits::new(self.shared.clone())
+    }
+
+    /// The team collections on the same connection (bucket
+    /// [`NatsOptions::collections_bucket`], created on first use).
+    pub fn collections(&self) -> NatsCollections {
+        NatsCollections::new(self.shared.clone())
     }
 
     /// The options this stream was connected with.
@@ -194,7 +209,7 @@ impl TurnStream for NatsStream {
     }
 }
 
-fn publish_failure(err: PublishError) -> Failure {
+pub(crate) fn publish_failure(err: PublishError) -> Failure {
     const WHAT: &str = "publishing";
     match err.kind() {
         PublishErrorKind::StreamNotFound

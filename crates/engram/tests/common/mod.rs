@@ -53,9 +53,17 @@ pub fn engram(args: &[&str], env: &[(String, String)]) -> Command {
 
 /// A token for `org`/`user` minted by `engram token` with `env`.
 pub fn token(env: &[(String, String)], org: &str, user: &str) -> String {
-    let out = engram(&["token", "--org", org, "--user", user], env)
-        .output()
-        .unwrap();
+    token_as(env, org, user, None)
+}
+
+/// A token for `org`/`user` with a role claim, minted by `engram token`.
+#[allow(dead_code)] // not every test binary mints roles
+pub fn token_as(env: &[(String, String)], org: &str, user: &str, role: Option<&str>) -> String {
+    let mut args = vec!["token", "--org", org, "--user", user];
+    if let Some(r) = role {
+        args.extend(["--role", r]);
+    }
+    let out = engram(&args, env).output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -1,0 +1,324 @@
+//! `MemoryService`: StoreMemory, GetMemoryStatus and Forget.
+
+use crate::validate::{self, ValidStore};
+use crate::{Workspace, billing, timestamp};
+use engram_auth::{Claims, WorkspaceRole};
+use engram_core::{
+    Job, JobState, MemoryType, Movement, OutboundMessage, ids,
+};
+use engram_proto::events::v1::{Event, MemoryStored, event};
+use engram_proto::v1::memory_service_server::MemoryService;
+use engram_proto::v1::{
+    self as pb, ForgetRequest, ForgetResponse, GetMemoryStatusRequest, GetMemoryStatusResponse,
+    StoreMemoryRequest, StoreMemoryResponse,
+};
+use engram_rpc::{Action, Violations};
+use prost::Message;
+use std::sync::Arc;
+use tonic::{Request, Response, Status};
+
+/// Number of lock stripes serializing StoreMemory calls of the same memory.
+const STRIPES: usize = 64;
+
+/// The memory service.
+pub struct MemoryServiceImpl {
+    pub(crate) ws: Arc<Workspace>,
+    // Two concurrent copies of one request must not both publish or both
+    // reset a failed record; across processes the charge key and the
+    // stream's message-id de-duplication keep them apart.
+    stripes: Vec<tokio::sync::Mutex<()>>,
+}
+
+fn status_of(state: JobState) -> pb::MemoryStatus {
+    match state {
+        JobState::Pending => pb::MemoryStatus::Pending,
+        JobState::Processing => pb::MemoryStatus::Processing,
+        JobState::Ready => pb::MemoryStatus::Ready,
+        JobState::Failed => pb::MemoryStatus::Failed,
+    }
+}
+
+/// The user a call acts for: the request's, else the token's.
+pub(crate) fn acting_user(
+    claims: &Claims,
+    role: WorkspaceRole,
+    requested: &str,
+) -> Result<String, Status> {
+    let user = if requested.is_empty() {
+        match claims.user() {
+            Some(u) => u.to_owned(),
+            None => {
+                let mut v = Violations::new();
+                v.add("user_id", "required when the token has no user_id or sub claim");
+                return Err(v.into_result().expect_err("one violation"));
+            }
+        }
+    } else {
+        requested.to_owned()
+    };
+    engram_rpc::act_for(claims, role, &user)?;
+    Ok(user)
+}
+
+impl MemoryServiceImpl {
+    /// A service over the workspace's ports.
+    pub fn new(ws: Arc<Workspace>) -> Self {
+        Self {
+            ws,
+            stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
+        }
+    }
+
+    /// The collection a memory goes to, checked against the caller: its
+    /// personal one by default; a team collection it may write to.
+    async fn collection_for(
+        &self,
+        claims: &Claims,
+        role: WorkspaceRole,
+        user: &str,
+        requested: &str,
+        memory_type: MemoryType,
+    ) -> Result<String, Status> {
+        let personal = ids::personal_collection(user);
+        if requested.is_empty() || requested == personal {
+            return Ok(personal);
+        }
+        if requested.starts_with("personal:") {
+            return Err(engram_rpc::permission_denied(
+                "a personal collection is written only for its own user",
+            ));
+        }
+        let collection = self
+            .ws
+            .collections
+            .get(&claims.org_id, requested)
+            .await
+            .map_err(engram_rpc::accounts_status)?
+            .ok_or_else(|| Status::not_found(format!("no collection {requested:?}")))?;
+        if memory_type == MemoryType::User
+            && !role.is_admin()
+            && !collection.members.iter().any(|m| m == user)
+        {
+            return Err(engram_rpc::permission_denied(
+                "only members of a team collection may store memories in it",
+            ));
+        }
+        Ok(collection.collection_id)
+    }
+
+    async fn store(
+        &self,
+        claims: Claims,
+        req: StoreMemoryRequest,
+        valid: ValidStore,
+    ) -> Result<Response<StoreMemoryResponse>, Status> {
+        let ws = &self.ws;
+        let action = if valid.memory_type.is_workspace_wide() {
+            Action::WriteShared
+        } else {
+            Action::WriteOwn
+        };
+        let role = engram_rpc::authorize(&claims, action)?;
+        let user = acting_user(&claims, role, &req.user_id)?;
+        let collection_id = self
+            .collection_for(&claims, role, &user, &req.collection_id, valid.memory_type)
+            .await?;
+        ws.ensure_provisioned()?;
+        let org = &claims.org_id;
+        let metadata_json = validate::canonical_json(&valid.metadata.clone().into());
+        let memory_id = ids::memory_id(&[
+            org,
+            &user,
+            &collection_id,
+            valid.memory_type.as_str(),
+            &req.title,
+            &req.text,
+            if req.extract { "extract" } else { "" },
+            &metadata_json,
+        ]);
+        let stripe = usize::from_str_radix(&memory_id[..4], 16).unwrap_or(0) % STRIPES;
+        let _guard = self.stripes[stripe].lock().await;
+
+        ws.stream.ready().await.map_err(engram_rpc::stream_status)?;
+        let previous = ws.jobs.get(&memory_id).await.map_err(engram_rpc::jobs_status)?;
+        if let Some(job) = previous.as_ref().filter(|j| j.state != JobState::Failed) {
+            // A re-sent request: same memory, nothing charged or published.
+            let mut response = Response::new(StoreMemoryResponse {
+                memory_id: memory_id.clone(),
+                status: status_of(job.state).into(),
+                collection_id,
+                characters: 0,
+            });
+            if ws.config.credits_enabled {
+                let balance = ws.credits.balance(org).await.map_err(engram_rpc::accounts_status)?;
+                billing::headers(response.metadata_mut(), balance, 0, None);
+            }
+            return Ok(response);
+        }
+
+        let charge = if ws.config.credits_enabled {
+            let amount = valid.chars as u64 * ws.config.price_per_char;
+            Some(
+                ws.credits
+                    .charge(org, &memory_id, amount)
+                    .await
+                    .map_err(engram_rpc::accounts_status)?,
+            )
+        } else {
+            None
+        };
+        let mut job = Job::pending(
+            memory_id.clone(),
+            org.clone(),
+            0,
+            chrono::Utc::now().timestamp_millis(),
+        );
+        if valid.memory_type == MemoryType::User {
+            job.owner = Some(user.clone());
+        }
+        // Recorded before the publish, so the consumer never finds its
+        // progress overwritten by a late "pending".
+        if let Err(e) = ws.jobs.put(&job).await {
+            self.refund(org, charge.as_ref(), &memory_id, "the job could not be recorded").await;
+            return Err(engram_rpc::jobs_status(e));
+        }
+        let event = MemoryStored {
+            memory_id: memory_id.clone(),
+            org_id: org.clone(),
+            user_id: user.clone(),
+            text: req.text,
+            title: req.title,
+            memory_type: valid.memory_type.as_str().to_owned(),
+            collection_id: collection_id.clone(),
+            extract: req.extract,
+            metadata: req.metadata,
+            stored_at: Some(timestamp(job.created_ms)),
+            charge_key: if charge.is_some() { memory_id.clone() } else { String::new() },
+        };
+        // A retry of a failed memory must not be dropped as a duplicate
+        // of the first attempt inside the stream's window.
+        let attempt = previous.map_or(0, |j| j.updated_ms);
+        let published = ws
+            .stream
+            .publish(OutboundMessage {
+                msg_id: format!("{memory_id}.{attempt}"),
+                job_id: memory_id.clone(),
+                payload: Event {
+                    kind: Some(event::Kind::Memory(event)),
+                }
+                .encode_to_vec(),
+                ..Default::default()
+            })
+            .await;
+        if let Err(e) = published {
+            self.refund(org, charge.as_ref(), &memory_id, "the memory could not be enqueued").await;
+            job.state = JobState::Failed;
+            job.error = Some(format!("not enqueued: {e}"));
+            if let Err(error) = ws.jobs.put(&job).await {
+                tracing::warn!(memory_id = %memory_id, %error, "cannot mark unenqueued memory failed");
+            }
+            return Err(engram_rpc::stream_status(e));
+        }
+        tracing::info!(
+            org_id = %org,
+            memory_id = %memory_id,
+            memory_type = valid.memory_type.as_str(),
+            collection_id = %collection_id,
+            chars = valid.chars,
+            charged = charge.as_ref().map_or(0, |c| c.amount),
+            "memory stored"
+        );
+        let mut response = Response::new(StoreMemoryResponse {
+            memory_id,
+            status: pb::MemoryStatus::Pending.into(),
+            collection_id,
+            characters: valid.chars as u64,
+        });
+        if let Some(c) = &charge {
+            billing::charge(response.metadata_mut(), c);
+        }
+        Ok(response)
+    }
+
+    /// Gives a charge back after the request failed. A refund that cannot
+    /// be made now is logged: the charge stays standing under the memory id,
+    /// so the caller's retry is not charged again.
+    async fn refund(&self, org: &str, charge: Option<&Movement>, key: &str, reason: &str) {
+        if charge.is_none() {
+            return;
+        }
+        match self.ws.credits.refund(org, key, reason).await {
+            Ok(_) => tracing::info!(memory_id = key, reason, "refunded a failed request"),
+            Err(error) => {
+                tracing::error!(memory_id = key, reason, %error, "cannot refund a failed request")
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl MemoryService for MemoryServiceImpl {
+    async fn store_memory(
+        &self,
+        request: Request<StoreMemoryRequest>,
+    ) -> Result<Response<StoreMemoryResponse>, Status> {
+        let claims = engram_rpc::claims(&request)?;
+        let req = request.into_inner();
+        let valid = validate::store(&req, &self.ws.config)?;
+        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
+        self.store(claims, req, valid).await
+    }
+
+    async fn get_memory_status(
+        &self,
+        request: Request<GetMemoryStatusRequest>,
+    ) -> Result<Response<GetMemoryStatusResponse>, Status> {
+        let claims = engram_rpc::claims(&request)?;
+        let memory_id = request.into_inner().memory_id;
+        let mut v = Violations::new();
+        if memory_id.len() != 32 || !memory_id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            v.add("memory_id", "must be the 32 hex characters of a memory_id");
+        }
+        v.into_result()?;
+        let role = engram_rpc::authorize(&claims, Action::Read)?;
+        let job = self
+            .ws
+            .jobs
+            .get(&memory_id)
+            .await
+            .map_err(engram_rpc::jobs_status)?
+            .ok_or_else(|| Status::not_found(format!("no memory {memory_id}")))?;
+        if job.org_id != claims.org_id {
+            return Err(engram_rpc::permission_denied(
+                "the memory belongs to another tenant than the token's org_id",
+            ));
+        }
+        if let Some(owner) = &job.owner {
+            engram_rpc::act_for(&claims, role, owner)?;
+        }
+        Ok(Response::new(GetMemoryStatusResponse {
+            memory_id: job.job_id,
+            status: status_of(job.state).into(),
+            error: job.error.unwrap_or_default(),
+            chunks: job.turns,
+            observations: job.observations,
+            attempts: job.attempts,
+            created_at: Some(timestamp(job.created_ms)),
+            updated_at: Some(timestamp(job.updated_ms)),
+        }))
+    }
+
+    async fn forget(
+        &self,
+        request: Request<ForgetRequest>,
+    ) -> Result<Response<ForgetResponse>, Status> {
+        let claims = engram_rpc::claims(&request)?;
+        let req = request.into_inner();
+        let target = crate::forget::validate(&req)?;
+        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
+        let role = engram_rpc::authorize(&claims, Action::WriteOwn)?;
+        let user = acting_user(&claims, role, &req.user_id)?;
+        let removed = crate::forget::run(&self.ws, &claims.org_id, &user, role, target).await?;
+        Ok(Response::new(removed))
+    }
+}
