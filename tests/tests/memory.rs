@@ -6,9 +6,9 @@ use engram_proto::v1::credit_service_client::CreditServiceClient;
 use engram_proto::v1::memory_service_client::MemoryServiceClient;
 use engram_proto::v1::*;
 use engram_server::{Backends, Role, StreamKind};
+use engram_testkit::NatsServer;
 use engram_tests::faults::{Fault, FaultyStore};
 use engram_tests::{SECRET, TestServer, authed, claims, test_config};
-use engram_testkit::NatsServer;
 use std::time::Duration;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -82,7 +82,10 @@ async fn a_memory_whose_processing_fails_is_refunded() -> anyhow::Result<()> {
         .await?;
     let text = "The spare key is under the blue flower pot.";
     let stored = loop {
-        match memory.store_memory(authed(store_request(org, text), &member)).await {
+        match memory
+            .store_memory(authed(store_request(org, text), &member))
+            .await
+        {
             Ok(r) => break r,
             Err(s) if s.code() == Code::Unavailable => {
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -90,7 +93,12 @@ async fn a_memory_whose_processing_fails_is_refunded() -> anyhow::Result<()> {
             Err(s) => panic!("{s:?}"),
         }
     };
-    let charged: u64 = stored.metadata().get("x-credit-charged").unwrap().to_str()?.parse()?;
+    let charged: u64 = stored
+        .metadata()
+        .get("x-credit-charged")
+        .unwrap()
+        .to_str()?
+        .parse()?;
     assert_eq!(charged, 10 * text.chars().count() as u64);
     let memory_id = stored.into_inner().memory_id;
 
@@ -108,7 +116,10 @@ async fn a_memory_whose_processing_fails_is_refunded() -> anyhow::Result<()> {
         if s.status() == MemoryStatus::Failed {
             break s;
         }
-        assert!(tokio::time::Instant::now() < deadline, "never failed: {s:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never failed: {s:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
     assert!(status.error.contains("injected refusal"), "{status:?}");
@@ -125,7 +136,10 @@ async fn a_memory_whose_processing_fails_is_refunded() -> anyhow::Result<()> {
             assert_eq!(rows[2].delta, charged as i64);
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "no refund: {kinds:?}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no refund: {kinds:?}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -175,7 +189,9 @@ async fn writes_wait_for_provisioning_and_an_unreachable_stream_charges_nothing(
 
     nats.start_again();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while server.health("").await? != tonic_health::pb::health_check_response::ServingStatus::Serving {
+    while server.health("").await?
+        != tonic_health::pb::health_check_response::ServingStatus::Serving
+    {
         assert!(tokio::time::Instant::now() < deadline, "never serving");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
@@ -217,7 +233,10 @@ async fn writes_wait_for_provisioning_and_an_unreachable_stream_charges_nothing(
                 break;
             }
             None => {
-                assert!(tokio::time::Instant::now() < deadline, "NATS never came back");
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "NATS never came back"
+                );
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
         }

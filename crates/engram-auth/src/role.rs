@@ -93,7 +93,10 @@ mod tests {
             claims(Some("viewer")).workspace_role(),
             Ok(WorkspaceRole::Viewer)
         );
-        assert_eq!(claims(Some("owner")).workspace_role(), Ok(WorkspaceRole::Owner));
+        assert_eq!(
+            claims(Some("owner")).workspace_role(),
+            Ok(WorkspaceRole::Owner)
+        );
         assert!(claims(Some("root")).workspace_role().is_err());
         assert!(WorkspaceRole::Owner.is_admin() && WorkspaceRole::Admin.is_admin());
         assert!(!WorkspaceRole::Member.is_admin());

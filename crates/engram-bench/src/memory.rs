@@ -108,21 +108,52 @@ impl MemoryReport {
 }
 
 const SUBJECTS: [&str; 10] = [
-    "The committee", "Our vendor", "The audit team", "A reviewer", "The board", "My manager",
-    "The new intern", "Our landlord", "The support desk", "A customer",
+    "The committee",
+    "Our vendor",
+    "The audit team",
+    "A reviewer",
+    "The board",
+    "My manager",
+    "The new intern",
+    "Our landlord",
+    "The support desk",
+    "A customer",
 ];
 const VERBS: [&str; 10] = [
-    "reviewed", "postponed", "approved", "questioned", "summarized", "rejected", "praised",
-    "rescheduled", "forwarded", "documented",
+    "reviewed",
+    "postponed",
+    "approved",
+    "questioned",
+    "summarized",
+    "rejected",
+    "praised",
+    "rescheduled",
+    "forwarded",
+    "documented",
 ];
 const OBJECTS: [&str; 10] = [
-    "the travel budget", "the hiring plan", "the office lease", "the security training",
-    "the quarterly roadmap", "the pricing page", "the onboarding guide", "the backup policy",
-    "the team offsite", "the parking rules",
+    "the travel budget",
+    "the hiring plan",
+    "the office lease",
+    "the security training",
+    "the quarterly roadmap",
+    "the pricing page",
+    "the onboarding guide",
+    "the backup policy",
+    "the team offsite",
+    "the parking rules",
 ];
 const PLACES: [&str; 10] = [
-    "in Lisbon", "in Oslo", "at the Berlin office", "over video", "in Austin", "in Nairobi",
-    "at the warehouse", "in Kyoto", "at the cafe", "in Toronto",
+    "in Lisbon",
+    "in Oslo",
+    "at the Berlin office",
+    "over video",
+    "in Austin",
+    "in Nairobi",
+    "at the warehouse",
+    "in Kyoto",
+    "at the cafe",
+    "in Toronto",
 ];
 
 /// The `i`-th distinct sentence (10,000 combinations, then numbered).

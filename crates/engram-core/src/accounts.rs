@@ -168,8 +168,11 @@ pub trait Collections: Send + Sync + 'static {
     async fn create(&self, collection: &Collection) -> Result<Collection, AccountsError>;
 
     /// The collection, if it exists in the tenant.
-    async fn get(&self, org_id: &str, collection_id: &str)
-    -> Result<Option<Collection>, AccountsError>;
+    async fn get(
+        &self,
+        org_id: &str,
+        collection_id: &str,
+    ) -> Result<Option<Collection>, AccountsError>;
 
     /// Every team collection of the tenant, by name.
     async fn list(&self, org_id: &str) -> Result<Vec<Collection>, AccountsError>;

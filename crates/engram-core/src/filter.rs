@@ -360,7 +360,11 @@ mod tests {
             org_id: "org".into(),
             user_id: user.into(),
             session_id: session.into(),
-            kind: if memory.is_some() { Kind::Memory } else { Kind::Turn },
+            kind: if memory.is_some() {
+                Kind::Memory
+            } else {
+                Kind::Turn
+            },
             role: None,
             text: "t".into(),
             ts_ms: 1,
@@ -394,11 +398,17 @@ mod tests {
         assert_eq!(json["memory_type"], "hive");
         assert_eq!(json["collection_id"], "col_1");
         assert_eq!(json["chunk"], 3);
-        assert_eq!(serde_json::from_value::<crate::PointPayload>(json).unwrap(), with);
+        assert_eq!(
+            serde_json::from_value::<crate::PointPayload>(json).unwrap(),
+            with
+        );
         let without = payload("u", "s", None);
         let json = serde_json::to_value(&without).unwrap();
         assert!(json.get("memory_id").is_none() && json.get("chunk").is_none());
-        assert_eq!(serde_json::from_value::<crate::PointPayload>(json).unwrap(), without);
+        assert_eq!(
+            serde_json::from_value::<crate::PointPayload>(json).unwrap(),
+            without
+        );
     }
 
     #[test]
@@ -415,6 +425,10 @@ mod tests {
         assert!(f.visible(&payload("u", "", memory(MemoryType::User, "personal:u"))));
         assert!(!f.visible(&payload("v", "", memory(MemoryType::User, "personal:v"))));
         assert!(f.visible(&payload("v", "", memory(MemoryType::User, "team"))));
-        assert!(f.visible(&payload("v", "", memory(MemoryType::Knowledge, "personal:v"))));
+        assert!(f.visible(&payload(
+            "v",
+            "",
+            memory(MemoryType::Knowledge, "personal:v")
+        )));
     }
 }

@@ -111,14 +111,19 @@ mod tests {
 
     #[test]
     fn short_text_is_one_chunk() {
-        assert_eq!(chunks("  Hello there. How are you?  "), ["Hello there. How are you?"]);
+        assert_eq!(
+            chunks("  Hello there. How are you?  "),
+            ["Hello there. How are you?"]
+        );
         assert!(chunks(" \n ").is_empty());
     }
 
     #[test]
     fn chunks_end_at_sentences_and_respect_the_limit() {
         let sentence = "The quarterly report lists revenue by region and product line.";
-        let text = std::iter::repeat_n(sentence, 60).collect::<Vec<_>>().join(" ");
+        let text = std::iter::repeat_n(sentence, 60)
+            .collect::<Vec<_>>()
+            .join(" ");
         let out = chunks(&text);
         assert!(out.len() > 3);
         for c in &out {
@@ -158,10 +163,18 @@ mod tests {
     #[test]
     fn line_breaks_and_abbreviations() {
         let out = chunks("Title line\nFirst point: v1.2 is out! Second point?\n\nDone");
-        assert_eq!(out, ["Title line First point: v1.2 is out! Second point? Done"]);
+        assert_eq!(
+            out,
+            ["Title line First point: v1.2 is out! Second point? Done"]
+        );
         assert_eq!(
             sentences("Title line\nFirst point: v1.2 is out! Second point?\n\nDone"),
-            ["Title line", "First point: v1.2 is out!", "Second point?", "Done"]
+            [
+                "Title line",
+                "First point: v1.2 is out!",
+                "Second point?",
+                "Done"
+            ]
         );
     }
 }

@@ -4,9 +4,7 @@
 use crate::EnrichError;
 use crate::chunk;
 use crate::enricher::{Enricher, now_ms};
-use engram_core::{
-    Job, JobState, Kind, MemoryRef, MemoryType, Point, PointPayload, bm25, ids,
-};
+use engram_core::{Job, JobState, Kind, MemoryRef, MemoryType, Point, PointPayload, bm25, ids};
 use engram_proto::events::v1::{IngestedTurn, MemoryStored, TurnsIngested};
 
 /// Chunks embedded in one model call: bounds the memory a 100,000-character

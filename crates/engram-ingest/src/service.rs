@@ -180,9 +180,9 @@ impl IngestServiceImpl {
                     msg_id: job_id.clone(),
                     job_id: job_id.clone(),
                     payload: engram_proto::events::v1::Event {
-                    kind: Some(engram_proto::events::v1::event::Kind::Turns(event)),
-                }
-                .encode_to_vec(),
+                        kind: Some(engram_proto::events::v1::event::Kind::Turns(event)),
+                    }
+                    .encode_to_vec(),
                     ..Default::default()
                 })
                 .await;

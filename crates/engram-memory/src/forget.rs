@@ -10,9 +10,7 @@
 use crate::Workspace;
 use crate::validate::check_id;
 use engram_auth::WorkspaceRole;
-use engram_core::{
-    Cond, Kind, LedgerKind, MemoryType, Point, PointPayload, ScopeFilter, bm25,
-};
+use engram_core::{Cond, Kind, LedgerKind, MemoryType, Point, PointPayload, ScopeFilter, bm25};
 use engram_proto::v1::{ForgetRequest, ForgetResponse, forget_request};
 use engram_rpc::Violations;
 use sha2::{Digest, Sha256};
@@ -71,7 +69,10 @@ pub(crate) fn validate(req: &ForgetRequest) -> Result<Target, Status> {
         }
         Some(forget_request::Target::FragmentId(id)) => {
             if !is_hex(id, 64) {
-                v.add("fragment_id", "must be the 64 hex characters of a fragment id");
+                v.add(
+                    "fragment_id",
+                    "must be the 64 hex characters of a fragment id",
+                );
             }
             Some(Target::Fragment(id.to_ascii_lowercase()))
         }
@@ -90,7 +91,10 @@ pub(crate) fn validate(req: &ForgetRequest) -> Result<Target, Status> {
         }
         Some(forget_request::Target::AllUserData(all)) => {
             if !all {
-                v.add("all_user_data", "must be true to erase all of a user's data");
+                v.add(
+                    "all_user_data",
+                    "must be true to erase all of a user's data",
+                );
             }
             Some(Target::User)
         }
@@ -120,7 +124,10 @@ impl Removed {
     }
 
     fn any(&self) -> bool {
-        self.turns + self.memory_chunks + self.observations + self.entities_removed
+        self.turns
+            + self.memory_chunks
+            + self.observations
+            + self.entities_removed
             + self.entities_updated
             > 0
     }
@@ -153,7 +160,10 @@ pub(crate) async fn run(
     filter.user_id = Some(user.to_owned());
     match &target {
         Target::Fragment(id) => {
-            let found = store.get(org, std::slice::from_ref(id)).await.map_err(engram_rpc::store_status)?;
+            let found = store
+                .get(org, std::slice::from_ref(id))
+                .await
+                .map_err(engram_rpc::store_status)?;
             if let Some(p) = found.into_iter().next() {
                 if !may_delete(&p, user, role) {
                     return Err(engram_rpc::permission_denied(
@@ -169,7 +179,10 @@ pub(crate) async fn run(
             f.kinds = vec![Kind::Memory];
             let mut checked = false;
             loop {
-                let chunks = store.scroll(&f, PAGE).await.map_err(engram_rpc::store_status)?;
+                let chunks = store
+                    .scroll(&f, PAGE)
+                    .await
+                    .map_err(engram_rpc::store_status)?;
                 if chunks.is_empty() {
                     break;
                 }
@@ -191,7 +204,10 @@ pub(crate) async fn run(
             filter.session_id = Some(session.clone());
             filter.kinds = vec![Kind::Turn];
             loop {
-                let turns = store.scroll(&filter, PAGE).await.map_err(engram_rpc::store_status)?;
+                let turns = store
+                    .scroll(&filter, PAGE)
+                    .await
+                    .map_err(engram_rpc::store_status)?;
                 if turns.is_empty() {
                     break;
                 }
@@ -275,12 +291,19 @@ pub(crate) async fn run(
 async fn drain(ws: &Workspace, filter: &ScopeFilter, removed: &mut Removed) -> Result<(), Status> {
     let org = filter.org_id.clone();
     loop {
-        let page = ws.store.scroll(filter, PAGE).await.map_err(engram_rpc::store_status)?;
+        let page = ws
+            .store
+            .scroll(filter, PAGE)
+            .await
+            .map_err(engram_rpc::store_status)?;
         if page.is_empty() {
             return Ok(());
         }
         let ids: Vec<String> = page.iter().map(|p| p.fragment_id.clone()).collect();
-        ws.store.delete(&org, &ids).await.map_err(engram_rpc::store_status)?;
+        ws.store
+            .delete(&org, &ids)
+            .await
+            .map_err(engram_rpc::store_status)?;
         for p in &page {
             removed.count_root(p);
         }
@@ -305,8 +328,14 @@ async fn delete_roots(
         f.source_ids = ids.to_vec();
         // An observation cites one to a few turns: the page bound is far
         // above what 256 roots derive.
-        let page = store.scroll(&f, DERIVED_LIMIT).await.map_err(engram_rpc::store_status)?;
-        observations.extend(page.into_iter().filter(|p| seen.insert(p.fragment_id.clone())));
+        let page = store
+            .scroll(&f, DERIVED_LIMIT)
+            .await
+            .map_err(engram_rpc::store_status)?;
+        observations.extend(
+            page.into_iter()
+                .filter(|p| seen.insert(p.fragment_id.clone())),
+        );
     }
     // Entities first: if this fails, the roots are still there to find
     // them again on the caller's retry.
@@ -319,10 +348,16 @@ async fn delete_roots(
     }
     let obs_ids: Vec<String> = observations.iter().map(|o| o.fragment_id.clone()).collect();
     if !obs_ids.is_empty() {
-        store.delete(org, &obs_ids).await.map_err(engram_rpc::store_status)?;
+        store
+            .delete(org, &obs_ids)
+            .await
+            .map_err(engram_rpc::store_status)?;
         removed.observations += obs_ids.len() as u32;
     }
-    store.delete(org, &root_ids).await.map_err(engram_rpc::store_status)?;
+    store
+        .delete(org, &root_ids)
+        .await
+        .map_err(engram_rpc::store_status)?;
     for p in &roots {
         removed.count_root(p);
     }
@@ -349,7 +384,12 @@ async fn update_entities(
         f.user_id = Some(user.to_owned());
         f.kinds = vec![Kind::Entity];
         f.source_ids = ids.to_vec();
-        for mut e in ws.store.scroll(&f, DERIVED_LIMIT).await.map_err(engram_rpc::store_status)? {
+        for mut e in ws
+            .store
+            .scroll(&f, DERIVED_LIMIT)
+            .await
+            .map_err(engram_rpc::store_status)?
+        {
             if !seen.insert(e.fragment_id.clone()) {
                 continue;
             }
@@ -370,7 +410,11 @@ async fn update_entities(
     }
     if !rewrite.is_empty() {
         let texts: Vec<String> = rewrite.iter().map(|e| e.text.clone()).collect();
-        let vectors = ws.embedder.embed(&texts).await.map_err(engram_rpc::embed_status)?;
+        let vectors = ws
+            .embedder
+            .embed(&texts)
+            .await
+            .map_err(engram_rpc::embed_status)?;
         let points = rewrite
             .into_iter()
             .zip(vectors)
@@ -382,11 +426,17 @@ async fn update_entities(
             })
             .collect::<Vec<_>>();
         removed.entities_updated += points.len() as u32;
-        ws.store.upsert(points).await.map_err(engram_rpc::store_status)?;
+        ws.store
+            .upsert(points)
+            .await
+            .map_err(engram_rpc::store_status)?;
     }
     if !delete.is_empty() {
         removed.entities_removed += delete.len() as u32;
-        ws.store.delete(org, &delete).await.map_err(engram_rpc::store_status)?;
+        ws.store
+            .delete(org, &delete)
+            .await
+            .map_err(engram_rpc::store_status)?;
     }
     Ok(())
 }

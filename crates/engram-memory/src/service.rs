@@ -3,9 +3,7 @@
 use crate::validate::{self, ValidStore};
 use crate::{Workspace, billing, timestamp};
 use engram_auth::{Claims, WorkspaceRole};
-use engram_core::{
-    Job, JobState, MemoryType, Movement, OutboundMessage, ids,
-};
+use engram_core::{Job, JobState, MemoryType, Movement, OutboundMessage, ids};
 use engram_proto::events::v1::{Event, MemoryStored, event};
 use engram_proto::v1::memory_service_server::MemoryService;
 use engram_proto::v1::{
@@ -49,7 +47,10 @@ pub(crate) fn acting_user(
             Some(u) => u.to_owned(),
             None => {
                 let mut v = Violations::new();
-                v.add("user_id", "required when the token has no user_id or sub claim");
+                v.add(
+                    "user_id",
+                    "required when the token has no user_id or sub claim",
+                );
                 return Err(v.into_result().expect_err("one violation"));
             }
         }
@@ -140,7 +141,11 @@ impl MemoryServiceImpl {
         let _guard = self.stripes[stripe].lock().await;
 
         ws.stream.ready().await.map_err(engram_rpc::stream_status)?;
-        let previous = ws.jobs.get(&memory_id).await.map_err(engram_rpc::jobs_status)?;
+        let previous = ws
+            .jobs
+            .get(&memory_id)
+            .await
+            .map_err(engram_rpc::jobs_status)?;
         if let Some(job) = previous.as_ref().filter(|j| j.state != JobState::Failed) {
             // A re-sent request: same memory, nothing charged or published.
             let mut response = Response::new(StoreMemoryResponse {
@@ -150,7 +155,11 @@ impl MemoryServiceImpl {
                 characters: 0,
             });
             if ws.config.credits_enabled {
-                let balance = ws.credits.balance(org).await.map_err(engram_rpc::accounts_status)?;
+                let balance = ws
+                    .credits
+                    .balance(org)
+                    .await
+                    .map_err(engram_rpc::accounts_status)?;
                 billing::headers(response.metadata_mut(), balance, 0, None);
             }
             return Ok(response);
@@ -179,7 +188,13 @@ impl MemoryServiceImpl {
         // Recorded before the publish, so the consumer never finds its
         // progress overwritten by a late "pending".
         if let Err(e) = ws.jobs.put(&job).await {
-            self.refund(org, charge.as_ref(), &memory_id, "the job could not be recorded").await;
+            self.refund(
+                org,
+                charge.as_ref(),
+                &memory_id,
+                "the job could not be recorded",
+            )
+            .await;
             return Err(engram_rpc::jobs_status(e));
         }
         let event = MemoryStored {
@@ -193,7 +208,11 @@ impl MemoryServiceImpl {
             extract: req.extract,
             metadata: req.metadata,
             stored_at: Some(timestamp(job.created_ms)),
-            charge_key: if charge.is_some() { memory_id.clone() } else { String::new() },
+            charge_key: if charge.is_some() {
+                memory_id.clone()
+            } else {
+                String::new()
+            },
         };
         // A retry of a failed memory must not be dropped as a duplicate
         // of the first attempt inside the stream's window.
@@ -211,7 +230,13 @@ impl MemoryServiceImpl {
             })
             .await;
         if let Err(e) = published {
-            self.refund(org, charge.as_ref(), &memory_id, "the memory could not be enqueued").await;
+            self.refund(
+                org,
+                charge.as_ref(),
+                &memory_id,
+                "the memory could not be enqueued",
+            )
+            .await;
             job.state = JobState::Failed;
             job.error = Some(format!("not enqueued: {e}"));
             if let Err(error) = ws.jobs.put(&job).await {

@@ -45,7 +45,10 @@ pub(crate) fn store(req: &StoreMemoryRequest, config: &MemoryConfig) -> Result<V
     check_id(&mut v, "user_id", &req.user_id);
     let chars = req.text.chars().count();
     if req.text.trim().is_empty() {
-        v.add("text", "required: the memory content (1 to 100,000 characters)");
+        v.add(
+            "text",
+            "required: the memory content (1 to 100,000 characters)",
+        );
     } else if chars > config.max_text_chars {
         v.add(
             "text",

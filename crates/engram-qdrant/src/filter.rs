@@ -280,21 +280,3 @@ mod tests {
         assert_eq!(nested(&f.must[1]).should.len(), 4);
     }
 }
-#[cfg(test)]
-mod scratch {
-    #[test]
-    fn flatten_probe() {
-        let base = serde_json::json!({"fragment_id":"f","org_id":"o","user_id":"u","session_id":"","kind":"memory","text":"t","ts_ms":1,"job_id":"j"});
-        for extra in [
-            serde_json::json!({"memory_id":"m","collection_id":"c","memory_type":"team","chunk":1}),
-            serde_json::json!({"memory_id":"m","collection_id":"c","memory_type":"user","chunk":1.0}),
-            serde_json::json!({"memory_id":"m","memory_type":"user"}),
-            serde_json::json!({"memory_id":"m","collection_id":"c","memory_type":"user","chunk":-1}),
-        ] {
-            let mut v = base.clone();
-            v.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-            let r: Result<engram_core::PointPayload, _> = serde_json::from_value(v);
-            println!("{extra} => {:?}", r.map(|p| p.memory));
-        }
-    }
-}

@@ -50,7 +50,10 @@ fn convert(filter: &pb::Filter, path: &str, v: &mut Violations, depth: usize) ->
                     values: vec![i],
                 }),
                 _ => {
-                    v.add(at, "unsupported value type: use a string, an integral number or a boolean");
+                    v.add(
+                        at,
+                        "unsupported value type: use a string, an integral number or a boolean",
+                    );
                     None
                 }
             }
@@ -63,7 +66,10 @@ fn convert(filter: &pb::Filter, path: &str, v: &mut Violations, depth: usize) ->
                 return None;
             }
             let kinds: Vec<Option<&ValueKind>> = o.values.iter().map(|x| x.kind.as_ref()).collect();
-            if kinds.iter().all(|k| matches!(k, Some(ValueKind::StringValue(_)))) {
+            if kinds
+                .iter()
+                .all(|k| matches!(k, Some(ValueKind::StringValue(_))))
+            {
                 let values = kinds
                     .into_iter()
                     .filter_map(|k| match k {
@@ -73,7 +79,10 @@ fn convert(filter: &pb::Filter, path: &str, v: &mut Violations, depth: usize) ->
                     .collect();
                 return field.map(|field| Cond::Keyword { field, values });
             }
-            if kinds.iter().all(|k| matches!(k, Some(ValueKind::NumberValue(_)))) {
+            if kinds
+                .iter()
+                .all(|k| matches!(k, Some(ValueKind::NumberValue(_))))
+            {
                 let values: Option<Vec<i64>> = kinds
                     .into_iter()
                     .map(|k| match k {
@@ -141,20 +150,25 @@ fn convert(filter: &pb::Filter, path: &str, v: &mut Violations, depth: usize) ->
         Condition::Exists(e) => Some(Cond::Exists {
             field: key(&e.key, &format!("{path}.exists.key"), v)?,
         }),
-        Condition::All(list) => {
-            list_of(list, &format!("{path}.all"), v, depth).map(Cond::All)
+        Condition::All(list) => list_of(list, &format!("{path}.all"), v, depth).map(Cond::All),
+        Condition::Any(list) => list_of(list, &format!("{path}.any"), v, depth).map(Cond::Any),
+        Condition::Negate(inner) => {
+            convert(inner, &format!("{path}.negate"), v, depth + 1).map(|c| Cond::Not(Box::new(c)))
         }
-        Condition::Any(list) => {
-            list_of(list, &format!("{path}.any"), v, depth).map(Cond::Any)
-        }
-        Condition::Negate(inner) => convert(inner, &format!("{path}.negate"), v, depth + 1)
-            .map(|c| Cond::Not(Box::new(c))),
     }
 }
 
-fn list_of(list: &pb::FilterList, path: &str, v: &mut Violations, depth: usize) -> Option<Vec<Cond>> {
+fn list_of(
+    list: &pb::FilterList,
+    path: &str,
+    v: &mut Violations,
+    depth: usize,
+) -> Option<Vec<Cond>> {
     if list.filters.is_empty() || list.filters.len() > MAX_LIST {
-        v.add(format!("{path}.filters"), format!("1 to {MAX_LIST} filters"));
+        v.add(
+            format!("{path}.filters"),
+            format!("1 to {MAX_LIST} filters"),
+        );
         return None;
     }
     let out: Vec<Option<Cond>> = list
@@ -239,7 +253,10 @@ mod tests {
                 filters: vec![
                     equals("tier", string("gold")),
                     pb::Filter {
-                        condition: Some(Condition::Negate(Box::new(equals("year", number(2024.0))))),
+                        condition: Some(Condition::Negate(Box::new(equals(
+                            "year",
+                            number(2024.0),
+                        )))),
                     },
                 ],
             })),
@@ -266,7 +283,12 @@ mod tests {
             condition: Some(Condition::Any(pb::FilterList {
                 filters: vec![
                     pb::Filter { condition: None },
-                    equals("tier", Value { kind: Some(ValueKind::NullValue(0)) }),
+                    equals(
+                        "tier",
+                        Value {
+                            kind: Some(ValueKind::NullValue(0)),
+                        },
+                    ),
                     equals("bad key!", string("x")),
                     equals("score", number(1.5)),
                 ],

@@ -375,7 +375,11 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
         session_id: None,
         ..query.filter(vec![Kind::Entity])
     };
-    let entity_limit = if query.wants_entities() { MAX_ENTITIES } else { 0 };
+    let entity_limit = if query.wants_entities() {
+        MAX_ENTITIES
+    } else {
+        0
+    };
     let (direct, obs, entities) = tokio::try_join!(
         query.search(query.filter(vec![Kind::Turn, Kind::Memory]), wide),
         query.search(query.filter(vec![Kind::Observation]), wide),

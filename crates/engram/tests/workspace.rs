@@ -148,8 +148,20 @@ fn header(md: &tonic::metadata::MetadataMap, key: &str) -> String {
 
 /// Varied filler sentences, so no chunk looks like another.
 fn filler(chars: usize) -> String {
-    let subjects = ["The committee", "Our vendor", "The audit team", "A reviewer", "The board"];
-    let verbs = ["reviewed", "postponed", "approved", "questioned", "summarized"];
+    let subjects = [
+        "The committee",
+        "Our vendor",
+        "The audit team",
+        "A reviewer",
+        "The board",
+    ];
+    let verbs = [
+        "reviewed",
+        "postponed",
+        "approved",
+        "questioned",
+        "summarized",
+    ];
     let objects = [
         "the travel budget",
         "the hiring plan",
@@ -219,7 +231,10 @@ async fn a_long_document_is_billed_chunked_and_recalled_by_its_last_fact() {
     assert_eq!(err.code(), Code::InvalidArgument);
     let violations = err.get_details_bad_request().unwrap().field_violations;
     assert_eq!(violations[0].field, "text");
-    assert!(violations[0].description.contains("100000"), "{violations:?}");
+    assert!(
+        violations[0].description.contains("100000"),
+        "{violations:?}"
+    );
 
     // No credits yet: FAILED_PRECONDITION with the amounts.
     let fact = "The launch code for project Bluebird is ORANGE-SEVEN-TWELVE.";
@@ -246,7 +261,10 @@ async fn a_long_document_is_billed_chunked_and_recalled_by_its_last_fact() {
     let stored = server.store(&member, req.clone()).await.unwrap();
     let md = stored.metadata().clone();
     let stored = stored.into_inner();
-    assert_eq!(header(&md, "x-credit-charged"), (100_000 * PRICE).to_string());
+    assert_eq!(
+        header(&md, "x-credit-charged"),
+        (100_000 * PRICE).to_string()
+    );
     assert_eq!(
         header(&md, "x-credit-balance"),
         (1_000_000 - 100_000 * PRICE).to_string()
@@ -261,8 +279,13 @@ async fn a_long_document_is_billed_chunked_and_recalled_by_its_last_fact() {
     assert_eq!(header(again.metadata(), "x-credit-charged"), "0");
     assert_eq!(again.into_inner().memory_id, stored.memory_id);
 
-    let seen = server.statuses(&member, &stored.memory_id).await;
+    // The call answered pending; polling then sees it processing (a
+    // 100,000-character document takes seconds) and ready, never back.
+    let mut seen = vec![stored.status()];
+    seen.extend(server.statuses(&member, &stored.memory_id).await);
+    seen.dedup();
     assert_eq!(seen.first(), Some(&MemoryStatus::Pending), "{seen:?}");
+    assert_eq!(seen.len(), 3, "{seen:?}");
     assert!(seen.contains(&MemoryStatus::Processing), "{seen:?}");
     assert_eq!(seen.last(), Some(&MemoryStatus::Ready), "{seen:?}");
     let status = server
@@ -279,7 +302,12 @@ async fn a_long_document_is_billed_chunked_and_recalled_by_its_last_fact() {
     assert!(status.chunks >= 120, "{} chunks", status.chunks);
 
     let hits = server
-        .recall(&member, org, "what is the launch code for project Bluebird?", None)
+        .recall(
+            &member,
+            org,
+            "what is the launch code for project Bluebird?",
+            None,
+        )
         .await;
     let best = hits
         .iter()
@@ -291,11 +319,21 @@ async fn a_long_document_is_billed_chunked_and_recalled_by_its_last_fact() {
 
     // The metadata filter applies inside the search.
     let with = server
-        .recall(&member, org, "launch code Bluebird", Some(equals("project", "apollo")))
+        .recall(
+            &member,
+            org,
+            "launch code Bluebird",
+            Some(equals("project", "apollo")),
+        )
         .await;
     assert!(with.iter().any(|h| h.text.contains("ORANGE-SEVEN-TWELVE")));
     let without = server
-        .recall(&member, org, "launch code Bluebird", Some(equals("project", "zeus")))
+        .recall(
+            &member,
+            org,
+            "launch code Bluebird",
+            Some(equals("project", "zeus")),
+        )
         .await;
     assert!(without.is_empty(), "{without:#?}");
 
@@ -318,12 +356,7 @@ async fn a_long_document_is_billed_chunked_and_recalled_by_its_last_fact() {
     assert_eq!(ledger[1].tx_id, tx);
     let balance = server
         .credits()
-        .get_balance(authed(
-            GetBalanceRequest {
-                org_id: org.into(),
-            },
-            &admin,
-        ))
+        .get_balance(authed(GetBalanceRequest { org_id: org.into() }, &admin))
         .await
         .unwrap()
         .into_inner()
@@ -443,12 +476,7 @@ async fn each_role_may_do_exactly_its_operations() {
         row.push(denied(&forget));
         let list = server
             .collections()
-            .list_collections(authed(
-                ListCollectionsRequest {
-                    org_id: org.into(),
-                },
-                &t,
-            ))
+            .list_collections(authed(ListCollectionsRequest { org_id: org.into() }, &t))
             .await;
         row.push(denied(&list));
         let create = server
@@ -485,12 +513,7 @@ async fn each_role_may_do_exactly_its_operations() {
         row.push(denied(&delete));
         let balance = server
             .credits()
-            .get_balance(authed(
-                GetBalanceRequest {
-                    org_id: org.into(),
-                },
-                &t,
-            ))
+            .get_balance(authed(GetBalanceRequest { org_id: org.into() }, &t))
             .await;
         row.push(denied(&balance));
         let top_up = server
@@ -521,8 +544,18 @@ async fn each_role_may_do_exactly_its_operations() {
     // remember, recall, store user, store hive, status, forget, list,
     // create, delete, balance, top up, ledger: true = denied.
     let expected = [
-        ("viewer", [true, false, true, true, false, true, false, true, true, true, true, true]),
-        ("member", [false, false, false, true, false, false, false, true, true, true, true, true]),
+        (
+            "viewer",
+            [
+                true, false, true, true, false, true, false, true, true, true, true, true,
+            ],
+        ),
+        (
+            "member",
+            [
+                false, false, false, true, false, false, false, true, true, true, true, true,
+            ],
+        ),
         ("admin", [false; 12]),
         ("owner", [false; 12]),
     ];
@@ -596,8 +629,22 @@ async fn forgetting_removes_derived_facts_and_leaves_other_users_alone() {
     let bob = server.token(org, "bob", "member");
     server.top_up(org, &admin, 10_000_000).await;
 
-    remember(&server, &alice, org, "s1", "My sister Ana moved to Lyon last May.").await;
-    remember(&server, &bob, org, "s9", "My brother Tom moved to Porto last June.").await;
+    remember(
+        &server,
+        &alice,
+        org,
+        "s1",
+        "My sister Ana moved to Lyon last May.",
+    )
+    .await;
+    remember(
+        &server,
+        &bob,
+        org,
+        "s9",
+        "My brother Tom moved to Porto last June.",
+    )
+    .await;
 
     // Workspace visibility: a hive memory is read by everyone, a personal
     // one only by its user.
@@ -628,12 +675,18 @@ async fn forgetting_removes_derived_facts_and_leaves_other_users_alone() {
         .unwrap()
         .into_inner();
     for (t, id) in [(&admin, &hive.memory_id), (&alice, &note.memory_id)] {
-        assert_eq!(server.statuses(t, id).await.last(), Some(&MemoryStatus::Ready));
+        assert_eq!(
+            server.statuses(t, id).await.last(),
+            Some(&MemoryStatus::Ready)
+        );
     }
     let bob_sees = server.recall(&bob, org, "office wifi password", None).await;
     assert!(bob_sees.iter().any(|h| h.text.contains("larkspur-42")));
     let bob_locker = server.recall(&bob, org, "locker combination", None).await;
-    assert!(!bob_locker.iter().any(|h| h.text.contains("3-19-27")), "{bob_locker:#?}");
+    assert!(
+        !bob_locker.iter().any(|h| h.text.contains("3-19-27")),
+        "{bob_locker:#?}"
+    );
     let alice_locker = server.recall(&alice, org, "locker combination", None).await;
     assert!(alice_locker.iter().any(|h| h.text.contains("3-19-27")));
     // Bob may not read the status of Alice's personal memory.
@@ -648,7 +701,9 @@ async fn forgetting_removes_derived_facts_and_leaves_other_users_alone() {
         .await;
     assert!(denied(&peek));
 
-    let before = server.recall(&alice, org, "where does Ana live?", None).await;
+    let before = server
+        .recall(&alice, org, "where does Ana live?", None)
+        .await;
     assert!(
         before
             .iter()
@@ -672,7 +727,9 @@ async fn forgetting_removes_derived_facts_and_leaves_other_users_alone() {
     assert!(removed.observations >= 1, "{removed:?}");
     assert!(removed.entities_removed >= 1, "{removed:?}");
     assert!(!removed.erasure_tx.is_empty());
-    let after = server.recall(&alice, org, "where does Ana live?", None).await;
+    let after = server
+        .recall(&alice, org, "where does Ana live?", None)
+        .await;
     assert!(!after.iter().any(|h| h.text.contains("Lyon")), "{after:#?}");
     // Forgetting again removes nothing more.
     let again = server
@@ -691,7 +748,10 @@ async fn forgetting_removes_derived_facts_and_leaves_other_users_alone() {
     assert_eq!((again.turns, again.observations), (0, 0));
     // Bob's memory is intact.
     let bob_after = server.recall(&bob, org, "where does Tom live?", None).await;
-    assert!(bob_after.iter().any(|h| h.text.contains("Porto")), "{bob_after:#?}");
+    assert!(
+        bob_after.iter().any(|h| h.text.contains("Porto")),
+        "{bob_after:#?}"
+    );
 
     // A GDPR erasure of Bob by an admin: his turns and facts go, the hive
     // memory stays, and the ledger records it without the text.
