@@ -287,7 +287,7 @@ pub async fn run(target: &Target, args: &MemoryArgs) -> anyhow::Result<MemoryRep
             .await?;
         written += n;
         call += 1;
-        if call % 40 == 0 {
+        if call.is_multiple_of(40) {
             eprintln!("bench memory: {written} fragments");
         }
     }

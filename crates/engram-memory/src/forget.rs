@@ -339,7 +339,12 @@ async fn delete_roots(
     }
     // Entities first: if this fails, the roots are still there to find
     // them again on the caller's retry.
-    let mention_ids: HashSet<&str> = root_ids.iter().map(String::as_str).collect();
+    // Only turns and chunks count as mentions; observations are citations.
+    let mention_ids: HashSet<&str> = roots
+        .iter()
+        .filter(|p| matches!(p.kind, Kind::Turn | Kind::Memory))
+        .map(|p| p.fragment_id.as_str())
+        .collect();
     let mut cited: Vec<String> = root_ids.clone();
     cited.extend(observations.iter().map(|o| o.fragment_id.clone()));
     let users: HashSet<&str> = roots.iter().map(|p| p.user_id.as_str()).collect();

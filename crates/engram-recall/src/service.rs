@@ -49,6 +49,9 @@ impl Default for RecallConfig {
 /// again: membership changes reach Recall within this delay.
 const TEAMS_TTL: Duration = Duration::from_secs(5);
 
+/// Team collections of a tenant: (collection id, members).
+type Teams = Arc<Vec<(String, Vec<String>)>>;
+
 /// Most collection ids in one request.
 const MAX_COLLECTIONS: usize = 32;
 
@@ -59,7 +62,7 @@ pub struct RecallServiceImpl {
     config: RecallConfig,
     collections: Option<Arc<dyn Collections>>,
     /// Team collections by tenant: (read at, collection id → members).
-    teams: parking_lot::Mutex<HashMap<String, (Instant, Arc<Vec<(String, Vec<String>)>>)>>,
+    teams: parking_lot::Mutex<HashMap<String, (Instant, Teams)>>,
 }
 
 impl RecallServiceImpl {
@@ -86,7 +89,7 @@ impl RecallServiceImpl {
 
     /// The team collections of tenant `org` with their members, cached for
     /// [`TEAMS_TTL`].
-    async fn teams(&self, org: &str) -> Result<Arc<Vec<(String, Vec<String>)>>, Status> {
+    async fn teams(&self, org: &str) -> Result<Teams, Status> {
         let Some(collections) = &self.collections else {
             return Ok(Arc::new(Vec::new()));
         };
@@ -95,7 +98,7 @@ impl RecallServiceImpl {
         {
             return Ok(Arc::clone(teams));
         }
-        let teams: Arc<Vec<(String, Vec<String>)>> = Arc::new(
+        let teams: Teams = Arc::new(
             collections
                 .list(org)
                 .await
