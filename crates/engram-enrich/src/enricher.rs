@@ -131,9 +131,10 @@ impl Enricher {
         if let Some(job) = self.jobs.get(&event.job_id).await? {
             return Ok(job);
         }
-        let created_ms = event.ingested_at.as_ref().map_or_else(now_ms, |t| {
-            t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
-        });
+        let created_ms = event
+            .ingested_at
+            .as_ref()
+            .map_or_else(now_ms, engram_proto::time::to_ms);
         Ok(Job::pending(
             event.job_id.clone(),
             event.org_id.clone(),

@@ -13,9 +13,9 @@ const EMBED_BATCH: usize = 32;
 
 /// Epoch ms of an event timestamp (now when absent).
 fn stored_ms(m: &MemoryStored) -> i64 {
-    m.stored_at.as_ref().map_or_else(now_ms, |t| {
-        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
-    })
+    m.stored_at
+        .as_ref()
+        .map_or_else(now_ms, engram_proto::time::to_ms)
 }
 
 /// The record of a memory's job before any work: what StoreMemory writes,

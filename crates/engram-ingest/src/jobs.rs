@@ -18,13 +18,6 @@ impl JobServiceImpl {
     }
 }
 
-fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}
-
 fn to_proto(job: Job) -> pb::Job {
     let state = match job.state {
         JobState::Pending => pb::JobState::Pending,
@@ -35,8 +28,8 @@ fn to_proto(job: Job) -> pb::Job {
     pb::Job {
         job_id: job.job_id,
         state: state.into(),
-        created_at: Some(timestamp(job.created_ms)),
-        updated_at: Some(timestamp(job.updated_ms)),
+        created_at: Some(engram_proto::time::from_ms(job.created_ms)),
+        updated_at: Some(engram_proto::time::from_ms(job.updated_ms)),
         attempts: job.attempts,
         error: job.error.unwrap_or_default(),
         turns: job.turns,

@@ -1,8 +1,9 @@
 //! `CollectionService`: team collections.
 
+use crate::Workspace;
 use crate::validate::check_id;
-use crate::{Workspace, timestamp};
 use engram_core::{Collection, Kind, ScopeFilter, ids};
+use engram_proto::time::from_ms as timestamp;
 use engram_proto::v1::collection_service_server::CollectionService;
 use engram_proto::v1::{
     self as pb, CreateCollectionRequest, CreateCollectionResponse, DeleteCollectionRequest,
@@ -51,9 +52,7 @@ impl CollectionService for CollectionServiceImpl {
         let claims = engram_rpc::claims(&request)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        if req.org_id.is_empty() {
-            v.add("org_id", "required: your org id (min length 1)");
-        }
+        v.require_org("org_id", &req.org_id);
         let name = req.name.trim();
         if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
             v.add("name", format!("1 to {MAX_NAME_CHARS} characters"));
@@ -146,9 +145,7 @@ impl CollectionService for CollectionServiceImpl {
         let claims = engram_rpc::claims(&request)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        if req.org_id.is_empty() {
-            v.add("org_id", "required: your org id (min length 1)");
-        }
+        v.require_org("org_id", &req.org_id);
         if req.collection_id.is_empty() {
             v.add("collection_id", "required");
         } else if req.collection_id.starts_with("personal:") {

@@ -1,6 +1,7 @@
 //! `CreditService`: the workspace wallet and its ledger.
 
-use crate::{Workspace, timestamp};
+use crate::Workspace;
+use engram_proto::time::from_ms as timestamp;
 use engram_proto::v1::credit_service_server::CreditService;
 use engram_proto::v1::{
     GetBalanceRequest, GetBalanceResponse, LedgerRow, ListLedgerRequest, ListLedgerResponse,
@@ -59,9 +60,7 @@ impl CreditService for CreditServiceImpl {
         let claims = engram_rpc::claims(&request)?;
         let req = request.into_inner();
         let mut v = Violations::new();
-        if req.org_id.is_empty() {
-            v.add("org_id", "required: your org id (min length 1)");
-        }
+        v.require_org("org_id", &req.org_id);
         if req.amount == 0 || req.amount > MAX_TOP_UP {
             v.add("amount", format!("1 to {MAX_TOP_UP} micro-credits"));
         }
@@ -97,9 +96,7 @@ impl CreditService for CreditServiceImpl {
         let req = request.into_inner();
         let limit = req.limit.unwrap_or(DEFAULT_ROWS);
         let mut v = Violations::new();
-        if req.org_id.is_empty() {
-            v.add("org_id", "required: your org id (min length 1)");
-        }
+        v.require_org("org_id", &req.org_id);
         if !(1..=MAX_ROWS).contains(&limit) {
             v.add("limit", format!("1 to {MAX_ROWS}"));
         }

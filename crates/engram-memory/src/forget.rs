@@ -55,9 +55,7 @@ fn is_hex(s: &str, len: usize) -> bool {
 /// Validates a Forget request.
 pub(crate) fn validate(req: &ForgetRequest) -> Result<Target, Status> {
     let mut v = Violations::new();
-    if req.org_id.is_empty() {
-        v.add("org_id", "required: your org id (min length 1)");
-    }
+    v.require_org("org_id", &req.org_id);
     check_id(&mut v, "user_id", &req.user_id);
     let target = match &req.target {
         None => {

@@ -119,11 +119,3 @@ pub(crate) mod billing {
         headers(map, m.balance, m.amount, Some(&m.tx_id));
     }
 }
-
-/// Milliseconds since the epoch as a protobuf timestamp.
-pub(crate) fn timestamp(ms: i64) -> prost_types::Timestamp {
-    prost_types::Timestamp {
-        seconds: ms.div_euclid(1000),
-        nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-    }
-}

@@ -1,10 +1,11 @@
 //! `MemoryService`: StoreMemory, GetMemoryStatus and Forget.
 
 use crate::validate::{self, ValidStore};
-use crate::{Workspace, billing, timestamp};
+use crate::{Workspace, billing};
 use engram_auth::{Claims, WorkspaceRole};
 use engram_core::{Job, JobState, MemoryType, Movement, OutboundMessage, ids};
 use engram_proto::events::v1::{Event, MemoryStored, event};
+use engram_proto::time::from_ms as timestamp;
 use engram_proto::v1::memory_service_server::MemoryService;
 use engram_proto::v1::{
     self as pb, ForgetRequest, ForgetResponse, GetMemoryStatusRequest, GetMemoryStatusResponse,

@@ -39,9 +39,7 @@ pub(crate) fn check_id(v: &mut Violations, field: &str, value: &str) {
 /// Validates a StoreMemory request.
 pub(crate) fn store(req: &StoreMemoryRequest, config: &MemoryConfig) -> Result<ValidStore, Status> {
     let mut v = Violations::new();
-    if req.org_id.is_empty() {
-        v.add("org_id", "required: your org id (min length 1)");
-    }
+    v.require_org("org_id", &req.org_id);
     check_id(&mut v, "user_id", &req.user_id);
     let chars = req.text.chars().count();
     if req.text.trim().is_empty() {

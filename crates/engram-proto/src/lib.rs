@@ -11,6 +11,32 @@ pub mod v1 {
 
 pub mod json;
 
+/// Conversions between epoch milliseconds and `google.protobuf.Timestamp`.
+pub mod time {
+    /// The timestamp of `ms` milliseconds since the epoch (negative ones too).
+    pub fn from_ms(ms: i64) -> prost_types::Timestamp {
+        prost_types::Timestamp {
+            seconds: ms.div_euclid(1000),
+            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
+        }
+    }
+
+    /// Milliseconds since the epoch of `t` (sub-millisecond parts dropped).
+    pub fn to_ms(t: &prost_types::Timestamp) -> i64 {
+        t.seconds * 1000 + i64::from(t.nanos) / 1_000_000
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn round_trips_before_and_after_the_epoch() {
+            for ms in [-1_500, -1, 0, 1, 1_795_730_426_385] {
+                assert_eq!(super::to_ms(&super::from_ms(ms)), ms);
+            }
+        }
+    }
+}
+
 /// Package `engram.events.v1`: the events carried on the turn stream.
 #[allow(missing_docs, clippy::all)]
 pub mod events {

@@ -122,10 +122,7 @@ fn convert(filter: &pb::Filter, path: &str, v: &mut Violations, depth: usize) ->
         }
         Condition::DateRange(r) => {
             let field = key(&r.key, &format!("{path}.date_range.key"), v);
-            let ms = |t: &Option<prost_types::Timestamp>| {
-                t.as_ref()
-                    .map(|t| t.seconds * 1000 + i64::from(t.nanos) / 1_000_000)
-            };
+            let ms = |t: &Option<prost_types::Timestamp>| t.as_ref().map(engram_proto::time::to_ms);
             let bounds = Bounds {
                 gt: ms(&r.gt),
                 gte: ms(&r.gte),

@@ -25,6 +25,9 @@ pub const REASON_POLICY_DENY: &str = "POLICY_DENY";
 /// `ErrorInfo.reason` when the wallet holds less than a charge.
 pub const REASON_INSUFFICIENT_CREDITS: &str = "INSUFFICIENT_CREDITS";
 
+/// What a missing tenant field is told.
+const ORG_REQUIRED: &str = "required: your org id (min length 1)";
+
 /// Collects field violations; turns into `INVALID_ARGUMENT` when non-empty.
 #[derive(Debug, Default)]
 pub struct Violations(Vec<FieldViolation>);
@@ -38,6 +41,13 @@ impl Violations {
     /// Records that `field` is invalid because of `description`.
     pub fn add(&mut self, field: impl Into<String>, description: impl Into<String>) {
         self.0.push(FieldViolation::new(field, description));
+    }
+
+    /// Records `field` as missing when `org_id` is empty.
+    pub fn require_org(&mut self, field: &str, org_id: &str) {
+        if org_id.is_empty() {
+            self.add(field, ORG_REQUIRED);
+        }
     }
 
     /// Whether nothing was recorded.
@@ -78,7 +88,7 @@ pub fn scope_status(e: ScopeError) -> Status {
     match e {
         ScopeError::MissingOrg => {
             let mut v = Violations::new();
-            v.add("scope.org_id", "required: your org id (min length 1)");
+            v.add("scope.org_id", ORG_REQUIRED);
             v.into_result().expect_err("one violation")
         }
         ScopeError::MissingUser => {

@@ -71,11 +71,9 @@ pub fn act_for(claims: &Claims, role: WorkspaceRole, user_id: &str) -> Result<()
 /// Checks `scope.org_id`-style tenant fields of the workspace RPCs: present
 /// and equal to the token's tenant.
 pub fn tenant(claims: &Claims, field: &str, org_id: &str) -> Result<(), Status> {
-    if org_id.is_empty() {
-        let mut v = Violations::new();
-        v.add(field, "required: your org id (min length 1)");
-        return v.into_result();
-    }
+    let mut v = Violations::new();
+    v.require_org(field, org_id);
+    v.into_result()?;
     if org_id != claims.org_id {
         return Err(permission_denied(format!(
             "{field} {org_id:?} does not match the token's org_id"
