@@ -6,7 +6,10 @@
 //! the documents it should; that it refuses broken manifests (so it can
 //! fail); and that the environment each engram Deployment gets (image,
 //! ConfigMap, Secret) loads as a real `Config` for the role it runs, with
-//! probes and ports that match what the server serves.
+//! probes and ports that match what the server serves; and the durability
+//! settings of deploy/README.md, "Durability" (NATS fsyncs before every ack;
+//! prod: a three-server JetStream cluster with R3 streams and buckets, and a
+//! three-peer Qdrant cluster keeping 2 copies of every shard).
 
 use engram_proto::v1::{ingest_service_server, recall_service_server};
 use engram_server::{Config, Role};
@@ -17,9 +20,9 @@ use std::process::{Command, Output};
 
 /// The renders and how many documents each holds.
 const RENDERS: [(&str, usize); 3] = [
-    ("deploy/k8s/base", 21),
-    ("deploy/k8s/overlays/dev", 22),
-    ("deploy/k8s/overlays/prod", 22),
+    ("deploy/k8s/base", 22),
+    ("deploy/k8s/overlays/dev", 23),
+    ("deploy/k8s/overlays/prod", 25),
 ];
 
 fn repo() -> PathBuf {
@@ -327,5 +330,249 @@ fn each_deployment_configures_its_role() {
         }
         roles.sort_unstable();
         assert_eq!(roles, ["enrich", "ingest", "recall"], "{label}");
+    }
+}
+
+/// The NATS StatefulSet of a render and the nats.conf its server runs: the
+/// file `-c` names, from the ConfigMap volume mounted at its directory.
+fn nats_conf(docs: &[Value]) -> (&Value, String) {
+    let sts = find(docs, "StatefulSet", "nats");
+    let pod = &sts["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let [flag, file] = args[..] else {
+        panic!("nats runs with {args:?}, not `-c <file>`");
+    };
+    assert_eq!(flag, "-c", "nats runs with {args:?}");
+    let file = Path::new(file);
+    let mount = c["volumeMounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["mountPath"].as_str().map(Path::new) == file.parent())
+        .unwrap_or_else(|| panic!("nothing mounted where {} is", file.display()));
+    let volume = pod["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .expect("the mounted volume");
+    let cm = find(
+        docs,
+        "ConfigMap",
+        volume["configMap"]["name"]
+            .as_str()
+            .expect("nats.conf comes from a ConfigMap"),
+    );
+    let key = file.file_name().unwrap().to_str().unwrap();
+    let conf = cm["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} is not in the ConfigMap"))
+        .to_owned();
+    (sts, conf)
+}
+
+/// The lines of the block `name { ... }` of a nats.conf, trimmed, comments
+/// and blank lines dropped; `None` when there is no such block.
+fn conf_block(conf: &str, name: &str) -> Option<Vec<String>> {
+    let open = format!("{name} {{");
+    let mut lines = conf
+        .lines()
+        .map(|l| l.split('#').next().unwrap_or_default().trim())
+        .filter(|l| !l.is_empty());
+    lines.find(|l| *l == open)?;
+    let mut depth = 1;
+    let mut body = Vec::new();
+    for l in lines {
+        depth += l.matches('{').count();
+        depth -= l.matches('}').count();
+        if depth == 0 {
+            return Some(body);
+        }
+        body.push(l.to_owned());
+    }
+    panic!("block {name} is not closed:\n{conf}");
+}
+
+/// A container's `value` environment variables (not those from refs).
+fn env_values(container: &Value) -> BTreeMap<String, String> {
+    container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| {
+            Some((
+                e["name"].as_str()?.to_owned(),
+                e["value"].as_str()?.to_owned(),
+            ))
+        })
+        .collect()
+}
+
+/// Whether a Service of the render exposes `port`, by the container port name.
+fn service_port(docs: &[Value], service: &str, port: u16, target: &str) -> bool {
+    find(docs, "Service", service)["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["port"] == port && p["targetPort"] == target)
+}
+
+/// Pods of `sts` never share a node (required anti-affinity on themselves).
+fn one_per_node(sts: &Value) -> bool {
+    let anti = &sts["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"];
+    let terms = &anti["requiredDuringSchedulingIgnoredDuringExecution"];
+    terms.as_array().is_some_and(|terms| {
+        terms.iter().any(|t| {
+            t["topologyKey"] == "kubernetes.io/hostname"
+                && t["labelSelector"]["matchLabels"] == sts["spec"]["selector"]["matchLabels"]
+        })
+    })
+}
+
+/// deploy/README.md, "Durability": every NATS server fsyncs a message before
+/// it acknowledges the publish; engram gives its streams and buckets one
+/// replica per NATS server; prod runs NATS as a three-server JetStream
+/// cluster and Qdrant as a three-peer cluster whose collections keep 2
+/// copies of every shard, one pod per node, one pod of each out at a time.
+#[test]
+fn durability_settings() {
+    let (renders, _) = rendered();
+    assert_eq!(renders.len(), RENDERS.len());
+    for (label, docs) in &renders {
+        let prod = label == "deploy/k8s/overlays/prod";
+
+        // NATS: fsync before the ack, everywhere.
+        let (nats, conf) = nats_conf(docs);
+        let jetstream = conf_block(&conf, "jetstream")
+            .unwrap_or_else(|| panic!("{label}: no jetstream block in nats.conf:\n{conf}"));
+        for setting in ["store_dir: /data", "sync_interval: always"] {
+            assert!(
+                jetstream.iter().any(|l| l == setting),
+                "{label}: `{setting}` not in jetstream {jetstream:?}"
+            );
+        }
+        assert!(
+            conf.lines().any(|l| l.trim() == "server_name: $POD_NAME"),
+            "{label}: nats.conf must name each server after its pod:\n{conf}"
+        );
+        let servers = nats["spec"]["replicas"].as_u64().unwrap();
+        assert_eq!(servers, if prod { 3 } else { 1 }, "{label}: NATS servers");
+
+        // Stream and bucket replicas (nats.replicas): one per server.
+        let vars: BTreeMap<String, String> = find(docs, "ConfigMap", "engram-config")["data"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let config: Config = serde_json::from_value(nested(&vars))
+            .unwrap_or_else(|e| panic!("{label}: engram-config: {e}"));
+        assert_eq!(
+            config.nats.replicas as u64, servers,
+            "{label}: ENGRAM__NATS__REPLICAS"
+        );
+
+        let nats_pod = &nats["spec"]["template"]["spec"];
+        let cluster = conf_block(&conf, "cluster");
+        let qdrant = find(docs, "StatefulSet", "qdrant");
+        let q = &qdrant["spec"]["template"]["spec"]["containers"][0];
+        let qenv = env_values(q);
+        let peers = qdrant["spec"]["replicas"].as_u64().unwrap();
+        if !prod {
+            assert_eq!(
+                cluster, None,
+                "{label}: a single NATS server has no cluster block"
+            );
+            assert_eq!(peers, 1, "{label}: Qdrant peers");
+            assert!(
+                !qenv.contains_key("QDRANT__CLUSTER__ENABLED"),
+                "{label}: a single Qdrant runs without cluster mode"
+            );
+            continue;
+        }
+
+        // prod NATS: one JetStream cluster of the three pods, routes by their
+        // stable names under the headless Service, started together.
+        let cluster = cluster.unwrap_or_else(|| panic!("{label}: no cluster block:\n{conf}"));
+        let route_port = port(&nats_pod["containers"][0], "cluster");
+        assert!(
+            cluster.contains(&format!("port: {route_port}")),
+            "{label}: cluster {cluster:?}"
+        );
+        let headless = nats["spec"]["serviceName"].as_str().unwrap();
+        for i in 0..servers {
+            let route = format!("nats://nats-{i}.{headless}:{route_port}");
+            assert!(
+                cluster.contains(&route),
+                "{label}: no route {route} in cluster {cluster:?}"
+            );
+        }
+        assert!(
+            service_port(docs, headless, route_port, "cluster"),
+            "{label}: {headless} lacks the route port"
+        );
+        assert_eq!(nats["spec"]["podManagementPolicy"], "Parallel", "{label}");
+        assert!(one_per_node(nats), "{label}: NATS servers may share a node");
+
+        // prod Qdrant: pod 0 founds the cluster, pods 1..2 bootstrap from it
+        // over the p2p port; new collections get 2 copies of every shard and
+        // acknowledge an upsert once both copies applied it. engram creates
+        // its collection without these parameters (it has no setting for
+        // them), so Qdrant's defaults for new collections are what counts.
+        assert_eq!(peers, 3, "{label}: Qdrant peers");
+        assert_eq!(qenv["QDRANT__CLUSTER__ENABLED"], "true", "{label}");
+        let p2p = port(q, "p2p");
+        assert_eq!(
+            qenv["QDRANT__CLUSTER__P2P__PORT"],
+            p2p.to_string(),
+            "{label}"
+        );
+        assert_eq!(
+            qenv["QDRANT__STORAGE__COLLECTION__REPLICATION_FACTOR"], "2",
+            "{label}"
+        );
+        assert_eq!(
+            qenv["QDRANT__STORAGE__COLLECTION__WRITE_CONSISTENCY_FACTOR"], "2",
+            "{label}"
+        );
+        let qheadless = qdrant["spec"]["serviceName"].as_str().unwrap();
+        assert_eq!(
+            q["command"],
+            serde_json::json!(["/bin/bash", "-c"]),
+            "{label}"
+        );
+        let script = q["args"][0].as_str().unwrap();
+        for part in [
+            format!("self=\"http://${{HOSTNAME}}.{qheadless}:{p2p}\""),
+            "exec ./entrypoint.sh --uri \"$self\"".to_owned(),
+            format!("--bootstrap \"http://qdrant-0.{qheadless}:{p2p}\" --uri \"$self\""),
+        ] {
+            assert!(
+                script.contains(&part),
+                "{label}: `{part}` not in:\n{script}"
+            );
+        }
+        assert!(
+            service_port(docs, qheadless, p2p, "p2p"),
+            "{label}: {qheadless} lacks the p2p port"
+        );
+        assert_eq!(qdrant["spec"]["podManagementPolicy"], "Parallel", "{label}");
+        assert!(
+            one_per_node(qdrant),
+            "{label}: Qdrant peers may share a node"
+        );
+
+        // Drains take one NATS server (the quorum stays) and one Qdrant peer
+        // (every shard keeps a copy) at a time.
+        for name in ["nats", "qdrant"] {
+            let pdb = find(docs, "PodDisruptionBudget", name);
+            assert_eq!(pdb["spec"]["maxUnavailable"], 1, "{label}: {name}");
+        }
     }
 }
