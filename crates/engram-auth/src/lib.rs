@@ -5,45 +5,182 @@
 //! [`Claims`] to the handlers through the request extensions. The tenant is
 //! always the token's `org_id`; [`resolve_scope`] applies the rules that tie
 //! a request's scope to its token.
+//!
+//! Keys come from exactly one [`KeySource`]: an HS256 secret, an RS256 or
+//! ES256 public key, a JWKS document, or a JWKS URL fetched, cached and
+//! refreshed by [`JwtVerifier`]. Every refusal is an [`AuthError`]:
+//! `UNAUTHENTICATED` with a message saying why, except
+//! [`AuthError::KeysUnavailable`], which is `UNAVAILABLE` with a
+//! `google.rpc.RetryInfo` hint.
 
+mod jwks;
 mod keys;
 mod layer;
 mod role;
 mod scope;
+mod token;
 
-pub use keys::{AuthConfig, Claims, JwtVerifier, KeySource, mint_hs256};
+pub use jwks::{JwksOptions, JwksUrl, RefreshHandle};
+pub use keys::{
+    AuthConfig, Claims, DEFAULT_MAX_TOKEN_BYTES, DEFAULT_MAX_TOKEN_LIFETIME_SECS, JwtVerifier,
+    KeySource, mint_hs256,
+};
 pub use layer::{AuthLayer, AuthService};
 pub use role::WorkspaceRole;
 pub use scope::{DEFAULT_SESSION, ScopeError, resolve_scope};
 
-/// Why a token was refused. Every variant maps to `UNAUTHENTICATED`.
+use std::time::Duration;
+
+/// The `google.rpc.ErrorInfo.domain` of auth refusals; the same domain as
+/// every other Engram error (`engram_rpc::ERROR_DOMAIN`, which depends on
+/// this crate and so cannot be used here).
+pub const ERROR_DOMAIN: &str = "engram.dev";
+
+/// `ErrorInfo.reason` when the verification keys are not loaded (the JWKS
+/// endpoint has not answered yet).
+pub const REASON_KEYS_UNAVAILABLE: &str = "AUTH_KEYS_UNAVAILABLE";
+
+/// Why a token was refused. Every variant but [`AuthError::KeysUnavailable`]
+/// and [`AuthError::Config`] maps to `UNAUTHENTICATED`; none of them carries
+/// the token or a secret, so they are safe to log and to send back.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum AuthError {
     /// No `authorization` metadata.
     #[error("missing bearer token: send `authorization: Bearer <jwt>`")]
     Missing,
-    /// The header is not `Bearer <jwt>`.
-    #[error("malformed authorization header: expected `Bearer <jwt>`")]
-    Malformed,
+    /// The header is not `Bearer <jwt>`, or the JWT is not three base64url
+    /// segments with a JSON header.
+    #[error("malformed authorization header: {0}")]
+    Malformed(&'static str),
+    /// The header or token is longer than allowed; refused before parsing.
+    #[error("bearer token too large: at most {limit} bytes are accepted")]
+    TooLarge {
+        /// The limit, bytes.
+        limit: usize,
+    },
+    /// `alg: none`: an unsigned token.
+    #[error("unsigned token (alg \"none\") refused")]
+    Unsigned,
+    /// The token's algorithm is not one this server's keys verify (HS256
+    /// against a public key, ES256 against an RSA key, ...).
+    #[error("token algorithm {alg} is not accepted: {accepted}")]
+    AlgorithmRefused {
+        /// The token's `alg`.
+        alg: String,
+        /// What is accepted instead.
+        accepted: String,
+    },
+    /// The token's `kid` names no key of the key set (even after a refresh).
+    #[error("token key id (kid) is not in the key set")]
+    UnknownKey,
+    /// The signature does not verify.
+    #[error("invalid token: bad signature")]
+    BadSignature,
     /// The token expired.
     #[error("token expired")]
     Expired,
-    /// Signature, algorithm, issuer, audience or claims did not verify.
+    /// `nbf` is in the future.
+    #[error("token not valid yet (nbf is in the future)")]
+    NotYetValid,
+    /// `exp` lies further ahead than the configured maximum lifetime.
+    #[error(
+        "token lifetime too long: exp may be at most {max_secs} s after iat and after now (auth.max_token_lifetime_secs)"
+    )]
+    LifetimeTooLong {
+        /// The maximum lifetime, seconds.
+        max_secs: u64,
+    },
+    /// A claim is missing, empty or of the wrong type.
+    #[error("invalid token claims: {0}")]
+    Claim(String),
+    /// Issuer, audience, or token shape did not verify.
     #[error("invalid token: {0}")]
     Invalid(String),
-    /// The key configuration cannot be used.
+    /// The keys are not loaded yet: the JWKS endpoint has not answered.
+    #[error(
+        "auth keys unavailable: the JWKS endpoint has not served a usable key set yet; retry later"
+    )]
+    KeysUnavailable {
+        /// When a retry can find the keys loaded.
+        retry_after: Duration,
+    },
+    /// The key configuration cannot be used (start-up only, never the
+    /// answer to a call).
     #[error("auth configuration error: {0}")]
     Config(String),
 }
 
+impl AuthError {
+    /// The `google.rpc.ErrorInfo.reason` sent with the status.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            AuthError::Missing => "TOKEN_MISSING",
+            AuthError::Malformed(_) => "TOKEN_MALFORMED",
+            AuthError::TooLarge { .. } => "TOKEN_TOO_LARGE",
+            AuthError::Unsigned => "TOKEN_UNSIGNED",
+            AuthError::AlgorithmRefused { .. } => "TOKEN_ALGORITHM_REFUSED",
+            AuthError::UnknownKey => "TOKEN_KEY_UNKNOWN",
+            AuthError::BadSignature => "TOKEN_SIGNATURE_INVALID",
+            AuthError::Expired => "TOKEN_EXPIRED",
+            AuthError::NotYetValid => "TOKEN_NOT_YET_VALID",
+            AuthError::LifetimeTooLong { .. } => "TOKEN_LIFETIME_TOO_LONG",
+            AuthError::Claim(_) => "TOKEN_CLAIMS_INVALID",
+            AuthError::Invalid(_) => "TOKEN_INVALID",
+            AuthError::KeysUnavailable { .. } => REASON_KEYS_UNAVAILABLE,
+            AuthError::Config(_) => "AUTH_CONFIG",
+        }
+    }
+}
+
 impl From<AuthError> for tonic::Status {
     fn from(e: AuthError) -> Self {
-        match e {
-            AuthError::Missing
-            | AuthError::Malformed
-            | AuthError::Expired
-            | AuthError::Invalid(_) => tonic::Status::unauthenticated(e.to_string()),
+        use tonic_types::{ErrorDetails, StatusExt};
+        let reason = e.reason();
+        match &e {
+            AuthError::KeysUnavailable { retry_after } => {
+                let mut details = ErrorDetails::with_retry_info(Some(*retry_after));
+                details.set_error_info(reason, ERROR_DOMAIN, []);
+                tonic::Status::with_error_details(tonic::Code::Unavailable, e.to_string(), details)
+            }
+            // Only `JwtVerifier::new` returns it: a call never sees INTERNAL.
             AuthError::Config(_) => tonic::Status::internal(e.to_string()),
+            _ => tonic::Status::with_error_details(
+                tonic::Code::Unauthenticated,
+                e.to_string(),
+                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
+            ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tonic_types::StatusExt;
+
+    #[test]
+    fn refusals_are_unauthenticated_with_a_reason() {
+        let s: tonic::Status = AuthError::Expired.into();
+        assert_eq!(s.code(), tonic::Code::Unauthenticated);
+        assert_eq!(s.message(), "token expired");
+        assert_eq!(s.get_details_error_info().unwrap().reason, "TOKEN_EXPIRED");
+    }
+
+    #[test]
+    fn missing_keys_are_unavailable_with_a_retry_hint() {
+        let s: tonic::Status = AuthError::KeysUnavailable {
+            retry_after: Duration::from_secs(3),
+        }
+        .into();
+        assert_eq!(s.code(), tonic::Code::Unavailable);
+        assert_eq!(
+            s.get_details_retry_info().unwrap().retry_delay,
+            Some(Duration::from_secs(3))
+        );
+        let info = s.get_details_error_info().unwrap();
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            (REASON_KEYS_UNAVAILABLE, ERROR_DOMAIN)
+        );
     }
 }
