@@ -1,15 +1,19 @@
-//! Fault injection around a real vector store: the first write of
-//! observation points fails or hangs, or every write of memory chunks
-//! fails; everything else goes through.
+//! Fault injection around real components: a vector store whose first
+//! write of observation points fails or hangs, or whose every write of
+//! memory chunks fails (everything else goes through); and a TCP proxy a
+//! test can open late or cut, in front of a real server.
 
 use async_trait::async_trait;
 use engram_core::{
     HybridQuery, Kind, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
 };
 use std::collections::HashSet;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
+use tokio::task::JoinSet;
 
 /// What happens to the first observation write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,4 +107,50 @@ impl VectorStore for FaultyStore {
     async fn close(&self) -> Result<(), StoreError> {
         self.inner.close().await
     }
+}
+
+/// Forwards TCP connections from a local address to `upstream` until cut
+/// or dropped: a server that "appears" when the proxy starts and "goes
+/// away" (port closed, open connections reset) when it is cut.
+pub struct TcpProxy {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    tasks: JoinSet<()>,
+}
+
+impl TcpProxy {
+    /// Listens on `listen` (port 0: any free port) and forwards to
+    /// `upstream` (`host:port`).
+    pub async fn start(listen: SocketAddr, upstream: String) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(listen).await?;
+        let addr = listener.local_addr()?;
+        let mut tasks = JoinSet::new();
+        tasks.spawn(async move {
+            // Owned by the accept task, so cutting it drops every forward.
+            let mut conns = JoinSet::new();
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                conns.spawn(async move {
+                    if let Ok(mut outbound) = TcpStream::connect(&upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+            }
+        });
+        Ok(Self { addr, tasks })
+    }
+
+    /// Closes the port and every forwarded connection; returns the address
+    /// so that a test can start it again there.
+    pub fn cut(mut self) -> SocketAddr {
+        self.tasks.abort_all();
+        self.addr
+    }
+}
+
+/// A local address nothing listens on (bound, then released), for a
+/// dependency that is not there yet.
+pub async fn vacant_addr() -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    listener.local_addr()
 }

@@ -17,6 +17,7 @@ use qdrant_client::{Qdrant, QdrantError};
 use std::collections::HashSet;
 use std::future::Future;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 /// The distributed vector store: one collection on a Qdrant server, shared
@@ -27,6 +28,12 @@ use std::time::{Duration, Instant};
 /// it is durable on return. Every call is bounded by the configured
 /// timeout. The client is cheap to clone (a pool of HTTP/2 channels), so
 /// calls run concurrently without locking each other.
+///
+/// The collection is provisioned (created or checked) by
+/// [`QdrantStore::connect`], or, for a store made with
+/// [`QdrantStore::open`], by the first call that reaches the server: until
+/// then every call tries again and fails `Unavailable` while the server
+/// cannot be reached.
 pub struct QdrantStore {
     /// `None` once closed.
     client: RwLock<Option<Qdrant>>,
@@ -34,6 +41,42 @@ pub struct QdrantStore {
     collection: String,
     dense_dim: usize,
     timeout: Duration,
+    /// Set once the collection is known to be there with this layout and
+    /// its payload indexes; until then every call provisions first.
+    provisioned: AtomicBool,
+    /// One provisioning attempt at a time, and how the last one failed.
+    provisioning: tokio::sync::Mutex<Option<Failed>>,
+}
+
+/// A failed provisioning attempt, kept so that the callers that queued
+/// behind it get its outcome instead of each making an attempt of its own
+/// (each may take the whole timeout while the server does not answer).
+struct Failed {
+    at: Instant,
+    unavailable: bool,
+    message: String,
+}
+
+impl Failed {
+    fn new(error: &StoreError) -> Self {
+        let (unavailable, message) = match error {
+            StoreError::Unavailable(m) => (true, m.clone()),
+            StoreError::Internal(m) => (false, m.clone()),
+        };
+        Self {
+            at: Instant::now(),
+            unavailable,
+            message,
+        }
+    }
+
+    fn error(&self) -> StoreError {
+        if self.unavailable {
+            StoreError::Unavailable(self.message.clone())
+        } else {
+            StoreError::Internal(self.message.clone())
+        }
+    }
 }
 
 impl std::fmt::Debug for QdrantStore {
@@ -44,6 +87,7 @@ impl std::fmt::Debug for QdrantStore {
             .field("collection", &self.collection)
             .field("dense_dim", &self.dense_dim)
             .field("timeout", &self.timeout)
+            .field("provisioned", &self.provisioned.load(Ordering::Relaxed))
             .field("closed", &self.client().is_err())
             .finish()
     }
@@ -96,33 +140,24 @@ impl QdrantStore {
         Ok((asked, found.result))
     }
 
-    /// Connects to the server and makes sure the collection is there: it
-    /// is created with its payload indexes when missing; when it exists its
-    /// vectors must match the options (`dense` of `dense_dim`, cosine;
-    /// `bm25` with IDF), or this fails naming the mismatch. The payload
-    /// indexes are (re)created every time, which is a no-op for indexes
-    /// that exist, so this is safe on every start and from several
-    /// processes at once.
+    /// Connects to the server and provisions the collection (see
+    /// [`QdrantStore::provision`]).
     ///
     /// Fails with `Unavailable` when the server cannot be reached within the
     /// timeout, `Internal` for invalid options or a mismatched collection.
     pub async fn connect(options: QdrantOptions) -> Result<Self, StoreError> {
-        let started = Instant::now();
-        let store = Self::new(options)?;
-        let created = store.ensure_collection().await?;
-        tracing::info!(
-            url = %store.url,
-            collection = %store.collection,
-            dense_dim = store.dense_dim,
-            created,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "Qdrant vector store connected"
-        );
+        let store = Self::open(options)?;
+        store.provision().await?;
         Ok(store)
     }
 
-    /// Builds the client; no I/O yet (gRPC channels connect on first use).
-    fn new(options: QdrantOptions) -> Result<Self, StoreError> {
+    /// Checks the options and builds the client without contacting the
+    /// server (its gRPC channels connect on first use), so a process can
+    /// start serving before its database is up. The collection is
+    /// provisioned by the first call that reaches the server.
+    ///
+    /// Fails with `Internal` for invalid options.
+    pub fn open(options: QdrantOptions) -> Result<Self, StoreError> {
         if options.dense_dim == 0 {
             return Err(StoreError::Internal("dense_dim must be positive".into()));
         }
@@ -150,7 +185,61 @@ impl QdrantStore {
             collection: options.collection,
             dense_dim: options.dense_dim,
             timeout: options.timeout,
+            provisioned: AtomicBool::new(false),
+            provisioning: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Makes sure the collection is there, once: it is created with its
+    /// payload indexes when missing; when it exists its vectors must match
+    /// the options (`dense` of `dense_dim`, cosine; `bm25` with IDF), or
+    /// this fails naming the mismatch. The payload indexes are (re)created,
+    /// which is a no-op for indexes that exist, so this is safe from several
+    /// processes at once. Once it succeeded it returns at once.
+    ///
+    /// Fails with `Unavailable` when the server cannot be reached within the
+    /// timeout (or another call's attempt is still waiting for it),
+    /// `Internal` for a mismatched collection.
+    pub async fn provision(&self) -> Result<(), StoreError> {
+        if self.provisioned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let asked = Instant::now();
+        let Ok(mut last) = tokio::time::timeout(self.timeout, self.provisioning.lock()).await
+        else {
+            return Err(StoreError::Unavailable(format!(
+                "collection {:?} on Qdrant at {} is still being provisioned",
+                self.collection, self.url
+            )));
+        };
+        if self.provisioned.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        if let Some(failed) = last.as_ref().filter(|f| f.at >= asked) {
+            return Err(failed.error());
+        }
+        match self.ensure_collection().await {
+            Ok(created) => {
+                self.provisioned.store(true, Ordering::Release);
+                *last = None;
+                tracing::info!(
+                    url = %self.url,
+                    collection = %self.collection,
+                    dense_dim = self.dense_dim,
+                    created,
+                    elapsed_ms = asked.elapsed().as_millis() as u64,
+                    "qdrant vector store connected"
+                );
+                Ok(())
+            }
+            Err(error) => {
+                // Callers and the health probe report it; this runs on
+                // every call while the server is away.
+                tracing::debug!(url = %self.url, collection = %self.collection, %error, "qdrant collection not provisioned");
+                *last = Some(Failed::new(&error));
+                Err(error)
+            }
+        }
     }
 
     /// The collection this store uses.
@@ -169,7 +258,7 @@ impl QdrantStore {
     async fn ensure_collection(&self) -> Result<bool, StoreError> {
         let name = self.collection.clone();
         let exists = self
-            .call("collection check", |c| async move {
+            .request("collection check", |c| async move {
                 c.collection_exists(name).await
             })
             .await?;
@@ -177,7 +266,7 @@ impl QdrantStore {
         if !exists {
             let request = mapping::create_collection(&self.collection, self.dense_dim);
             match self
-                .call("collection create", |c| async move {
+                .request("collection create", |c| async move {
                     c.create_collection(request).await
                 })
                 .await
@@ -203,7 +292,7 @@ impl QdrantStore {
                 }),
                 ..CreateFieldIndexCollection::default()
             };
-            self.call("payload index create", |c| async move {
+            self.request("payload index create", |c| async move {
                 c.create_field_index(request).await
             })
             .await?;
@@ -218,7 +307,7 @@ impl QdrantStore {
             collection_name: self.collection.clone(),
         };
         let info = self
-            .call("collection info", |c| async move {
+            .request("collection info", |c| async move {
                 c.collection_info(request).await
             })
             .await?;
@@ -247,13 +336,25 @@ impl QdrantStore {
             .ok_or_else(closed)
     }
 
+    /// Runs one client call on the provisioned collection (provisioning it
+    /// first when that has not succeeded yet), like [`QdrantStore::request`].
+    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Qdrant) -> Fut,
+        Fut: Future<Output = Result<T, QdrantError>>,
+    {
+        self.client()?;
+        self.provision().await?;
+        self.request(what, f).await
+    }
+
     /// Runs one client call, bounded by the timeout, and classifies its
     /// error.
     ///
     /// The client has its own per-request timeout, but it retries a failed
     /// request once on a fresh connection; the outer bound keeps the whole
     /// call within the configured time.
-    async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, StoreError>
+    async fn request<T, F, Fut>(&self, what: &str, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(Qdrant) -> Fut,
         Fut: Future<Output = Result<T, QdrantError>>,

@@ -264,7 +264,12 @@ struct Proxy {
 
 impl Proxy {
     async fn start(upstream: String) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(0, upstream).await
+    }
+
+    /// Listens on `port` of 127.0.0.1 (0: any free port).
+    async fn start_on(port: u16, upstream: String) -> Self {
+        let listener = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(Mutex::new(Vec::new()));
         let tracked = Arc::clone(&connections);
@@ -415,4 +420,86 @@ async fn invalid_options_are_refused_before_any_connection() {
         assert!(matches!(err, StoreError::Internal(_)), "{err}");
         assert!(err.to_string().contains(needle), "{err}");
     }
+}
+
+#[tokio::test]
+async fn opening_needs_no_server_and_every_call_fails_unavailable_within_the_timeout() {
+    // Needs no server, so it runs everywhere.
+    let timeout = Duration::from_secs(2);
+    let started = Instant::now();
+    let store = QdrantStore::open(QdrantOptions {
+        url: format!("http://127.0.0.1:{}", closed_port().await),
+        collection: unique_collection("engram_lazy"),
+        dense_dim: DIM,
+        timeout,
+        api_key: None,
+    })
+    .unwrap();
+    assert!(
+        started.elapsed() < Duration::from_millis(100),
+        "open waited"
+    );
+    let p = point(
+        &scope("org", "u", "s"),
+        Kind::Turn,
+        "nobody home",
+        1,
+        [1.0, 0.0, 0.0, 0.0],
+    );
+    // Twice each: every call tries to provision again, and fails again.
+    for _ in 0..2 {
+        let started = Instant::now();
+        let err = store.provision().await.unwrap_err();
+        assert_unavailable_in_time("provision", err, started.elapsed(), timeout);
+        let started = Instant::now();
+        let err = store.ready().await.unwrap_err();
+        assert_unavailable_in_time("ready", err, started.elapsed(), timeout);
+        let started = Instant::now();
+        let err = store.upsert(vec![p.clone()]).await.unwrap_err();
+        assert_unavailable_in_time("upsert", err, started.elapsed(), timeout);
+        let started = Instant::now();
+        let err = store.count(&ScopeFilter::tenant("org")).await.unwrap_err();
+        assert_unavailable_in_time("count", err, started.elapsed(), timeout);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_appears_later_gets_the_collection_on_first_use() {
+    let test = "a_server_that_appears_later_gets_the_collection_on_first_use";
+    let Some(url) = server_or_skip(test) else {
+        return;
+    };
+    let Some(upstream) = url.strip_prefix("http://") else {
+        println!("{test}: skipped: the TCP proxy needs a plain http:// QDRANT_URL, got {url}");
+        return;
+    };
+    let port = closed_port().await;
+    let collection = unique_collection("engram_late");
+    let timeout = Duration::from_secs(2);
+    let store = QdrantStore::open(QdrantOptions {
+        timeout,
+        ..options(&format!("http://127.0.0.1:{port}"), &collection)
+    })
+    .unwrap();
+    let p = point(
+        &scope("org", "u", "s"),
+        Kind::Turn,
+        "written once the server is up",
+        1,
+        [1.0, 0.0, 0.0, 0.0],
+    );
+    let started = Instant::now();
+    let err = store.upsert(vec![p.clone()]).await.unwrap_err();
+    assert_unavailable_in_time("upsert", err, started.elapsed(), timeout);
+
+    let proxy = Proxy::start_on(port, upstream.trim_end_matches('/').to_owned()).await;
+    let outcome = async {
+        store.upsert(vec![p.clone()]).await.unwrap();
+        store.ready().await.unwrap();
+        assert_eq!(store.count(&ScopeFilter::tenant("org")).await.unwrap(), 1);
+    };
+    let result = tokio::time::timeout(Duration::from_secs(30), outcome).await;
+    proxy.stop().await;
+    drop_collection(&url, &collection).await;
+    result.expect("the store never reached the server");
 }

@@ -32,8 +32,9 @@ struct QueuePorts {
     collections: Arc<dyn Collections>,
 }
 
-/// Pause between attempts to reach a Qdrant server at start-up.
-const CONNECT_RETRY: Duration = Duration::from_secs(2);
+/// Longest wait for a Qdrant server at start-up before serving without it:
+/// probes must find the process listening within a couple of seconds.
+const STARTUP_CHECK: Duration = Duration::from_secs(1);
 
 impl Backends {
     /// Opens what `role` needs, as `config.backends` says: the embedding
@@ -43,7 +44,7 @@ impl Backends {
         let embedder = load_embedder(config).await?;
         let store: Arc<dyn VectorStore> = match config.backends.vector_store {
             VectorStoreKind::Edge => Arc::new(open_edge(config, embedder.dim())?),
-            VectorStoreKind::Qdrant => Arc::new(connect_qdrant(config, embedder.dim()).await?),
+            VectorStoreKind::Qdrant => Arc::new(open_qdrant(config, embedder.dim()).await?),
         };
         let ports = match config.backends.stream {
             StreamKind::Local => {
@@ -145,23 +146,28 @@ fn open_edge(config: &Config, dim: usize) -> Result<engram_store::EdgeStore, Ser
     )?)
 }
 
-/// Connects to the Qdrant server, waiting for it while it is unreachable
-/// (a pod often starts before its database); a mismatched collection or
-/// any other refusal fails at once.
-async fn connect_qdrant(
+/// Opens the Qdrant server store without waiting for the server: a pod
+/// often starts before its database, and a process that does not listen
+/// meanwhile looks dead to its probes. A server that answers at once gets
+/// its collection provisioned now, so a mismatched collection fails the
+/// start; one that does not is provisioned by the first call (the health
+/// probe's, every two seconds) once it answers.
+async fn open_qdrant(
     config: &Config,
     dim: usize,
 ) -> Result<engram_qdrant::QdrantStore, ServerError> {
     let mut options = config.qdrant.clone();
     options.dense_dim = dim;
-    loop {
-        match engram_qdrant::QdrantStore::connect(options.clone()).await {
-            Ok(store) => return Ok(store),
-            Err(engram_core::StoreError::Unavailable(error)) => {
-                tracing::warn!(url = %options.url, %error, "qdrant unreachable; retrying");
-                tokio::time::sleep(CONNECT_RETRY).await;
-            }
-            Err(e) => return Err(e.into()),
+    let store = engram_qdrant::QdrantStore::open(options)?;
+    match tokio::time::timeout(STARTUP_CHECK.min(config.qdrant.timeout), store.provision()).await {
+        Ok(Ok(())) => {}
+        Ok(Err(engram_core::StoreError::Unavailable(error))) => {
+            tracing::warn!(url = %store.url(), %error, "qdrant unreachable; serving without it until it answers");
         }
+        Err(_) => {
+            tracing::warn!(url = %store.url(), "qdrant not answering yet; serving without it until it answers");
+        }
+        Ok(Err(e)) => return Err(e.into()),
     }
+    Ok(store)
 }

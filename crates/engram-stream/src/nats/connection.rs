@@ -3,6 +3,7 @@
 //! operation uses it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::connection::State;
@@ -147,6 +148,9 @@ pub(crate) struct Shared {
     pub(crate) options: NatsOptions,
     pub(crate) client: async_nats::Client,
     pub(crate) js: jetstream::Context,
+    /// Since when the client has been without a connection (since
+    /// [`Shared::connect`] before the first one); `None` while connected.
+    down_since: Arc<Mutex<Option<Instant>>>,
     /// Set once the stream is known to exist with the configured settings;
     /// cleared after failures so that the next operation checks again (the
     /// server may have lost or been replaced meanwhile).
@@ -162,6 +166,8 @@ impl Shared {
         options.validate().map_err(Failure::Internal)?;
         let addrs = options.server_addrs().map_err(Failure::Internal)?;
         let timeout = options.request_timeout();
+        let down_since = Arc::new(Mutex::new(Some(Instant::now())));
+        let down = Arc::clone(&down_since);
         let client = async_nats::ConnectOptions::new()
             .name("engram")
             .retry_on_initial_connect()
@@ -174,11 +180,20 @@ impl Shared {
                     .saturating_mul(attempts)
                     .min(MAX_RECONNECT_DELAY)
             })
-            .event_callback(|event| async move {
-                match event {
-                    async_nats::Event::Connected => tracing::info!("nats connected"),
-                    async_nats::Event::Disconnected => tracing::warn!("nats disconnected"),
-                    other => tracing::warn!(event = %other, "nats connection event"),
+            .event_callback(move |event| {
+                let down = Arc::clone(&down);
+                async move {
+                    match event {
+                        async_nats::Event::Connected => {
+                            *lock(&down) = None;
+                            tracing::info!("nats connected");
+                        }
+                        async_nats::Event::Disconnected => {
+                            lock(&down).get_or_insert_with(Instant::now);
+                            tracing::warn!("nats disconnected");
+                        }
+                        other => tracing::warn!(event = %other, "nats connection event"),
+                    }
                 }
             })
             .connect(addrs)
@@ -191,6 +206,7 @@ impl Shared {
             options,
             client,
             js,
+            down_since,
             stream_checked: AtomicBool::new(false),
             stream_check: tokio::sync::Mutex::new(()),
         })
@@ -206,15 +222,24 @@ impl Shared {
     /// While disconnected async-nats queues outgoing messages and sends them
     /// after reconnecting; refusing to send then keeps an operation that we
     /// reported as failed from quietly taking effect minutes later.
+    ///
+    /// Waiting rides out a blip (a NATS restart, a failover); once the
+    /// connection has been gone for a whole request timeout the outage is
+    /// no blip, and this fails at once instead of holding every caller
+    /// (and every health probe) for the full timeout until NATS is back.
     pub(crate) async fn wait_connected(&self, deadline: Instant) -> Result<(), Failure> {
         loop {
             if self.client.connection_state() == State::Connected {
                 return Ok(());
             }
-            if Instant::now() >= deadline {
+            let down_since = *lock(&self.down_since);
+            let down_for = down_since.map(|since| since.elapsed());
+            let long_down = down_for.is_some_and(|d| d >= self.options.request_timeout());
+            if long_down || Instant::now() >= deadline {
                 return Err(Failure::Unavailable(format!(
-                    "not connected to nats at {}",
-                    self.options.url
+                    "not connected to nats at {} (for {} ms)",
+                    self.options.url,
+                    down_for.unwrap_or_default().as_millis()
                 )));
             }
             tokio::time::sleep_until((Instant::now() + STATE_POLL).min(deadline)).await;
@@ -356,6 +381,14 @@ impl Shared {
         }
         Ok(())
     }
+}
+
+/// The guarded value, even if a holder panicked: it is a plain timestamp
+/// that no half-finished update can leave inconsistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 impl std::fmt::Debug for Shared {
