@@ -125,6 +125,38 @@ pub fn unavailable_after(
     Status::with_error_details(Code::Unavailable, message, details)
 }
 
+/// `RESOURCE_EXHAUSTED` for a call refused by a limit: `ErrorInfo` with
+/// the refusal's reason (`RATE_LIMITED`, `TOO_MANY_CONCURRENT_CALLS`,
+/// `BACKLOG_FULL`, `SERVER_OVERLOADED`, `REQUEST_TOO_LARGE`) and metadata
+/// `limit` (the configuration key) and `value` (its setting), and a
+/// `RetryInfo` hint when a retry can succeed.
+pub fn limit_status(e: &engram_limits::LimitError) -> Status {
+    use engram_limits::LimitError;
+    if let LimitError::Config(_) = e {
+        return Status::internal(e.to_string());
+    }
+    let mut metadata = std::collections::HashMap::with_capacity(3);
+    if let Some((key, value)) = e.limit() {
+        metadata.insert("limit".to_owned(), key.to_owned());
+        metadata.insert("value".to_owned(), value);
+    }
+    match e {
+        LimitError::BacklogFull { pending, .. } => {
+            metadata.insert("pending".to_owned(), pending.to_string());
+        }
+        LimitError::RequestTooLarge { size, .. } => {
+            metadata.insert("size".to_owned(), size.to_string());
+        }
+        _ => {}
+    }
+    let mut details = match e.retry_after() {
+        Some(delay) => ErrorDetails::with_retry_info(Some(delay)),
+        None => ErrorDetails::new(),
+    };
+    details.set_error_info(e.reason(), ERROR_DOMAIN, metadata);
+    Status::with_error_details(Code::ResourceExhausted, e.to_string(), details)
+}
+
 /// Maps a vector-store error.
 pub fn store_status(e: StoreError) -> Status {
     match e {
@@ -253,6 +285,20 @@ mod tests {
             stream_status(StreamError::Internal("bad".into())).code(),
             Code::Internal
         );
+    }
+
+    #[test]
+    fn limits_are_resource_exhausted_with_reason_and_limit() {
+        let s = limit_status(&engram_limits::LimitError::TooManyConcurrentCalls { limit: 4 });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(s.get_details_retry_info().unwrap().retry_delay.is_some());
+        let info = s.get_details_error_info().unwrap();
+        assert_eq!(info.reason, engram_limits::REASON_TOO_MANY_CONCURRENT_CALLS);
+        assert_eq!(info.metadata["limit"], "limits.concurrent_calls_per_org");
+        assert_eq!(info.metadata["value"], "4");
+        let s = limit_status(&engram_limits::LimitError::RequestTooLarge { size: 10, limit: 5 });
+        assert_eq!(s.code(), Code::ResourceExhausted);
+        assert!(s.get_details_retry_info().is_none(), "a retry cannot help");
     }
 
     #[test]
