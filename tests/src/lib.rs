@@ -61,6 +61,28 @@ impl TestServer {
         })
     }
 
+    /// Starts `role` as `engram <role>` does: it opens its own backends
+    /// from `config`, so their start-up is part of what is tested.
+    pub async fn start_role_opening(role: Role, config: Config) -> anyhow::Result<Self> {
+        config.validate()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(engram_server::run_role(
+            role,
+            config,
+            listener,
+            async move {
+                let _ = rx.await;
+            },
+        ));
+        Ok(Self {
+            addr,
+            stop: Some(tx),
+            task: Some(task),
+        })
+    }
+
     /// Starts `role` on backends the test opened itself (several roles in
     /// one test process can share them).
     pub async fn start_role(

@@ -301,3 +301,69 @@ async fn a_write_with_no_tier_is_refused() -> anyhow::Result<()> {
     assert_eq!(fields, ["options"]);
     server.stop().await
 }
+
+/// Chat text as users send it (mixed scripts, emoji sequences, arrows,
+/// typographic quotes, accents, RTL and zero-width characters): every job
+/// ends ready, none failed, and the facts are still extracted. Half of such
+/// jobs ended failed when the segmenter sliced inside '→'.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_world_chat_text_never_fails_a_job() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let server = TestServer::start(dir.path()).await?;
+    let tok = token("org_u", "u1", 3600);
+    let texts = [
+        "I moved to Berlin →. Next week I start at Siemens 🎉",
+        "We went to “Café Olé” → it was great!! 😍😍 Then I drove home…",
+        "My sister Ana → moved to Lyon last May. Ça va? 👍🏽",
+        "I'm learning 日本語 → 3 hours/day. My teacher is Sato-san.",
+        "Je suis allé à Zürich. I love it→. שלום! I adopted a cat named Ünal.",
+        "I ran 5 km ⇒ then 10km. “I’m done,” I said — and I meant it.",
+        "Dr.→ Smith said I'm fine.\u{200B}\u{200D} I quit smoking in 2020 🚭.",
+        "My family 👨‍👩‍👧‍👦 → Lisbon 🇵🇹 in June. مرحبا! I’m thrilled.",
+        "I bought a bike for €450 → “best purchase ever” ✨\u{202E}olleh\u{202C}",
+        "Ünal: I work at Škoda now → finally!! e\u{301}te\u{301} was long.",
+    ];
+    let mut ingest = server.ingest().await?;
+    let mut jobs = Vec::new();
+    for (i, text) in texts.iter().enumerate() {
+        let r = ingest
+            .remember(authed(
+                RememberRequest {
+                    scope: scope("org_u"),
+                    turns: vec![turn(text, &format!("2026-05-08T14:0{i}:00Z"), &[])],
+                    options: None,
+                    metadata: None,
+                },
+                &tok,
+            ))
+            .await?
+            .into_inner();
+        jobs.push(r.passive_job_id.expect("enrichment is on"));
+    }
+    let mut observations = 0;
+    for job_id in &jobs {
+        let job = server.wait_job(&tok, job_id, JOB_WAIT).await?;
+        assert_eq!(job.state(), JobState::Ready, "{job:?}");
+        assert!(job.error.is_empty(), "{job:?}");
+        observations += job.observations;
+    }
+    assert!(
+        observations >= texts.len() as u32,
+        "{observations} observations"
+    );
+
+    let hits = server
+        .recall()
+        .await?
+        .recall(authed(recall("org_u", "Where did Ana move?"), &tok))
+        .await?
+        .into_inner()
+        .hits
+        .unwrap();
+    assert!(
+        hits.observations.iter().any(|h| h.text.contains("Lyon"))
+            || hits.turns.iter().any(|h| h.text.contains("Lyon")),
+        "{hits:?}"
+    );
+    server.stop().await
+}

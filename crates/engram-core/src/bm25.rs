@@ -135,4 +135,30 @@ mod tests {
         assert!(document_vector("the a of").indices.is_empty());
         assert!(query_vector("?!").indices.is_empty());
     }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::{hostile_text, long_text};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn vectors_of_hostile_text_are_well_formed(
+                text in prop_oneof![8 => hostile_text(), 1 => long_text(40_000)],
+            ) {
+                for t in tokenize(&text) {
+                    // Lowercasing may add marks ("İ" → "i̇"), never blanks.
+                    prop_assert!(!t.is_empty() && !t.chars().any(char::is_whitespace));
+                }
+                let d = document_vector(&text);
+                prop_assert!(d.indices.windows(2).all(|w| w[0] < w[1]));
+                prop_assert_eq!(d.indices.len(), d.values.len());
+                prop_assert!(d.values.iter().all(|v| v.is_finite() && *v > 0.0));
+                let q = query_vector(&text);
+                prop_assert!(q.indices.windows(2).all(|w| w[0] < w[1]));
+            }
+        }
+    }
 }

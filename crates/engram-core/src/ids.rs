@@ -109,7 +109,8 @@ pub fn personal_collection(user_id: &str) -> String {
 ///
 /// Returns `None` when `fragment_id` is not 64 hex characters.
 pub fn point_uuid(fragment_id: &str) -> Option<uuid::Uuid> {
-    if fragment_id.len() != 64 {
+    // Checked before slicing: 64 bytes may hold multi-byte characters.
+    if fragment_id.len() != 64 || !fragment_id.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let bytes = hex::decode(&fragment_id[..32]).ok()?;
@@ -186,5 +187,56 @@ mod tests {
             job_id(&scope(), &ids, &[true, false])
         );
         assert_eq!(job_id(&scope(), &ids, &[true]).len(), 32);
+    }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::hostile_text;
+        use proptest::prelude::*;
+
+        fn scope_of(org: String, user: String, session: String) -> Scope {
+            Scope {
+                org_id: org,
+                user_id: user,
+                session_id: session,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Ids are 64 (or 32) lowercase hex whatever the input, the same
+            /// for the same input, and the fields cannot be shifted into
+            /// one another.
+            #[test]
+            fn ids_are_hex_stable_and_field_separated(
+                org in hostile_text(), user in hostile_text(), session in hostile_text(),
+                text in hostile_text(), ts in any::<i64>(),
+            ) {
+                let scope = scope_of(org.clone(), user.clone(), session.clone());
+                let id = fragment_id(&scope, Role::User, &text, ts);
+                prop_assert_eq!(id.len(), 64);
+                prop_assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
+                prop_assert_eq!(&id, &fragment_id(&scope, Role::User, &text, ts));
+                prop_assert!(point_uuid(&id).is_some());
+                let shifted = scope_of(format!("{org}{user}"), String::new(), session);
+                if !user.is_empty() {
+                    prop_assert_ne!(&id, &fragment_id(&shifted, Role::User, &text, ts));
+                }
+                prop_assert_eq!(job_id(&scope, &[id.clone()], &[true]).len(), 32);
+            }
+
+            /// A point id is read from any string without panicking; only 64
+            /// hex characters give one.
+            #[test]
+            fn point_uuid_of_any_string(s in prop_oneof![
+                hostile_text(),
+                "[0-9a-f]{30}[\\u{80}-\\u{10FFFF}][0-9a-f]{31}",
+                "[0-9a-f]{31}\\u{e9}[0-9a-f]{31}",
+            ]) {
+                let got = point_uuid(&s);
+                prop_assert_eq!(got.is_some(), s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()));
+            }
+        }
     }
 }

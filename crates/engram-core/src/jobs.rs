@@ -112,7 +112,83 @@ impl Job {
     }
 }
 
-/// Keeps job records, keyed by job id.
+/// A write's event kept beside its job until the job is final (the
+/// outbox), so that an event lost after the write was acknowledged (a crash
+/// between the write and the publish, a stream that acknowledged before it
+/// synced, a purged stream) can be published again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeptEvent {
+    /// The job the event enqueues.
+    pub job_id: String,
+    /// Tenant of the job.
+    pub org_id: String,
+    /// The message id it is published with (the stream drops a repeat
+    /// inside its duplicate window).
+    pub msg_id: String,
+    /// The encoded `engram.events.v1.Event`.
+    pub payload: Vec<u8>,
+    /// When it was kept, epoch ms.
+    pub kept_ms: i64,
+    /// When a sweeper last published it again, epoch ms.
+    pub republished_ms: Option<i64>,
+}
+
+/// The header of a [`KeptEvent`] as both stores encode it (the payload
+/// follows it raw, so a large event is not inflated by an encoding).
+#[derive(Serialize, Deserialize)]
+struct KeptHeader {
+    job_id: String,
+    org_id: String,
+    msg_id: String,
+    kept_ms: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    republished_ms: Option<i64>,
+}
+
+impl KeptEvent {
+    /// Bytes of the stored form: a 4-byte big-endian header length, the
+    /// header as JSON, then the payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let header = serde_json::to_vec(&KeptHeader {
+            job_id: self.job_id.clone(),
+            org_id: self.org_id.clone(),
+            msg_id: self.msg_id.clone(),
+            kept_ms: self.kept_ms,
+            republished_ms: self.republished_ms,
+        })
+        .expect("a header of strings and integers always encodes");
+        let mut out = Vec::with_capacity(4 + header.len() + self.payload.len());
+        out.extend_from_slice(&(header.len() as u32).to_be_bytes());
+        out.extend_from_slice(&header);
+        out.extend_from_slice(&self.payload);
+        out
+    }
+
+    /// Reads the stored form back.
+    pub fn decode(bytes: &[u8]) -> Result<Self, JobStoreError> {
+        let bad = |why: &str| JobStoreError::Internal(format!("kept event: {why}"));
+        let len = bytes
+            .get(..4)
+            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
+            .ok_or_else(|| bad("shorter than its header length"))?;
+        let header = bytes
+            .get(4..4 + len)
+            .ok_or_else(|| bad("shorter than its header"))?;
+        let h: KeptHeader =
+            serde_json::from_slice(header).map_err(|e| bad(&format!("header: {e}")))?;
+        Ok(Self {
+            job_id: h.job_id,
+            org_id: h.org_id,
+            msg_id: h.msg_id,
+            payload: bytes[4 + len..].to_vec(),
+            kept_ms: h.kept_ms,
+            republished_ms: h.republished_ms,
+        })
+    }
+}
+
+/// Keeps job records, keyed by job id, and the events of unfinished jobs
+/// (the outbox).
 #[async_trait]
 pub trait JobStore: Send + Sync + 'static {
     /// Stores `job` unless a record with its id exists; returns whether it
@@ -127,4 +203,35 @@ pub trait JobStore: Send + Sync + 'static {
 
     /// Whether the store answers.
     async fn ready(&self) -> Result<(), JobStoreError>;
+
+    /// Keeps `event` (replacing a kept event of the same job). Durable on
+    /// return, or (the embedded queue, which shares one database with its
+    /// stream) together with the publish that follows it.
+    async fn keep_event(&self, event: &KeptEvent) -> Result<(), JobStoreError>;
+
+    /// Forgets the kept event of `job_id`, if any (its job is final).
+    async fn drop_event(&self, job_id: &str) -> Result<(), JobStoreError>;
+
+    /// Kept events, at most `limit`, in no particular order.
+    async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_events_round_trip_with_any_payload() {
+        let e = KeptEvent {
+            job_id: "j".into(),
+            org_id: "o".into(),
+            msg_id: "j".into(),
+            payload: vec![0, 255, 10, 123, 34],
+            kept_ms: 5,
+            republished_ms: Some(9),
+        };
+        assert_eq!(KeptEvent::decode(&e.encode()).unwrap(), e);
+        assert!(KeptEvent::decode(&[0, 0, 0, 9, b'{']).is_err());
+        assert!(KeptEvent::decode(&[]).is_err());
+    }
 }

@@ -177,4 +177,32 @@ mod tests {
             ]
         );
     }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::{hostile_text, long_text};
+        use proptest::prelude::*;
+
+        fn visible(s: &str) -> usize {
+            s.chars().filter(|c| !c.is_whitespace()).count()
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn chunks_of_hostile_text_are_bounded_and_lose_nothing(
+                text in prop_oneof![6 => hostile_text(), 1 => long_text(20_000)],
+            ) {
+                let out = chunks(&text);
+                for c in &out {
+                    prop_assert!(!c.trim().is_empty());
+                    prop_assert!(c.chars().count() <= MAX_CHUNK_CHARS);
+                }
+                // Overlap repeats sentences, never drops one.
+                let kept: usize = out.iter().map(|c| visible(c)).sum();
+                prop_assert!(kept >= visible(&text));
+            }
+        }
+    }
 }

@@ -1,8 +1,10 @@
 //! The consumer loop: bounded concurrency, settlement, back-off, drain.
 
 use crate::Enricher;
-use engram_core::{Delivery, StreamError, Subscription, TurnStream};
+use engram_core::{Delivery, JobState, StreamError, Subscription, TurnStream};
+use futures::FutureExt;
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -146,13 +148,24 @@ async fn subscribe(
 }
 
 /// Processes and settles one delivery. Never panics on failures: every
-/// outcome ends in ack, nak or dead letter (or, if even that fails, in
-/// redelivery after the stream's ack wait).
+/// outcome (a panic in processing included) ends in ack, nak or dead
+/// letter (or, if even that fails, in redelivery after the stream's ack
+/// wait).
 async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &EnrichConfig) {
     let job_id = delivery.job_id().to_owned();
     let (attempt, known) = enricher
         .effective_attempt(&job_id, delivery.attempt())
         .await;
+    if known.as_ref().is_some_and(|j| j.state == JobState::Ready) {
+        // A second copy of a finished job's event (the sweeper published it
+        // again while the first was still on its way): nothing to redo.
+        tracing::debug!(job_id = %job_id, "event of a ready job; acknowledged without work");
+        enricher.drop_kept(&job_id).await;
+        if let Err(error) = delivery.ack().await {
+            tracing::warn!(job_id = %job_id, %error, "cannot ack; the message will be redelivered");
+        }
+        return;
+    }
     if attempt > config.max_deliver {
         // Delivered more often than allowed without settling (a consumer
         // that kept crashing on it): give up without another try.
@@ -167,7 +180,10 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
     }
     let started = std::time::Instant::now();
     let result = {
-        let work = enricher.process(delivery.payload(), attempt, known);
+        // A panic here would leave the message unsettled and come back on
+        // every delivery: it is caught and ends the job below.
+        let work =
+            AssertUnwindSafe(enricher.process(delivery.payload(), attempt, known)).catch_unwind();
         tokio::pin!(work);
         let mut ticker = tokio::time::interval(config.progress_interval);
         ticker.tick().await;
@@ -180,6 +196,22 @@ async fn handle(enricher: &Enricher, delivery: Box<dyn Delivery>, config: &Enric
                     }
                 }
             }
+        }
+    };
+    let result = match result {
+        Ok(result) => result,
+        Err(panic) => {
+            let reason = format!(
+                "enrichment panicked: {}",
+                crate::panic_message(panic.as_ref())
+            );
+            metrics::counter!(engram_telemetry::metrics::ENRICH_PANICS, "stage" => "process")
+                .increment(1);
+            metrics::histogram!(engram_telemetry::metrics::ENRICH_DURATION, "outcome" => "panic")
+                .record(started.elapsed().as_secs_f64());
+            // The same input panics again: no retries.
+            give_up(enricher, delivery.as_ref(), attempt, &reason).await;
+            return;
         }
     };
     let outcome = if result.is_ok() { "ok" } else { "error" };

@@ -7,7 +7,9 @@ use engram_core::{
 };
 use engram_extract::Extractor;
 use engram_proto::events::v1::{Event, TurnsIngested, event};
+use futures::FutureExt;
 use prost::Message;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 /// Reads a stream payload: an [`Event`], or a bare [`TurnsIngested`] as
@@ -110,9 +112,10 @@ impl Enricher {
         job.tokens_in = derived.usage.tokens_in;
         job.tokens_out = derived.usage.tokens_out;
         job.fallback = derived.fallback;
-        job.error = None;
+        job.error = derived.contained;
         job.updated_ms = now_ms();
         self.jobs.put(&job).await?;
+        self.drop_kept(&job.job_id).await;
         tracing::info!(
             job_id = %event.job_id,
             org_id = %event.org_id,
@@ -180,7 +183,16 @@ impl Enricher {
         job.error = Some(error.to_owned());
         job.updated_ms = now_ms();
         self.jobs.put(&job).await?;
+        self.drop_kept(job_id).await;
         Ok(())
+    }
+
+    /// Forgets the kept event of a job that is final. A failure costs only
+    /// a sweep that finds the job final and drops it then.
+    pub(crate) async fn drop_kept(&self, job_id: &str) {
+        if let Err(error) = self.jobs.drop_event(job_id).await {
+            tracing::warn!(job_id, %error, "cannot drop the kept event of a finished job");
+        }
     }
 
     /// Which delivery this really is: the stream's count, or one more than
@@ -239,7 +251,7 @@ impl Enricher {
         memory: Option<&MemoryRef>,
     ) -> Result<Derived, EnrichError> {
         let turns = derive::turn_inputs(event);
-        let extraction = self.extractor.extract(&turns).await?;
+        let (extraction, contained) = self.extract_contained(event, &turns).await?;
         let metadata = event
             .metadata
             .as_ref()
@@ -257,6 +269,7 @@ impl Enricher {
             entities: entities.len() as u32,
             usage: extraction.usage,
             fallback: extraction.fallback,
+            contained,
         };
         let payloads: Vec<PointPayload> = observations
             .into_iter()
@@ -283,6 +296,37 @@ impl Enricher {
 }
 
 impl Enricher {
+    /// Runs the extractor with a panic contained: a panic on some text
+    /// would come back on every delivery of the event, so instead of
+    /// failing the delivery the write keeps the caller's observations
+    /// (no entities), the reason is returned for the job record, and the
+    /// panic is counted.
+    async fn extract_contained(
+        &self,
+        event: &TurnsIngested,
+        turns: &[engram_extract::TurnInput],
+    ) -> Result<(engram_extract::Extraction, Option<String>), EnrichError> {
+        match AssertUnwindSafe(self.extractor.extract(turns))
+            .catch_unwind()
+            .await
+        {
+            Ok(extraction) => Ok((extraction?, None)),
+            Err(panic) => {
+                let reason = format!(
+                    "the {} extractor panicked ({}); only the caller's observations were stored",
+                    self.extractor.name(),
+                    crate::panic_message(panic.as_ref())
+                );
+                metrics::counter!(engram_telemetry::metrics::ENRICH_PANICS, "stage" => "extract")
+                    .increment(1);
+                tracing::error!(job_id = %event.job_id, org_id = %event.org_id, reason, "extraction panicked; contained");
+                let mut extraction = engram_extract::caller_observations(turns);
+                extraction.fallback = Some(reason.clone());
+                Ok((extraction, Some(reason)))
+            }
+        }
+    }
+
     /// Dense vectors for `payloads`, in order. Entity labels repeat across
     /// writes (a speaker's name is in every one), so their vectors come from
     /// a cache when they can; everything else is embedded in one batch.
@@ -335,4 +379,7 @@ pub(crate) struct Derived {
     pub(crate) entities: u32,
     pub(crate) usage: engram_extract::ExtractUsage,
     pub(crate) fallback: Option<String>,
+    /// Set when the extractor panicked and only the caller's observations
+    /// were stored: why (the job records it as its error).
+    pub(crate) contained: Option<String>,
 }

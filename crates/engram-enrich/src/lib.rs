@@ -14,18 +14,37 @@
 //! points. A message is acknowledged only after the store write returned;
 //! a failure naks it with a growing delay, and the last allowed delivery
 //! dead-letters it and fails its job.
+//!
+//! A panic never turns into a redelivery loop: one inside the extractor
+//! is contained (the write keeps the caller's observations and its job
+//! records why), one anywhere else in processing fails the job at once
+//! and dead-letters the message; both are counted in
+//! `engram_enrich_panics_total`.
 
 pub mod chunk;
 mod consumer;
 mod derive;
 mod enricher;
 mod memory;
+pub mod sweeper;
 
 pub use consumer::{EnrichConfig, run};
 pub use derive::turn_inputs;
 pub use enricher::Enricher;
 
 use engram_core::{AccountsError, EmbedError, JobStoreError, StoreError, StreamError};
+
+/// The message of a caught panic (`panic!` with a string, or a formatted
+/// one); something generic for any other payload.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
 
 /// Why processing one event failed.
 #[derive(Debug, thiserror::Error)]

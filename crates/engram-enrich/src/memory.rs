@@ -114,6 +114,7 @@ impl Enricher {
         }
 
         let (mut observations, mut entities) = (0, 0);
+        let mut contained = None;
         if m.extract {
             // The extractor reads chunks like turns of the author; its
             // observations cite the chunks they came from.
@@ -143,15 +144,17 @@ impl Enricher {
             job.tokens_in = derived.usage.tokens_in;
             job.tokens_out = derived.usage.tokens_out;
             job.fallback = derived.fallback;
+            contained = derived.contained;
         }
 
         job.state = JobState::Ready;
         job.turns = texts.len() as u32;
         job.observations = observations;
         job.entities = entities;
-        job.error = None;
+        job.error = contained;
         job.updated_ms = now_ms();
         self.jobs.put(&job).await?;
+        self.drop_kept(&job.job_id).await;
         tracing::info!(
             memory_id = %m.memory_id,
             org_id = %m.org_id,

@@ -123,7 +123,9 @@ impl Period {
         let from = week_start(d);
         Period {
             from,
-            until: from + Days::new(7),
+            until: from
+                .checked_add_days(Days::new(7))
+                .unwrap_or(NaiveDate::MAX),
             granularity: Granularity::Week,
         }
     }
@@ -151,7 +153,7 @@ impl Period {
     fn weekend(sat: NaiveDate) -> Period {
         Period {
             from: sat,
-            until: sat + Days::new(2),
+            until: sat.checked_add_days(Days::new(2)).unwrap_or(NaiveDate::MAX),
             granularity: Granularity::Day,
         }
     }
@@ -222,9 +224,11 @@ pub struct DateMention {
     pub relative: bool,
 }
 
-/// The Monday of the week containing `d`.
+/// The Monday of the week containing `d` (the first day of the calendar
+/// in its first, partial week: turn times can be anything).
 fn week_start(d: NaiveDate) -> NaiveDate {
-    d - Days::new(u64::from(d.weekday().num_days_from_monday()))
+    d.checked_sub_days(Days::new(u64::from(d.weekday().num_days_from_monday())))
+        .unwrap_or(NaiveDate::MIN)
 }
 
 /// Finds the time expressions of `text` and resolves them against `anchor`

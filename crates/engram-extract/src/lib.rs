@@ -20,6 +20,17 @@ pub use llm::{LlmConfig, LlmExtractor};
 pub use rules::RuleExtractor;
 pub use speaker::split_speaker;
 
+/// The caller-supplied observations of `turns` alone, as both extractors
+/// give them (trimmed, about the turn's speaker, dated by the first date
+/// they name), with no entities: what enrichment stores when an extractor
+/// failed on a write in a way that would fail again on every delivery.
+pub fn caller_observations(turns: &[TurnInput]) -> Extraction {
+    Extraction {
+        observations: turns.iter().flat_map(llm::given).collect(),
+        ..Extraction::default()
+    }
+}
+
 use async_trait::async_trait;
 use engram_core::{EntityKind, Role};
 use serde::{Deserialize, Serialize};

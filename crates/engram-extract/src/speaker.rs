@@ -46,7 +46,13 @@ const NOT_SPEAKERS: &[&str] = &[
 /// Returns the name and the rest of the text.
 pub fn split_speaker(raw: &str) -> Option<(&str, &str)> {
     let head = raw.trim_start();
-    let colon = head.get(..head.len().min(48))?.find(':')?;
+    // The colon is looked for in the first 48 bytes, cut back to a
+    // character boundary (a multi-byte character may straddle byte 48).
+    let mut window = head.len().min(48);
+    while !head.is_char_boundary(window) {
+        window -= 1;
+    }
+    let colon = head[..window].find(':')?;
     let name = head[..colon].trim();
     let rest = &head[colon + 1..];
     if !(rest.is_empty() || rest.starts_with(char::is_whitespace)) || name.is_empty() {

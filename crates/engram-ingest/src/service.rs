@@ -2,8 +2,8 @@
 
 use crate::validate::{ValidTurn, validate};
 use engram_core::{
-    Embedder, Job, JobStore, Kind, OutboundMessage, Point, PointPayload, Scope, TurnStream,
-    VectorStore, bm25, ids,
+    Embedder, Job, JobStore, KeptEvent, Kind, OutboundMessage, Point, PointPayload, Scope,
+    TurnStream, VectorStore, bm25, ids,
 };
 use engram_proto::events::v1::{IngestedTurn, TurnsIngested};
 use engram_proto::v1::ingest_service_server::IngestService;
@@ -81,10 +81,16 @@ impl IngestServiceImpl {
 
     /// Writes validated turns; returns the response.
     ///
-    /// Order of effects, so that a failure anywhere leaves nothing a retry
-    /// would duplicate or fail to bill: check the stream answers (before
-    /// any side effect), write the new turns, publish the event (on failure
-    /// the turns this call wrote are deleted again), record the job.
+    /// Order of effects: check the stream answers (before any side
+    /// effect), keep the event in the job store's outbox, write the new
+    /// turns, publish the event, record the job. Nothing is ever rolled
+    /// back: a write that fails after keeping its event rolls forward
+    /// instead (a retry publishes it again, or the sweeper does), because
+    /// deleting turns could remove ones another replica has just
+    /// acknowledged for the same request, and the stripe lock covers one
+    /// process only. Every effect is idempotent (content-derived ids, the
+    /// stream's duplicate window, create-if-absent job records), so two
+    /// replicas writing the same request at once end in the same state.
     async fn write(
         &self,
         scope: Scope,
@@ -119,6 +125,39 @@ impl IngestServiceImpl {
                 .is_some()
         } else {
             false
+        };
+
+        let publish = if write_passive && !enqueued {
+            let event = event(
+                &scope,
+                &job_id,
+                &turns,
+                &unique,
+                &fragment_ids,
+                &metadata,
+                write_active,
+            );
+            let payload = engram_proto::events::v1::Event {
+                kind: Some(engram_proto::events::v1::event::Kind::Turns(event)),
+            }
+            .encode_to_vec();
+            // Kept before anything else is written, so an event lost after
+            // this point (a crash before the publish, a stream that loses
+            // an acknowledged message) is published again by the sweeper.
+            self.jobs
+                .keep_event(&KeptEvent {
+                    job_id: job_id.clone(),
+                    org_id: scope.org_id.clone(),
+                    msg_id: job_id.clone(),
+                    payload: payload.clone(),
+                    kept_ms: chrono::Utc::now().timestamp_millis(),
+                    republished_ms: None,
+                })
+                .await
+                .map_err(engram_rpc::jobs_status)?;
+            Some(payload)
+        } else {
+            None
         };
 
         let mut written: Vec<String> = Vec::new();
@@ -164,30 +203,21 @@ impl IngestServiceImpl {
                 .sum();
         }
 
-        if write_passive && !enqueued {
-            let event = event(
-                &scope,
-                &job_id,
-                &turns,
-                &unique,
-                &fragment_ids,
-                &metadata,
-                write_active,
-            );
+        if let Some(payload) = publish {
             let published = self
                 .stream
                 .publish(OutboundMessage {
                     msg_id: job_id.clone(),
                     job_id: job_id.clone(),
-                    payload: engram_proto::events::v1::Event {
-                        kind: Some(engram_proto::events::v1::event::Kind::Turns(event)),
-                    }
-                    .encode_to_vec(),
+                    payload,
                     ..Default::default()
                 })
                 .await;
             if let Err(err) = published {
-                self.roll_back(&scope, &written).await;
+                // The turns and the kept event stay: a retry of this call
+                // finds its turns stored and publishes again, and without
+                // one the sweeper publishes the kept event.
+                tracing::warn!(job_id = %job_id, stored = written.len(), error = %err, "cannot publish; the write will be completed by a retry or the sweeper");
                 return Err(engram_rpc::stream_status(err));
             }
             let job = Job::pending(
@@ -225,22 +255,6 @@ impl IngestServiceImpl {
                 tokens_out: 0,
             }),
         })
-    }
-
-    /// Deletes the turns this call wrote, so that the caller's retry writes
-    /// (and bills) them again instead of finding them half-done.
-    async fn roll_back(&self, scope: &Scope, written: &[String]) {
-        if written.is_empty() {
-            return;
-        }
-        match self.store.delete(&scope.org_id, written).await {
-            Ok(()) => {
-                tracing::info!(org_id = %scope.org_id, turns = written.len(), "rolled back turns of an unpublished write")
-            }
-            Err(error) => {
-                tracing::error!(org_id = %scope.org_id, turns = written.len(), %error, "cannot roll back turns of an unpublished write")
-            }
-        }
     }
 }
 

@@ -227,4 +227,72 @@ mod tests {
         let s = validate(&req(vec![]), &cfg).unwrap_err();
         assert_eq!(fields(&s), ["turns"]);
     }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::hostile_text;
+        use proptest::prelude::*;
+
+        fn text() -> impl Strategy<Value = String> {
+            prop_oneof![
+                hostile_text(),
+                Just("2026-05-08T14:00:00Z".to_string()),
+                Just("user".to_string()),
+                Just("assistant".to_string()),
+                Just(String::new()),
+            ]
+        }
+
+        fn turn() -> impl Strategy<Value = Turn> {
+            (
+                text(),
+                text(),
+                text(),
+                proptest::collection::vec(text(), 0..3),
+            )
+                .prop_map(|(role, text, timestamp, observations)| Turn {
+                    role,
+                    text,
+                    timestamp,
+                    observations,
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            /// Whatever a client sends, validation answers: a valid request,
+            /// or INVALID_ARGUMENT naming at least one field.
+            #[test]
+            fn validation_of_hostile_requests(
+                org in text(), user in text(), session in text(),
+                turns in proptest::collection::vec(turn(), 0..6),
+            ) {
+                let req = RememberRequest {
+                    scope: Some(Scope { org_id: org, user_id: user, session_id: session }),
+                    turns,
+                    options: None,
+                    metadata: None,
+                };
+                let config = IngestConfig { max_text_chars: 40, max_turns_per_call: 4, ..IngestConfig::default() };
+                match validate(&req, &config) {
+                    Ok(valid) => {
+                        prop_assert!(!valid.turns.is_empty() && valid.turns.len() <= 4);
+                        for t in &valid.turns {
+                            prop_assert!(t.text.chars().count() <= 40);
+                        }
+                    }
+                    Err(status) => {
+                        prop_assert_eq!(status.code(), tonic::Code::InvalidArgument);
+                        prop_assert!(!fields(&status).is_empty(), "{:?}", status);
+                    }
+                }
+            }
+
+            #[test]
+            fn timestamps_of_any_text(s in hostile_text()) {
+                let _ = parse_timestamp(&s);
+            }
+        }
+    }
 }

@@ -3,7 +3,7 @@
 use crate::validate::{self, ValidStore};
 use crate::{Workspace, billing};
 use engram_auth::{Claims, WorkspaceRole};
-use engram_core::{Job, JobState, MemoryType, Movement, OutboundMessage, ids};
+use engram_core::{Job, JobState, KeptEvent, MemoryType, Movement, OutboundMessage, ids};
 use engram_proto::events::v1::{Event, MemoryStored, event};
 use engram_proto::time::from_ms as timestamp;
 use engram_proto::v1::memory_service_server::MemoryService;
@@ -186,18 +186,6 @@ impl MemoryServiceImpl {
         if valid.memory_type == MemoryType::User {
             job.owner = Some(user.clone());
         }
-        // Recorded before the publish, so the consumer never finds its
-        // progress overwritten by a late "pending".
-        if let Err(e) = ws.jobs.put(&job).await {
-            self.refund(
-                org,
-                charge.as_ref(),
-                &memory_id,
-                "the job could not be recorded",
-            )
-            .await;
-            return Err(engram_rpc::jobs_status(e));
-        }
         let event = MemoryStored {
             memory_id: memory_id.clone(),
             org_id: org.clone(),
@@ -218,19 +206,57 @@ impl MemoryServiceImpl {
         // A retry of a failed memory must not be dropped as a duplicate
         // of the first attempt inside the stream's window.
         let attempt = previous.map_or(0, |j| j.updated_ms);
+        let msg_id = format!("{memory_id}.{attempt}");
+        let payload = Event {
+            kind: Some(event::Kind::Memory(event)),
+        }
+        .encode_to_vec();
+        // Kept before the job is recorded and until the memory is
+        // processed: a pending record never exists without an event the
+        // sweeper can publish again (a crash before the publish, an event
+        // the stream lost after acknowledging it).
+        let kept = ws
+            .jobs
+            .keep_event(&KeptEvent {
+                job_id: memory_id.clone(),
+                org_id: org.clone(),
+                msg_id: msg_id.clone(),
+                payload: payload.clone(),
+                kept_ms: job.created_ms,
+                republished_ms: None,
+            })
+            .await;
+        // Recorded before the publish, so the consumer never finds its
+        // progress overwritten by a late "pending".
+        let recorded = match kept {
+            Ok(()) => ws.jobs.put(&job).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = recorded {
+            self.refund(
+                org,
+                charge.as_ref(),
+                &memory_id,
+                "the job could not be recorded",
+            )
+            .await;
+            // Refunded: the sweeper must not process it after all.
+            if let Err(error) = ws.jobs.drop_event(&memory_id).await {
+                tracing::warn!(memory_id = %memory_id, %error, "cannot drop the event of an unrecorded memory");
+            }
+            return Err(engram_rpc::jobs_status(e));
+        }
         let published = ws
             .stream
             .publish(OutboundMessage {
-                msg_id: format!("{memory_id}.{attempt}"),
+                msg_id,
                 job_id: memory_id.clone(),
-                payload: Event {
-                    kind: Some(event::Kind::Memory(event)),
-                }
-                .encode_to_vec(),
+                payload,
                 ..Default::default()
             })
-            .await;
-        if let Err(e) = published {
+            .await
+            .map_err(engram_rpc::stream_status);
+        if let Err(status) = published {
             self.refund(
                 org,
                 charge.as_ref(),
@@ -239,11 +265,15 @@ impl MemoryServiceImpl {
             )
             .await;
             job.state = JobState::Failed;
-            job.error = Some(format!("not enqueued: {e}"));
+            job.error = Some(format!("not enqueued: {}", status.message()));
             if let Err(error) = ws.jobs.put(&job).await {
                 tracing::warn!(memory_id = %memory_id, %error, "cannot mark unenqueued memory failed");
             }
-            return Err(engram_rpc::stream_status(e));
+            // Failed is final: nothing for the sweeper to publish again.
+            if let Err(error) = ws.jobs.drop_event(&memory_id).await {
+                tracing::warn!(memory_id = %memory_id, %error, "cannot drop the event of an unenqueued memory");
+            }
+            return Err(status);
         }
         tracing::info!(
             org_id = %org,

@@ -122,13 +122,27 @@ fn convert(filter: &pb::Filter, path: &str, v: &mut Violations, depth: usize) ->
         }
         Condition::DateRange(r) => {
             let field = key(&r.key, &format!("{path}.date_range.key"), v);
-            let ms = |t: &Option<prost_types::Timestamp>| t.as_ref().map(engram_proto::time::to_ms);
-            let bounds = Bounds {
-                gt: ms(&r.gt),
-                gte: ms(&r.gte),
-                lt: ms(&r.lt),
-                lte: ms(&r.lte),
+            let mut bad = false;
+            let mut ms = |t: &Option<prost_types::Timestamp>, name: &str| {
+                let t = t.as_ref()?;
+                if !engram_proto::time::is_valid(t) {
+                    v.add(
+                        format!("{path}.date_range.{name}"),
+                        "a timestamp between 0001-01-01 and 9999-12-31 with nanos in 0..=999999999",
+                    );
+                    bad = true;
+                }
+                Some(engram_proto::time::to_ms(t))
             };
+            let bounds = Bounds {
+                gt: ms(&r.gt, "gt"),
+                gte: ms(&r.gte, "gte"),
+                lt: ms(&r.lt, "lt"),
+                lte: ms(&r.lte, "lte"),
+            };
+            if bad {
+                return None;
+            }
             if [bounds.gt, bounds.gte, bounds.lt, bounds.lte]
                 .iter()
                 .all(Option::is_none)
@@ -321,5 +335,119 @@ mod tests {
         };
         assert!(to_cond(&empty, "f2", &mut v).is_none());
         assert_eq!(fields(v), ["filter.one_of.values", "f2.range"]);
+    }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::hostile_text;
+        use proptest::prelude::*;
+
+        fn value() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                hostile_text().prop_map(|s| Value {
+                    kind: Some(ValueKind::StringValue(s))
+                }),
+                any::<f64>().prop_map(number),
+                any::<bool>().prop_map(|b| Value {
+                    kind: Some(ValueKind::BoolValue(b))
+                }),
+                Just(Value {
+                    kind: Some(ValueKind::NullValue(0))
+                }),
+                Just(Value { kind: None }),
+            ]
+        }
+
+        fn key() -> impl Strategy<Value = String> {
+            prop_oneof![
+                hostile_text(),
+                Just("department".to_string()),
+                Just(String::new())
+            ]
+        }
+
+        fn timestamp() -> impl Strategy<Value = Option<prost_types::Timestamp>> {
+            proptest::option::of(
+                (any::<i64>(), any::<i32>())
+                    .prop_map(|(seconds, nanos)| prost_types::Timestamp { seconds, nanos }),
+            )
+        }
+
+        fn leaf() -> impl Strategy<Value = pb::Filter> {
+            let opt = || proptest::option::of(any::<f64>());
+            prop_oneof![
+                (key(), proptest::option::of(value()))
+                    .prop_map(|(key, value)| Condition::Equals(pb::Equals { key, value })),
+                (key(), proptest::collection::vec(value(), 0..4))
+                    .prop_map(|(key, values)| Condition::OneOf(pb::OneOf { key, values })),
+                (key(), opt(), opt(), opt(), opt()).prop_map(|(key, gt, gte, lt, lte)| {
+                    Condition::Range(pb::NumberRange {
+                        key,
+                        gt,
+                        gte,
+                        lt,
+                        lte,
+                    })
+                }),
+                (key(), timestamp(), timestamp(), timestamp(), timestamp()).prop_map(
+                    |(key, gt, gte, lt, lte)| Condition::DateRange(pb::DateRange {
+                        key,
+                        gt,
+                        gte,
+                        lt,
+                        lte
+                    })
+                ),
+                key().prop_map(|key| Condition::Exists(pb::Exists { key })),
+            ]
+            .prop_map(|c| pb::Filter { condition: Some(c) })
+        }
+
+        /// Filter trees up to twelve levels deep (past the limit of eight).
+        fn tree() -> impl Strategy<Value = pb::Filter> {
+            leaf().prop_recursive(12, 64, 4, |inner| {
+                prop_oneof![
+                    proptest::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|filters| Condition::All(pb::FilterList { filters })),
+                    proptest::collection::vec(inner.clone(), 0..4)
+                        .prop_map(|filters| Condition::Any(pb::FilterList { filters })),
+                    inner.prop_map(|f| Condition::Negate(Box::new(f))),
+                ]
+                .prop_map(|c| pb::Filter { condition: Some(c) })
+            })
+        }
+
+        fn depth(f: &pb::Filter) -> usize {
+            match &f.condition {
+                Some(Condition::All(l)) | Some(Condition::Any(l)) => {
+                    1 + l.filters.iter().map(depth).max().unwrap_or(0)
+                }
+                Some(Condition::Negate(inner)) => 1 + depth(inner),
+                _ => 0,
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(1024))]
+
+            /// Any filter tree is turned into a condition or refused with
+            /// field violations under `filter`; never a panic, and nothing
+            /// deeper than the limit gets through.
+            #[test]
+            fn hostile_filter_trees_are_checked(f in tree()) {
+                let mut v = Violations::new();
+                match to_cond(&f, "filter", &mut v) {
+                    Some(_) => {
+                        prop_assert!(v.into_result().is_ok());
+                        prop_assert!(depth(&f) <= MAX_DEPTH);
+                    }
+                    None => {
+                        let names = fields(v);
+                        prop_assert!(!names.is_empty());
+                        prop_assert!(names.iter().all(|n| n.starts_with("filter")), "{:?}", names);
+                    }
+                }
+            }
+        }
     }
 }

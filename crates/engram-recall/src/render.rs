@@ -137,4 +137,41 @@ mod tests {
         );
         assert_eq!(t, timeline(&[&obs, &c, &b, &a]));
     }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::hostile_text;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn rendering_hostile_hits_never_panics(
+                texts in proptest::collection::vec((hostile_text(), any::<i64>(), proptest::option::of(any::<i64>()), any::<bool>()), 0..6),
+            ) {
+                let payloads: Vec<PointPayload> = texts
+                    .iter()
+                    .enumerate()
+                    .map(|(n, (t, ts, event, obs))| {
+                        let mut p = payload(&format!("{n}"), *ts, t);
+                        if *obs {
+                            p.kind = Kind::Observation;
+                            p.subject = Some(t.chars().take(8).collect());
+                            p.event_ms = *event;
+                        }
+                        p
+                    })
+                    .collect();
+                for p in &payloads {
+                    prop_assert!(turn_text(p).ends_with(p.text.as_str()));
+                }
+                let refs: Vec<&PointPayload> = payloads.iter().collect();
+                let t = timeline(&refs);
+                let mut rev = refs.clone();
+                rev.reverse();
+                prop_assert_eq!(t, timeline(&rev));
+            }
+        }
+    }
 }

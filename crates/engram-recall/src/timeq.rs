@@ -173,4 +173,24 @@ mod tests {
         let around = TimeHint::around(Relation::After, 100);
         assert!(around.contains(100) && !around.contains(99));
     }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::hostile_text;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn time_hints_of_hostile_questions(
+                q in hostile_text(),
+                now in prop_oneof![Just(i64::MAX), Just(i64::MIN), any::<i64>(), 0i64..4_102_444_800_000],
+            ) {
+                if let Some(TimeHint::Range { from_ms: Some(f), until_ms: Some(u) }) = parse(&q, now) {
+                    prop_assert!(f <= u);
+                }
+            }
+        }
+    }
 }

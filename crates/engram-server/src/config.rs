@@ -46,6 +46,77 @@ pub struct Config {
     pub memory: MemorySettings,
     /// Charging StoreMemory to the workspace wallet.
     pub credits: CreditSettings,
+    /// Overload protection: per-tenant and server-wide limits.
+    pub limits: LimitsSettings,
+}
+
+/// `[limits]`: `0` switches a limit off (except `max_request_bytes`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsSettings {
+    /// Sustained calls per second of one org (token bucket).
+    pub requests_per_sec_per_org: u32,
+    /// Calls one org may make at once above its rate (the bucket's size;
+    /// `0`: one second's worth).
+    pub burst_per_org: u32,
+    /// Calls of one org in flight at once.
+    pub concurrent_calls_per_org: u32,
+    /// Remember/StoreMemory writes of one org whose enrichment is not
+    /// finished, counted by this process.
+    pub max_backlog_per_org: u64,
+    /// Calls in flight in the whole process; more are refused at once.
+    pub max_concurrent_requests: u32,
+    /// Largest request message, bytes (1 KiB to 1 GiB).
+    pub max_request_bytes: usize,
+}
+
+/// tonic's default decoding limit, which was the cap before it was
+/// configurable.
+const DEFAULT_MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+
+impl Default for LimitsSettings {
+    fn default() -> Self {
+        let d = engram_limits::LimitsConfig::default();
+        Self {
+            requests_per_sec_per_org: d.requests_per_sec_per_org,
+            burst_per_org: d.burst_per_org,
+            concurrent_calls_per_org: d.concurrent_calls_per_org,
+            max_backlog_per_org: d.max_backlog_per_org,
+            max_concurrent_requests: d.max_concurrent_requests,
+            max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
+        }
+    }
+}
+
+impl LimitsSettings {
+    /// The limiter's configuration.
+    pub fn limits_config(&self) -> engram_limits::LimitsConfig {
+        engram_limits::LimitsConfig {
+            requests_per_sec_per_org: self.requests_per_sec_per_org,
+            burst_per_org: self.burst_per_org,
+            concurrent_calls_per_org: self.concurrent_calls_per_org,
+            max_backlog_per_org: self.max_backlog_per_org,
+            max_concurrent_requests: self.max_concurrent_requests,
+        }
+    }
+
+    fn validate(&self) -> Result<(), ServerError> {
+        if !(1024..=1 << 30).contains(&self.max_request_bytes) {
+            return Err(ServerError::Config(
+                "limits.max_request_bytes must be between 1024 and 1073741824".into(),
+            ));
+        }
+        if self.concurrent_calls_per_org > 0
+            && self.max_concurrent_requests > 0
+            && self.concurrent_calls_per_org > self.max_concurrent_requests
+        {
+            return Err(ServerError::Config(format!(
+                "limits.concurrent_calls_per_org ({}) must not exceed limits.max_concurrent_requests ({})",
+                self.concurrent_calls_per_org, self.max_concurrent_requests
+            )));
+        }
+        Ok(())
+    }
 }
 
 /// `[memory]`
@@ -159,11 +230,17 @@ pub struct EnrichSettings {
     pub progress_interval_ms: u64,
     /// Longest wait for in-flight events at shutdown, seconds.
     pub drain_timeout_secs: u64,
+    /// Time between sweeps for overdue jobs, milliseconds.
+    pub sweep_interval_ms: u64,
+    /// An unfinished job that has not moved for this long is overdue and
+    /// its event is published again, seconds.
+    pub overdue_after_secs: u64,
 }
 
 impl Default for EnrichSettings {
     fn default() -> Self {
         let d = engram_enrich::EnrichConfig::default();
+        let sweep = engram_enrich::sweeper::SweepConfig::default();
         Self {
             concurrency: d.concurrency,
             max_deliver: d.max_deliver,
@@ -171,6 +248,8 @@ impl Default for EnrichSettings {
             backoff_max_ms: d.backoff_max.as_millis() as u64,
             progress_interval_ms: d.progress_interval.as_millis() as u64,
             drain_timeout_secs: d.drain_timeout.as_secs(),
+            sweep_interval_ms: sweep.interval.as_millis() as u64,
+            overdue_after_secs: sweep.overdue_after.as_secs(),
         }
     }
 }
@@ -185,6 +264,15 @@ impl EnrichSettings {
             backoff_max: Duration::from_millis(self.backoff_max_ms),
             progress_interval: Duration::from_millis(self.progress_interval_ms),
             drain_timeout: Duration::from_secs(self.drain_timeout_secs),
+        }
+    }
+
+    /// The job sweeper's configuration.
+    pub fn sweep_config(&self) -> engram_enrich::sweeper::SweepConfig {
+        engram_enrich::sweeper::SweepConfig {
+            interval: Duration::from_millis(self.sweep_interval_ms),
+            overdue_after: Duration::from_secs(self.overdue_after_secs),
+            ..engram_enrich::sweeper::SweepConfig::default()
         }
     }
 }
@@ -324,7 +412,7 @@ impl Default for EmbedderSettings {
 
 /// `[auth]`: at most one key source; none means the development secret in
 /// the data directory.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthSettings {
     /// HS256 shared secret (at least 16 bytes).
@@ -335,28 +423,142 @@ pub struct AuthSettings {
     pub rs256_public_key_file: Option<PathBuf>,
     /// ES256 public key, PEM file.
     pub es256_public_key_file: Option<PathBuf>,
-    /// JWKS document with RS256/ES256 keys.
+    /// JWKS document with RSA/EC/Ed25519 keys.
     pub jwks_file: Option<PathBuf>,
+    /// JWKS URL (`https://idp/.well-known/jwks.json`), fetched at start-up
+    /// and refreshed; the server starts even when it does not answer.
+    pub jwks_url: Option<String>,
+    /// Longest wait for the JWKS URL, and for a call waiting on it, ms.
+    pub jwks_timeout_ms: u64,
+    /// How often the JWKS URL is fetched again, seconds.
+    pub jwks_refresh_secs: u64,
+    /// Least time between two JWKS fetches (on an unknown `kid`, or while
+    /// the endpoint is down), milliseconds.
+    pub jwks_min_refresh_interval_ms: u64,
     /// Required `iss` claim.
     pub issuer: Option<String>,
     /// Required `aud` claim.
     pub audience: Option<String>,
     /// Clock skew tolerated on expiry, seconds.
     pub leeway_secs: u64,
+    /// Tokens whose `exp` lies more than this after `iat` or after now are
+    /// refused, seconds.
+    pub max_token_lifetime_secs: u64,
+    /// Longest bearer token, bytes; longer ones are refused unparsed.
+    pub max_token_bytes: usize,
 }
 
 impl Default for AuthSettings {
     fn default() -> Self {
+        let jwks = engram_auth::JwksOptions::default();
         Self {
             hs256_secret: None,
             hs256_secret_file: None,
             rs256_public_key_file: None,
             es256_public_key_file: None,
             jwks_file: None,
+            jwks_url: None,
+            jwks_timeout_ms: jwks.timeout.as_millis() as u64,
+            jwks_refresh_secs: jwks.refresh_every.as_secs(),
+            jwks_min_refresh_interval_ms: jwks.min_refresh_interval.as_millis() as u64,
             issuer: None,
             audience: None,
             leeway_secs: 30,
+            max_token_lifetime_secs: engram_auth::DEFAULT_MAX_TOKEN_LIFETIME_SECS,
+            max_token_bytes: engram_auth::DEFAULT_MAX_TOKEN_BYTES,
         }
+    }
+}
+
+/// Never prints the HS256 secret, nor the JWKS URL's credentials or query.
+impl std::fmt::Debug for AuthSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.jwks_url.as_deref().map(|u| {
+            engram_auth::JwksUrl::parse(u)
+                .map(|u| u.redacted())
+                .unwrap_or_else(|_| "<invalid, redacted>".into())
+        });
+        f.debug_struct("AuthSettings")
+            .field(
+                "hs256_secret",
+                &self.hs256_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("hs256_secret_file", &self.hs256_secret_file)
+            .field("rs256_public_key_file", &self.rs256_public_key_file)
+            .field("es256_public_key_file", &self.es256_public_key_file)
+            .field("jwks_file", &self.jwks_file)
+            .field("jwks_url", &url)
+            .field("jwks_timeout_ms", &self.jwks_timeout_ms)
+            .field("jwks_refresh_secs", &self.jwks_refresh_secs)
+            .field(
+                "jwks_min_refresh_interval_ms",
+                &self.jwks_min_refresh_interval_ms,
+            )
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .field("leeway_secs", &self.leeway_secs)
+            .field("max_token_lifetime_secs", &self.max_token_lifetime_secs)
+            .field("max_token_bytes", &self.max_token_bytes)
+            .finish()
+    }
+}
+
+impl AuthSettings {
+    /// One key source at most, and limits in range.
+    fn validate(&self) -> Result<(), ServerError> {
+        let sources = [
+            self.hs256_secret.is_some(),
+            self.hs256_secret_file.is_some(),
+            self.rs256_public_key_file.is_some(),
+            self.es256_public_key_file.is_some(),
+            self.jwks_file.is_some(),
+            self.jwks_url.is_some(),
+        ]
+        .iter()
+        .filter(|x| **x)
+        .count();
+        if sources > 1 {
+            return Err(ServerError::Config(
+                "auth: set only one of hs256_secret, hs256_secret_file, rs256_public_key_file, es256_public_key_file, jwks_file, jwks_url".into(),
+            ));
+        }
+        if let Some(url) = &self.jwks_url {
+            engram_auth::JwksUrl::parse(url)?;
+        }
+        if !(1..=60_000).contains(&self.jwks_timeout_ms) {
+            return Err(ServerError::Config(
+                "auth.jwks_timeout_ms must be between 1 and 60000".into(),
+            ));
+        }
+        if self.jwks_refresh_secs == 0 {
+            return Err(ServerError::Config(
+                "auth.jwks_refresh_secs must be at least 1".into(),
+            ));
+        }
+        // Below this, tokens with made-up key ids would make us hammer the IdP.
+        if self.jwks_min_refresh_interval_ms < 100 {
+            return Err(ServerError::Config(
+                "auth.jwks_min_refresh_interval_ms must be at least 100".into(),
+            ));
+        }
+        // A clock skew, not a lifetime; and jsonwebtoken computes now - leeway.
+        if self.leeway_secs > 3_600 {
+            return Err(ServerError::Config(
+                "auth.leeway_secs must be at most 3600".into(),
+            ));
+        }
+        if self.max_token_lifetime_secs == 0 {
+            return Err(ServerError::Config(
+                "auth.max_token_lifetime_secs must be at least 1".into(),
+            ));
+        }
+        // Above 16 KiB the HTTP/2 transport refuses the headers first.
+        if !(256..=16_384).contains(&self.max_token_bytes) {
+            return Err(ServerError::Config(
+                "auth.max_token_bytes must be between 256 and 16384".into(),
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -456,22 +658,7 @@ impl Config {
 
     /// Checks cross-field rules that serde cannot express.
     pub fn validate(&self) -> Result<(), ServerError> {
-        let a = &self.auth;
-        let sources = [
-            a.hs256_secret.is_some(),
-            a.hs256_secret_file.is_some(),
-            a.rs256_public_key_file.is_some(),
-            a.es256_public_key_file.is_some(),
-            a.jwks_file.is_some(),
-        ]
-        .iter()
-        .filter(|x| **x)
-        .count();
-        if sources > 1 {
-            return Err(ServerError::Config(
-                "auth: set only one of hs256_secret, hs256_secret_file, rs256_public_key_file, es256_public_key_file, jwks_file".into(),
-            ));
-        }
+        self.auth.validate()?;
         if self.embedder.threads == 0 {
             return Err(ServerError::Config(
                 "embedder.threads must be at least 1".into(),
@@ -507,6 +694,7 @@ impl Config {
                 self.log.format
             )));
         }
+        self.limits.validate()?;
         if self.recall.prefetch_active == 0 || self.recall.prefetch_deep == 0 {
             return Err(ServerError::Config(
                 "recall.prefetch_* must be at least 1".into(),
@@ -524,6 +712,11 @@ impl Config {
         {
             return Err(ServerError::Config(
                 "enrich: backoff_base_ms and progress_interval_ms must be at least 1, backoff_max_ms at least backoff_base_ms".into(),
+            ));
+        }
+        if e.sweep_interval_ms == 0 || e.overdue_after_secs == 0 {
+            return Err(ServerError::Config(
+                "enrich.sweep_interval_ms and enrich.overdue_after_secs must be at least 1".into(),
             ));
         }
         self.extract.extractor()?;
@@ -594,6 +787,8 @@ impl Config {
             KeySource::Es256Pem(read(p)?)
         } else if let Some(p) = &a.jwks_file {
             KeySource::Jwks(String::from_utf8_lossy(&read(p)?).into_owned())
+        } else if let Some(u) = &a.jwks_url {
+            KeySource::JwksUrl(engram_auth::JwksUrl::parse(u)?)
         } else {
             KeySource::Hs256Secret(crate::load_or_create_dev_secret(&self.storage.data_dir)?)
         };
@@ -602,6 +797,13 @@ impl Config {
             issuer: a.issuer.clone(),
             audience: a.audience.clone(),
             leeway_secs: a.leeway_secs,
+            max_token_lifetime_secs: a.max_token_lifetime_secs,
+            max_token_bytes: a.max_token_bytes,
+            jwks: engram_auth::JwksOptions {
+                timeout: Duration::from_millis(a.jwks_timeout_ms),
+                refresh_every: Duration::from_secs(a.jwks_refresh_secs),
+                min_refresh_interval: Duration::from_millis(a.jwks_min_refresh_interval_ms),
+            },
         })
     }
 
@@ -676,6 +878,27 @@ mod tests {
     }
 
     #[test]
+    fn limits_come_from_env_and_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("defaults load");
+            assert_eq!(c.limits.max_request_bytes, 4 * 1024 * 1024);
+            jail.set_env("ENGRAM__LIMITS__REQUESTS_PER_SEC_PER_ORG", "50");
+            jail.set_env("ENGRAM__LIMITS__MAX_BACKLOG_PER_ORG", "0");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.limits.limits_config().requests_per_sec_per_org, 50);
+            assert_eq!(c.limits.max_backlog_per_org, 0);
+            jail.set_env("ENGRAM__LIMITS__MAX_REQUEST_BYTES", "10");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("limits.max_request_bytes"), "{e}");
+            jail.set_env("ENGRAM__LIMITS__MAX_REQUEST_BYTES", "65536");
+            jail.set_env("ENGRAM__LIMITS__CONCURRENT_CALLS_PER_ORG", "600");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("must not exceed"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
     fn unknown_keys_and_conflicting_auth_are_refused() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[server]\nlisen = \"x\"\n")?;
@@ -687,5 +910,72 @@ mod tests {
             assert!(e.to_string().contains("only one"), "{e}");
             Ok(())
         });
+    }
+
+    #[test]
+    fn jwks_url_and_token_limits_come_from_env_and_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            let c = Config::load(None).expect("defaults load");
+            assert_eq!(c.auth.jwks_timeout_ms, 2_000);
+            assert_eq!(c.auth.jwks_refresh_secs, 300);
+            assert_eq!(c.auth.jwks_min_refresh_interval_ms, 10_000);
+            assert_eq!(c.auth.max_token_lifetime_secs, 30 * 24 * 3600);
+            assert_eq!(c.auth.max_token_bytes, 8192);
+            let url = "https://svc:p4ss@idp.example/.well-known/jwks.json?key=s3cr3t";
+            jail.set_env("ENGRAM__AUTH__JWKS_URL", url);
+            jail.set_env("ENGRAM__AUTH__JWKS_TIMEOUT_MS", "500");
+            jail.set_env("ENGRAM__AUTH__MAX_TOKEN_LIFETIME_SECS", "3600");
+            let c = Config::load(None).expect("loads");
+            let a = c.auth_config().expect("a key source");
+            assert!(matches!(a.keys, KeySource::JwksUrl(_)));
+            assert_eq!(a.jwks.timeout, Duration::from_millis(500));
+            assert_eq!(a.max_token_lifetime_secs, 3600);
+            assert_eq!(c.signing_secret().unwrap(), None);
+            // Neither the URL's credentials nor its query reach a log line.
+            let shown = format!("{c:?} {a:?}");
+            assert!(
+                !shown.contains("p4ss") && !shown.contains("s3cr3t"),
+                "{shown}"
+            );
+            assert!(shown.contains("idp.example"), "{shown}");
+
+            jail.set_env("ENGRAM__AUTH__HS256_SECRET", "0123456789abcdef0123");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("jwks_url"), "{e}");
+            jail.set_env("ENGRAM__AUTH__HS256_SECRET", "");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("only one"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            for (key, value, want) in [
+                ("JWKS_URL", "ftp://idp/keys", "auth.jwks_url"),
+                ("JWKS_URL", "not a url", "auth.jwks_url"),
+                ("JWKS_TIMEOUT_MS", "0", "auth.jwks_timeout_ms"),
+                (
+                    "JWKS_MIN_REFRESH_INTERVAL_MS",
+                    "5",
+                    "jwks_min_refresh_interval_ms",
+                ),
+                ("MAX_TOKEN_LIFETIME_SECS", "0", "max_token_lifetime_secs"),
+                ("MAX_TOKEN_BYTES", "100000", "max_token_bytes"),
+                ("LEEWAY_SECS", "86400", "leeway_secs"),
+            ] {
+                let var = format!("ENGRAM__AUTH__{key}");
+                jail.set_env(&var, value);
+                let e = Config::load(None).unwrap_err();
+                assert!(e.to_string().contains(want), "{key}={value}: {e}");
+                jail.clear_env();
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_hs256_secret_is_not_in_debug_output() {
+        let mut c = Config::default();
+        c.auth.hs256_secret = Some("hunter2-hunter2-hunter2".into());
+        let shown = format!("{c:?} {:?}", c.auth_config().unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
     }
 }

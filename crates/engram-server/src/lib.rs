@@ -10,17 +10,18 @@
 
 mod backends;
 mod config;
+mod limits;
 mod secret;
 mod serve;
 
 pub use backends::Backends;
 pub use config::{
     AuthSettings, BackendSettings, Config, EmbedderSettings, EnrichSettings, ExtractSettings,
-    ExtractorKind, LogSettings, MetricsSettings, QueueSettings, ServerSettings, StorageSettings,
-    StreamKind, VectorStoreKind,
+    ExtractorKind, LimitsSettings, LogSettings, MetricsSettings, QueueSettings, ServerSettings,
+    StorageSettings, StreamKind, VectorStoreKind,
 };
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
-pub use serve::{LIVENESS, Role, run, run_role, run_with};
+pub use serve::{LIVENESS, OVERDUE_JOBS, Role, run, run_role, run_with};
 
 /// Errors of start-up and serving.
 #[derive(Debug, thiserror::Error)]

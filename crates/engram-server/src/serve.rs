@@ -15,7 +15,7 @@ use engram_proto::v1::recall_service_server::RecallServiceServer;
 use engram_recall::{RecallConfig, RecallServiceImpl};
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -75,6 +75,11 @@ const WORKSPACE: [&str; 3] = [
 /// other names follow NATS and Qdrant, and restarting a process does not
 /// bring a dependency back).
 pub const LIVENESS: &str = "liveness";
+/// Health name that is SERVING while no job is overdue (see
+/// `engram_enrich::sweeper`) and NOT_SERVING while some are; how many is
+/// the `engram_jobs_overdue` gauge. Not part of readiness: a stuck job is
+/// no reason to take a process out of service.
+pub const OVERDUE_JOBS: &str = "overdue-jobs";
 /// How often dependencies are probed for the health service.
 const HEALTH_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -114,7 +119,19 @@ pub async fn run_with(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let backends = backends.instrumented();
+    let mut backends = backends.instrumented();
+    // A write's backlog is counted from the job records it creates, so
+    // every user of the job store (writes, consumer, sweeper) shares the
+    // tracking one; the limiter re-checks through the plain one.
+    let limiter = Arc::new(
+        engram_limits::Limiter::new(
+            config.limits.limits_config(),
+            backends.jobs.clone().filter(|_| role.ingests()),
+        )
+        .map_err(|e| ServerError::Config(e.to_string()))?,
+    );
+    backends.jobs = backends.jobs.map(|jobs| limiter.track(jobs));
+    let max_request = config.limits.max_request_bytes;
     let (stop_tx, stop_rx) = watch::channel(false);
     let stopped = move |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
@@ -131,13 +148,26 @@ pub async fn run_with(
             .await;
     }
     let provisioned = Arc::new(AtomicBool::new(false));
+    let overdue = Arc::new(AtomicU64::new(0));
     let prober = tokio::spawn(probe_health(
         role,
         backends.clone(),
         health.clone(),
         stop_rx.clone(),
         Arc::clone(&provisioned),
+        Arc::clone(&overdue),
     ));
+    // Every role with job records counts overdue jobs; those that enrich
+    // also publish their events again.
+    let sweeper = backends.jobs.clone().map(|jobs| {
+        tokio::spawn(engram_enrich::sweeper::run(
+            jobs,
+            backends.stream.clone().filter(|_| role.enriches()),
+            config.enrich.sweep_config(),
+            Arc::clone(&overdue),
+            stopped(stop_rx.clone()),
+        ))
+    });
 
     let consumer = if role.enriches() {
         let stream = backends
@@ -172,6 +202,9 @@ pub async fn run_with(
     };
 
     let verifier = Arc::new(JwtVerifier::new(config.auth_config()?)?);
+    // A JWKS URL is fetched in the background, so a down identity provider
+    // never delays start-up; held until this function returns.
+    let _jwks_refresh = verifier.spawn_refresh();
     let reflection_v1 = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(engram_proto::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -183,10 +216,15 @@ pub async fn run_with(
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .build_v1alpha()
         .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
-    // Telemetry outermost: calls refused by authentication are counted too.
+    // Telemetry outermost: calls refused by authentication or a limit are
+    // counted too. Limits inside auth: they are per tenant, from the claims.
     let mut router = Server::builder()
         .layer(engram_telemetry::GrpcTelemetryLayer)
         .layer(AuthLayer::new(verifier))
+        .layer(crate::limits::LimitsLayer::new(
+            Arc::clone(&limiter),
+            max_request,
+        ))
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha);
@@ -227,15 +265,23 @@ pub async fn run_with(
             provisioned: Arc::clone(&provisioned),
         });
         router = router
-            .add_service(IngestServiceServer::new(ingest))
-            .add_service(JobServiceServer::new(JobServiceImpl::new(jobs)))
-            .add_service(MemoryServiceServer::new(MemoryServiceImpl::new(
-                Arc::clone(&workspace),
-            )))
-            .add_service(CollectionServiceServer::new(CollectionServiceImpl::new(
-                Arc::clone(&workspace),
-            )))
-            .add_service(CreditServiceServer::new(CreditServiceImpl::new(workspace)));
+            .add_service(IngestServiceServer::new(ingest).max_decoding_message_size(max_request))
+            .add_service(
+                JobServiceServer::new(JobServiceImpl::new(jobs))
+                    .max_decoding_message_size(max_request),
+            )
+            .add_service(
+                MemoryServiceServer::new(MemoryServiceImpl::new(Arc::clone(&workspace)))
+                    .max_decoding_message_size(max_request),
+            )
+            .add_service(
+                CollectionServiceServer::new(CollectionServiceImpl::new(Arc::clone(&workspace)))
+                    .max_decoding_message_size(max_request),
+            )
+            .add_service(
+                CreditServiceServer::new(CreditServiceImpl::new(workspace))
+                    .max_decoding_message_size(max_request),
+            );
     }
     if role.recalls() {
         let recall = RecallServiceImpl::new(
@@ -248,7 +294,8 @@ pub async fn run_with(
             },
         )
         .with_collections(backends.collections.clone());
-        router = router.add_service(RecallServiceServer::new(recall));
+        router = router
+            .add_service(RecallServiceServer::new(recall).max_decoding_message_size(max_request));
     }
 
     let addr = listener.local_addr().map_err(|source| ServerError::Io {
@@ -290,6 +337,9 @@ pub async fn run_with(
         tracing::error!(%error, "enrichment consumer ended abnormally");
     }
     prober.abort();
+    if let Some(sweeper) = sweeper {
+        sweeper.abort();
+    }
     backends.store.close().await?;
     tracing::info!("engram stopped");
     result.map_err(ServerError::from)
@@ -303,6 +353,7 @@ async fn probe_health(
     health: HealthReporter,
     mut stop: watch::Receiver<bool>,
     provisioned: Arc<AtomicBool>,
+    overdue: Arc<AtomicU64>,
 ) {
     let mut last: Option<(bool, bool)> = None;
     loop {
@@ -362,6 +413,11 @@ async fn probe_health(
             provisioned.store(true, Ordering::Release);
         }
         health.set_service_status("", status(all)).await;
+        if backends.jobs.is_some() {
+            health
+                .set_service_status(OVERDUE_JOBS, status(overdue.load(Ordering::Relaxed) == 0))
+                .await;
+        }
         if role.ingests() {
             health
                 .set_service_status(INGEST, status(store_ok && queue_ok))

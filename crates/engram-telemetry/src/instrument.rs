@@ -11,9 +11,9 @@ use crate::metrics::{
 use crate::trace::context_fields;
 use async_trait::async_trait;
 use engram_core::{
-    Delivery, EmbedError, Embedder, HybridQuery, Job, JobStore, JobStoreError, OutboundMessage,
-    Point, PointPayload, PublishAck, ScopeFilter, ScoredPoint, StoreError, StreamError,
-    Subscription, TurnStream, VectorStore,
+    Delivery, EmbedError, Embedder, HybridQuery, Job, JobStore, JobStoreError, KeptEvent,
+    OutboundMessage, Point, PointPayload, PublishAck, ScopeFilter, ScoredPoint, StoreError,
+    StreamError, Subscription, TurnStream, VectorStore,
 };
 use std::collections::HashSet;
 use std::future::Future;
@@ -226,5 +226,17 @@ impl JobStore for InstrumentedJobs {
 
     async fn ready(&self) -> Result<(), JobStoreError> {
         self.inner.ready().await
+    }
+
+    async fn keep_event(&self, event: &KeptEvent) -> Result<(), JobStoreError> {
+        self.inner.keep_event(event).await
+    }
+
+    async fn drop_event(&self, job_id: &str) -> Result<(), JobStoreError> {
+        self.inner.drop_event(job_id).await
+    }
+
+    async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError> {
+        self.inner.kept_events(limit).await
     }
 }

@@ -13,6 +13,13 @@ use std::net::SocketAddr;
 pub const GRPC_REQUESTS: &str = "engram_grpc_requests_total";
 /// Time to answer a call, by `method` and `code`.
 pub const GRPC_DURATION: &str = "engram_grpc_request_duration_seconds";
+/// Calls refused by a limit, by `reason` (`RATE_LIMITED`,
+/// `TOO_MANY_CONCURRENT_CALLS`, `BACKLOG_FULL`, `SERVER_OVERLOADED`,
+/// `REQUEST_TOO_LARGE`).
+pub const LIMITED: &str = "engram_limited_total";
+/// Authenticated calls in flight (what `limits.max_concurrent_requests`
+/// caps).
+pub const GRPC_IN_FLIGHT: &str = "engram_grpc_in_flight";
 /// Time to embed one batch.
 pub const EMBED_DURATION: &str = "engram_embed_duration_seconds";
 /// Texts per embedded batch.
@@ -31,6 +38,14 @@ pub const STREAM_BACKLOG: &str = "engram_stream_backlog";
 pub const JOBS: &str = "engram_jobs_total";
 /// Time to enrich one delivery, by `outcome` (ok or error).
 pub const ENRICH_DURATION: &str = "engram_enrich_duration_seconds";
+/// Panics contained inside enrichment, by `stage` (`extract`: the write
+/// kept the caller's observations; `process`: the job failed at once).
+pub const ENRICH_PANICS: &str = "engram_enrich_panics_total";
+/// Unfinished jobs that have not moved for longer than the sweeper allows,
+/// as of its last sweep.
+pub const JOBS_OVERDUE: &str = "engram_jobs_overdue";
+/// Events of overdue jobs the sweeper published again.
+pub const JOBS_REPUBLISHED: &str = "engram_jobs_republished_total";
 
 /// Latency buckets (seconds): from sub-millisecond searches to slow
 /// enrichment batches.
@@ -64,6 +79,8 @@ fn describe() {
         "gRPC calls answered, by method and status code"
     );
     describe_histogram!(GRPC_DURATION, Unit::Seconds, "time to answer a gRPC call");
+    describe_counter!(LIMITED, "calls refused by a limit, by reason");
+    describe_gauge!(GRPC_IN_FLIGHT, "authenticated gRPC calls in flight");
     describe_histogram!(
         EMBED_DURATION,
         Unit::Seconds,
@@ -94,6 +111,23 @@ fn describe() {
         Unit::Seconds,
         "time to enrich one delivery"
     );
+    describe_counter!(
+        ENRICH_PANICS,
+        "panics contained inside enrichment, by stage"
+    );
+    describe_gauge!(
+        JOBS_OVERDUE,
+        "unfinished jobs that have not moved for longer than allowed"
+    );
+    describe_counter!(
+        JOBS_REPUBLISHED,
+        "events of overdue jobs published again by the sweeper"
+    );
+}
+
+/// Records the number of overdue jobs of the last sweep.
+pub fn set_overdue(jobs: u64) {
+    metrics::gauge!(JOBS_OVERDUE).set(jobs as f64);
 }
 
 /// Records the sampled stream backlog.

@@ -5,9 +5,11 @@
 //! other nor with a NATS server that happens to run on the machine (one
 //! listens on 127.0.0.1:4222 here; tests must never depend on it).
 //! [`chat::ChatServer`] speaks the OpenAI chat completions API from a
-//! script, for the LLM extractor's tests.
+//! script, for the LLM extractor's tests. [`text`] holds the `proptest`
+//! strategies of hostile text every text path is tested with.
 
 pub mod chat;
+pub mod text;
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};

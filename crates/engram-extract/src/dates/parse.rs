@@ -245,8 +245,8 @@ impl<'a> Ctx<'a> {
             let dir = self.direction(i);
             let today = a.weekday().num_days_from_monday();
             let d = match dir {
-                Dir::Past => a - Days::new(u64::from((today + 7 - wd) % 7)),
-                Dir::Future => a + Days::new(u64::from((wd + 7 - today) % 7)),
+                Dir::Past => a.checked_sub_days(Days::new(u64::from((today + 7 - wd) % 7)))?,
+                Dir::Future => a.checked_add_days(Days::new(u64::from((wd + 7 - today) % 7)))?,
             };
             // "Friday, May 5, 2023": the explicit date wins.
             if self.spaced(i, true)
@@ -287,12 +287,12 @@ impl<'a> Ctx<'a> {
         let p = match next {
             "morning" | "afternoon" | "evening" => Period::day(a),
             "week" => Period::week_of(a),
-            "weekend" => Period::weekend(week_start(a) + Days::new(5)),
+            "weekend" => Period::weekend(week_start(a).checked_add_days(Days::new(5))?),
             "month" => Period::month(a.year(), a.month())?,
             "year" => Period::year(a.year())?,
             _ => {
                 if let Some(wd) = weekday_index(next) {
-                    Period::day(week_start(a) + Days::new(u64::from(wd)))
+                    Period::day(week_start(a).checked_add_days(Days::new(u64::from(wd)))?)
                 } else {
                     let m = self.month_word(i + 1)?;
                     Period::month(a.year(), m)?
@@ -331,7 +331,9 @@ impl<'a> Ctx<'a> {
         let p = match next {
             "night" if dir < 0 => Period::day(a.pred_opt()?),
             "week" => Period::week_of(shift_days(7)?),
-            "weekend" => Period::weekend(week_start(shift_days(7)?) + Days::new(5)),
+            "weekend" => {
+                Period::weekend(week_start(shift_days(7)?).checked_add_days(Days::new(5))?)
+            }
             "month" => {
                 let d = shift_months(1)?;
                 Period::month(d.year(), d.month())?
@@ -342,10 +344,10 @@ impl<'a> Ctx<'a> {
                     let today = a.weekday().num_days_from_monday();
                     let d = if dir < 0 {
                         let back = (today + 7 - wd) % 7;
-                        a - Days::new(u64::from(if back == 0 { 7 } else { back }))
+                        a.checked_sub_days(Days::new(u64::from(if back == 0 { 7 } else { back })))?
                     } else {
                         let fwd = (wd + 7 - today) % 7;
-                        a + Days::new(u64::from(if fwd == 0 { 7 } else { fwd }))
+                        a.checked_add_days(Days::new(u64::from(if fwd == 0 { 7 } else { fwd })))?
                     };
                     return Some((self.part_of_day(i + 2), Period::day(d), true));
                 }

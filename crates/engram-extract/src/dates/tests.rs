@@ -289,3 +289,64 @@ fn query_expressions() {
     assert!(find_dates("Where did Ana live before the move to Lyon?", jan).is_empty());
     assert!(find_dates("what does Ana like", jan).is_empty());
 }
+
+mod hostile {
+    //! Dates in text nobody here wrote, against any anchor a turn time can
+    //! give (the ends of the calendar included): no panic, mentions on
+    //! character boundaries, periods in order.
+
+    use super::*;
+    use engram_testkit::text::hostile_text;
+    use proptest::prelude::*;
+
+    fn anchors() -> impl Strategy<Value = NaiveDate> {
+        prop_oneof![
+            4 => (1900i32..2100, 1u32..=12, 1u32..=28).prop_map(|(y, m, d)| ymd(y, m, d)),
+            1 => Just(NaiveDate::MIN),
+            1 => Just(NaiveDate::MAX),
+            1 => Just(NaiveDate::default()),
+        ]
+    }
+
+    const PHRASES: &[&str] = &[
+        "last May",
+        "next week",
+        "two years ago",
+        "on 7 May 2023",
+        "in 2022",
+        "yesterday",
+        "the week before last",
+        "3 days later",
+        "since March",
+        "May 7th",
+        "9999 years ago",
+        "in 262143",
+        "next year",
+        "999999999 days ago",
+        "last Friday",
+        "early 2020s",
+    ];
+
+    /// Date phrases glued to hostile text, so the parser gets far.
+    fn dated_text() -> impl Strategy<Value = String> {
+        let phrases = proptest::sample::select(PHRASES);
+        (hostile_text(), phrases, hostile_text()).prop_map(|(a, p, b)| format!("{a}{p}{b}"))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn find_dates_on_hostile_text(
+            text in prop_oneof![hostile_text(), dated_text()],
+            anchor in anchors(),
+        ) {
+            for m in find_dates(&text, anchor) {
+                prop_assert!(m.start < m.end && m.end <= text.len());
+                prop_assert!(text.is_char_boundary(m.start) && text.is_char_boundary(m.end));
+                prop_assert!(m.period.from <= m.period.until);
+                let _ = (m.period.label(), m.period.phrase(), m.period.key());
+            }
+        }
+    }
+}

@@ -282,7 +282,7 @@ pub(super) fn parse_date(s: &str) -> Result<i64, String> {
 /// A turn's caller-supplied observations as the rules give them (so that
 /// a call that falls back yields the same ones): trimmed, blank ones left
 /// out, about the turn's speaker, dated by the first date they name.
-fn given(turn: &TurnInput) -> impl Iterator<Item = Observation> + '_ {
+pub(crate) fn given(turn: &TurnInput) -> impl Iterator<Item = Observation> + '_ {
     let subject = speaker(turn);
     let anchor = DateTime::from_timestamp_millis(turn.ts_ms)
         .map_or_else(NaiveDate::default, |d| d.date_naive());

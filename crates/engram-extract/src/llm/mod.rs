@@ -6,6 +6,8 @@ mod map;
 mod prompt;
 mod wire;
 
+pub(crate) use map::given;
+
 use std::error::Error as _;
 use std::fmt;
 use std::time::Duration;

@@ -36,6 +36,8 @@ mod quantity;
 mod segment;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod unicode_tests;
 
 use std::collections::HashMap;
 

@@ -134,9 +134,12 @@ const ABBREVIATIONS: &[&str] = &[
 /// Whether the period at byte `i` ends a sentence.
 fn period_ends(text: &str, i: usize) -> bool {
     let before = &text[..i];
+    // The position after the last character that is not part of the word
+    // (that character may be several bytes long: "→.").
     let word_start = before
-        .rfind(|c: char| !(c.is_alphanumeric() || c == '.'))
-        .map_or(0, |p| p + 1);
+        .char_indices()
+        .rfind(|&(_, c)| !(c.is_alphanumeric() || c == '.'))
+        .map_or(0, |(p, c)| p + c.len_utf8());
     let word = &before[word_start..];
     if word.is_empty() {
         return true;

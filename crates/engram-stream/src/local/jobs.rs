@@ -1,8 +1,8 @@
 //! Job records in the local database.
 
-use super::queue::{JOBS, Shared};
+use super::queue::{JOBS, OUTBOX, Shared};
 use async_trait::async_trait;
-use engram_core::{Job, JobStore, JobStoreError};
+use engram_core::{Job, JobStore, JobStoreError, KeptEvent};
 use redb::ReadableTable;
 use std::sync::Arc;
 
@@ -81,5 +81,50 @@ impl JobStore for LocalJobs {
 
     async fn ready(&self) -> Result<(), JobStoreError> {
         self.blocking(|_| Ok(())).await
+    }
+
+    async fn keep_event(&self, event: &KeptEvent) -> Result<(), JobStoreError> {
+        let (key, value) = (event.job_id.clone(), event.encode());
+        self.blocking(move |db| {
+            // Lazily: the durable publish that follows persists it too
+            // (redb keeps commit order), and a crash before that publish
+            // means the write was never acknowledged.
+            let tx = super::lazy_write(db).map_err(internal)?;
+            tx.open_table(OUTBOX)
+                .map_err(internal)?
+                .insert(key.as_str(), value.as_slice())
+                .map_err(internal)?;
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn drop_event(&self, job_id: &str) -> Result<(), JobStoreError> {
+        let key = job_id.to_owned();
+        self.blocking(move |db| {
+            // Losing a drop in a crash only costs a sweep that finds the
+            // job final and drops it again.
+            let tx = super::lazy_write(db).map_err(internal)?;
+            tx.open_table(OUTBOX)
+                .map_err(internal)?
+                .remove(key.as_str())
+                .map_err(internal)?;
+            tx.commit().map_err(internal)
+        })
+        .await
+    }
+
+    async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError> {
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(internal)?;
+            let table = tx.open_table(OUTBOX).map_err(internal)?;
+            let mut out = Vec::new();
+            for row in table.iter().map_err(internal)?.take(limit) {
+                let (_, value) = row.map_err(internal)?;
+                out.push(KeptEvent::decode(value.value())?);
+            }
+            Ok(out)
+        })
+        .await
     }
 }

@@ -26,6 +26,8 @@ const DEAD_PAYLOAD: TableDefinition<u64, &[u8]> = TableDefinition::new("dead_pay
 const COUNTERS: TableDefinition<&str, u64> = TableDefinition::new("counters");
 /// Job records (see `jobs.rs`): job id → JSON of `Job`.
 pub(super) const JOBS: TableDefinition<&str, &str> = TableDefinition::new("jobs");
+/// Events of unfinished jobs (see `jobs.rs`): job id → `KeptEvent::encode`.
+pub(super) const OUTBOX: TableDefinition<&str, &[u8]> = TableDefinition::new("outbox");
 
 /// File name of the database inside the queue directory.
 const FILE: &str = "queue.redb";
@@ -164,6 +166,7 @@ impl LocalQueue {
             tx.open_table(DEAD_PAYLOAD).map_err(internal)?;
             tx.open_table(COUNTERS).map_err(internal)?;
             tx.open_table(JOBS).map_err(internal)?;
+            tx.open_table(OUTBOX).map_err(internal)?;
             tx.open_table(super::credits::WALLETS).map_err(internal)?;
             tx.open_table(super::credits::LEDGER).map_err(internal)?;
             tx.open_table(super::credits::KEYS).map_err(internal)?;

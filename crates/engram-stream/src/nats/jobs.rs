@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv::{self, CreateErrorKind};
 use async_trait::async_trait;
-use engram_core::{Job, JobStore, JobStoreError};
+use engram_core::{Job, JobStore, JobStoreError, KeptEvent};
+use futures::StreamExt;
 
 use super::connection::{Failure, Shared};
 
@@ -19,6 +20,15 @@ pub struct NatsJobs {
     shared: Arc<Shared>,
     /// The bucket handle once it is known to exist.
     bucket: Arc<tokio::sync::Mutex<Option<kv::Store>>>,
+    /// The outbox bucket (`<jobs_bucket>_outbox`) once it is known to exist.
+    outbox: Arc<tokio::sync::Mutex<Option<kv::Store>>>,
+}
+
+/// Which of the two buckets.
+#[derive(Clone, Copy)]
+enum Bucket {
+    Jobs,
+    Outbox,
 }
 
 impl NatsJobs {
@@ -26,21 +36,42 @@ impl NatsJobs {
         NatsJobs {
             shared,
             bucket: Arc::new(tokio::sync::Mutex::new(None)),
+            outbox: Arc::new(tokio::sync::Mutex::new(None)),
+        }
+    }
+
+    /// The bucket holding kept events: the jobs bucket's name with
+    /// `_outbox`, so it needs no setting of its own.
+    pub fn outbox_bucket(&self) -> String {
+        format!("{}_outbox", self.shared.options.jobs_bucket)
+    }
+
+    fn slot(&self, which: Bucket) -> &tokio::sync::Mutex<Option<kv::Store>> {
+        match which {
+            Bucket::Jobs => &self.bucket,
+            Bucket::Outbox => &self.outbox,
         }
     }
 
     /// The bucket, created if missing (first use, or after it was lost).
-    async fn bucket(&self) -> Result<kv::Store, Failure> {
-        let mut cached = self.bucket.lock().await;
+    async fn bucket(&self, which: Bucket) -> Result<kv::Store, Failure> {
+        let mut cached = self.slot(which).lock().await;
         if let Some(store) = cached.as_ref() {
             return Ok(store.clone());
         }
         let options = &self.shared.options;
+        let (name, description) = match which {
+            Bucket::Jobs => (options.jobs_bucket.clone(), "Engram enrichment job records"),
+            Bucket::Outbox => (
+                self.outbox_bucket(),
+                "Engram events of unfinished jobs (re-published by the sweeper)",
+            ),
+        };
         let store = self
             .shared
             .open_bucket(
-                &options.jobs_bucket,
-                "Engram enrichment job records",
+                &name,
+                description,
                 Duration::from_secs(options.jobs_max_age_secs),
             )
             .await?;
@@ -48,9 +79,18 @@ impl NatsJobs {
         Ok(store)
     }
 
-    /// Runs `op` on the bucket within the request timeout; forgets the
-    /// bucket after a failure so that the next call checks it again.
+    /// Runs `op` on the jobs bucket within the request timeout.
     async fn with_bucket<T, F, Fut>(&self, what: &str, op: F) -> Result<T, JobStoreError>
+    where
+        F: FnOnce(kv::Store) -> Fut,
+        Fut: Future<Output = Result<T, Failure>>,
+    {
+        self.with(Bucket::Jobs, what, op).await
+    }
+
+    /// Runs `op` on a bucket within the request timeout; forgets the
+    /// bucket after a failure so that the next call checks it again.
+    async fn with<T, F, Fut>(&self, which: Bucket, what: &str, op: F) -> Result<T, JobStoreError>
     where
         F: FnOnce(kv::Store) -> Fut,
         Fut: Future<Output = Result<T, Failure>>,
@@ -58,13 +98,13 @@ impl NatsJobs {
         let shared = &self.shared;
         let result = shared
             .bounded(what, shared.deadline(), async {
-                let store = self.bucket().await?;
+                let store = self.bucket(which).await?;
                 op(store).await
             })
             .await;
         if let Err(failure) = &result {
             if matches!(failure, Failure::Unavailable(_)) {
-                *self.bucket.lock().await = None;
+                *self.slot(which).lock().await = None;
             }
             tracing::warn!(bucket = %shared.options.jobs_bucket, error = ?failure, "{what} failed");
         }
@@ -132,6 +172,60 @@ impl JobStore for NatsJobs {
                 .map_err(|err| Failure::classify("reading the jobs bucket", &err))
         })
         .await
+    }
+
+    async fn keep_event(&self, event: &KeptEvent) -> Result<(), JobStoreError> {
+        let key = key(&event.job_id)?;
+        let value = event.encode();
+        self.with(Bucket::Outbox, "keeping an event", |store| async move {
+            store
+                .put(key, value.into())
+                .await
+                .map(|_| ())
+                .map_err(|err| Failure::classify("keeping an event", &err))
+        })
+        .await
+    }
+
+    async fn drop_event(&self, job_id: &str) -> Result<(), JobStoreError> {
+        let Ok(key) = key(job_id) else {
+            return Ok(());
+        };
+        // Purge drops the value at once; its small marker ages out with the
+        // bucket's max age.
+        self.with(Bucket::Outbox, "dropping an event", |store| async move {
+            store
+                .purge(key)
+                .await
+                .map_err(|err| Failure::classify("dropping an event", &err))
+        })
+        .await
+    }
+
+    async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError> {
+        let entries = self
+            .with(Bucket::Outbox, "listing kept events", |store| async move {
+                let mut keys = store
+                    .keys()
+                    .await
+                    .map_err(|err| Failure::classify("listing kept events", &err))?;
+                let mut out = Vec::new();
+                while out.len() < limit {
+                    let Some(key) = keys.next().await else { break };
+                    let key = key.map_err(|err| Failure::classify("listing kept events", &err))?;
+                    // Gone between the listing and the read: finished.
+                    if let Some(value) = store
+                        .get(&key)
+                        .await
+                        .map_err(|err| Failure::classify("reading a kept event", &err))?
+                    {
+                        out.push(value);
+                    }
+                }
+                Ok(out)
+            })
+            .await?;
+        entries.iter().map(|b| KeptEvent::decode(b)).collect()
     }
 }
 

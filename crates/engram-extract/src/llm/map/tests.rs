@@ -278,3 +278,91 @@ fn merging() {
         }
     );
 }
+
+mod hostile {
+    //! The model's answer is text nobody here wrote: whatever strings it
+    //! holds, mapping validates or refuses them, never panics.
+
+    use super::super::super::wire::{AnswerEntity, AnswerObservation};
+    use super::*;
+    use engram_testkit::text::hostile_text;
+    use proptest::prelude::*;
+
+    const CATEGORIES: &[&str] = &["preference", "plan", "health", "event", "other", "x"];
+    const KINDS: &[&str] = &[
+        "person",
+        "place",
+        "organization",
+        "product",
+        "date",
+        "quantity",
+        "?",
+    ];
+
+    fn observation() -> impl Strategy<Value = AnswerObservation> {
+        (
+            0usize..4,
+            hostile_text(),
+            proptest::sample::select(CATEGORIES),
+            hostile_text(),
+            proptest::option::of(prop_oneof![
+                hostile_text(),
+                Just("2023-05-07".to_string()),
+                Just("2023-02".to_string())
+            ]),
+        )
+            .prop_map(|(turn, subject, category, text, date)| AnswerObservation {
+                turn,
+                subject,
+                category: category.to_string(),
+                text,
+                date,
+            })
+    }
+
+    fn entity() -> impl Strategy<Value = AnswerEntity> {
+        (
+            hostile_text(),
+            proptest::sample::select(KINDS),
+            proptest::collection::vec(0usize..4, 0..3),
+        )
+            .prop_map(|(label, kind, turns)| AnswerEntity {
+                label,
+                kind: kind.to_string(),
+                turns,
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(512))]
+
+        #[test]
+        fn mapping_hostile_answers_never_panics(
+            texts in proptest::collection::vec(hostile_text(), 3),
+            observations in proptest::collection::vec(observation(), 0..4),
+            entities in proptest::collection::vec(entity(), 0..4),
+        ) {
+            let turns: Vec<TurnInput> = texts
+                .iter()
+                .enumerate()
+                .map(|(n, t)| turn(n, Role::User, t))
+                .collect();
+            if let Ok(x) = to_extraction(&turns, Answer { observations, entities }) {
+                for o in &x.observations {
+                    prop_assert!(!o.text.is_empty());
+                    prop_assert!(o.text.chars().count() <= MAX_TEXT_CHARS + 1);
+                }
+            }
+        }
+
+        #[test]
+        fn dates_and_labels_never_panic(s in hostile_text()) {
+            let _ = parse_date(&s);
+            for kind in [EntityKind::Person, EntityKind::Place, EntityKind::Date] {
+                let _ = normalize(kind, &s);
+            }
+            let _ = date_key(&s, 1_683_468_180_000);
+            let _ = contains_word(&s.to_lowercase(), "ana");
+        }
+    }
+}
