@@ -235,6 +235,42 @@ pub fn test_config(data_dir: &Path) -> Config {
     config
 }
 
+/// Polls the health of `service` on `server` until it reports `want` (30 s
+/// at most); returns how long that took.
+pub async fn wait_health(
+    server: &TestServer,
+    service: &str,
+    want: tonic_health::pb::health_check_response::ServingStatus,
+) -> std::time::Duration {
+    let started = tokio::time::Instant::now();
+    let deadline = started + std::time::Duration::from_secs(30);
+    loop {
+        let got = server.health(service).await.ok();
+        if got == Some(want) {
+            return started.elapsed();
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "health of {service:?} at {} stayed {got:?}, wanted {want:?}",
+            server.addr
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// The test defaults with the turn stream on the NATS server at
+/// `nats_url`, with short timeouts (ack wait 2 s, requests 1.5 s, drain 1 s)
+/// so outages show quickly.
+pub fn nats_test_config(data_dir: &Path, nats_url: String) -> Config {
+    let mut c = test_config(data_dir);
+    c.backends.stream = engram_server::StreamKind::Nats;
+    c.nats.url = nats_url;
+    c.nats.ack_wait_secs = 2;
+    c.nats.request_timeout_ms = 1500;
+    c.enrich.drain_timeout_secs = 1;
+    c
+}
+
 /// Claims for `org`/`user` valid for `ttl_secs` (negative: expired).
 pub fn claims(org: &str, user: &str, ttl_secs: i64) -> engram_auth::Claims {
     let now = jsonwebtoken::get_current_timestamp() as i64;

@@ -7,10 +7,10 @@ use engram_core::{
     Job as JobRecord, JobState as State, JobStore, Kind, OutboundMessage, ScopeFilter, TurnStream,
 };
 use engram_proto::v1::*;
-use engram_server::{Backends, Config, Role, StreamKind};
+use engram_server::{Backends, Config, Role};
 use engram_testkit::NatsServer;
 use engram_tests::faults::{Fault, FaultyStore};
-use engram_tests::{TestServer, authed, test_config, token};
+use engram_tests::{TestServer, authed, nats_test_config, token, wait_health};
 use futures::StreamExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -22,13 +22,8 @@ use tonic_types::StatusExt;
 const JOB_WAIT: Duration = Duration::from_secs(40);
 
 fn nats_config(dir: &Path, nats: &NatsServer) -> Config {
-    let mut c = test_config(dir);
-    c.backends.stream = StreamKind::Nats;
-    c.nats.url = nats.url();
-    c.nats.ack_wait_secs = 2;
-    c.nats.request_timeout_ms = 1500;
+    let mut c = nats_test_config(dir, nats.url());
     c.enrich.max_deliver = 3;
-    c.enrich.drain_timeout_secs = 1;
     c
 }
 
@@ -90,21 +85,6 @@ async fn count(backends: &Backends, org: &str, kind: Kind) -> u64 {
         ..ScopeFilter::tenant(org)
     };
     backends.store.count(&filter).await.expect("count")
-}
-
-async fn wait_health(server: &TestServer, service: &str, want: ServingStatus) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = server.health(service).await.ok();
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health of {service:?} stayed {got:?}, wanted {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 /// Remember until it succeeds (NATS may still be reconnecting).

@@ -11,10 +11,10 @@
 //! it prints why it is skipped.
 
 use engram_proto::v1::*;
-use engram_server::{Backends, Config, LIVENESS, Role, StreamKind, VectorStoreKind};
+use engram_server::{Backends, Config, LIVENESS, Role, VectorStoreKind};
 use engram_testkit::NatsServer;
 use engram_tests::faults::{TcpProxy, vacant_addr};
-use engram_tests::{TestServer, authed, test_config, token};
+use engram_tests::{TestServer, authed, nats_test_config, test_config, token, wait_health};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -48,11 +48,8 @@ const RECALL: &str = "engram.v1.RecallService";
 const HEALTH: &str = "grpc.health.v1.Health";
 
 fn nats_config(dir: &Path, nats: &NatsServer) -> Config {
-    let mut c = test_config(dir);
-    c.backends.stream = StreamKind::Nats;
-    c.nats.url = nats.url();
+    let mut c = nats_test_config(dir, nats.url());
     c.nats.request_timeout_ms = NATS_TIMEOUT.as_millis() as u64;
-    c.enrich.drain_timeout_secs = 1;
     c
 }
 
@@ -149,22 +146,6 @@ async fn first_health(
 }
 
 /// Waits until the health of `service` is `want`; returns how long it took.
-async fn wait_health(server: &TestServer, service: &str, want: ServingStatus) -> Duration {
-    let started = Instant::now();
-    let deadline = started + Duration::from_secs(30);
-    loop {
-        let got = server.health(service).await.ok();
-        if got == Some(want) {
-            return started.elapsed();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "health of {service:?} at {} stayed {got:?}, wanted {want:?}",
-            server.addr
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
 
 /// The services `server` lists through reflection (v1).
 async fn reflected_services(server: &TestServer) -> anyhow::Result<Vec<String>> {

@@ -8,9 +8,9 @@
 use engram_core::{KeptEvent, Kind, ScopeFilter, ids};
 use engram_proto::events::v1::{Event, IngestedTurn, TurnsIngested, event};
 use engram_proto::v1::*;
-use engram_server::{Backends, Config, OVERDUE_JOBS, Role, StreamKind};
+use engram_server::{Backends, Config, OVERDUE_JOBS, Role};
 use engram_testkit::NatsServer;
-use engram_tests::{TestServer, authed, test_config, token};
+use engram_tests::{TestServer, authed, nats_test_config, test_config, token, wait_health};
 use prost::Message;
 use std::path::Path;
 use std::time::Duration;
@@ -24,12 +24,7 @@ fn fast_sweeps(c: &mut Config) {
 }
 
 fn nats_config(dir: &Path, nats: &NatsServer) -> Config {
-    let mut c = test_config(dir);
-    c.backends.stream = StreamKind::Nats;
-    c.nats.url = nats.url();
-    c.nats.ack_wait_secs = 2;
-    c.nats.request_timeout_ms = 1500;
-    c.enrich.drain_timeout_secs = 1;
+    let mut c = nats_test_config(dir, nats.url());
     fast_sweeps(&mut c);
     c
 }
@@ -49,21 +44,6 @@ fn request(org: &str) -> RememberRequest {
         }],
         options: None,
         metadata: None,
-    }
-}
-
-async fn wait_health(server: &TestServer, service: &str, want: ServingStatus) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let got = server.health(service).await.ok();
-        if got == Some(want) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "health of {service:?} stayed {got:?}, wanted {want:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
 

@@ -640,13 +640,14 @@ async fn subscription_reports_a_long_outage_and_resumes() {
     publish_eventually(&stream, message("m-2", "job-2", "after")).await;
     // A killed server may lose acks it had not written yet (JetStream
     // writes consumer state asynchronously), so "before" may come again
-    // once its ack wait has passed: delivery is at least once.
+    // once its ack wait has passed: delivery is at least once. Its delivery
+    // count may be lost with that state too (nats-server 2.9 starts it at
+    // 1 again), which is why the consumer counts attempts on the job record.
     let delivery = loop {
         let delivery = next(&mut subscription).await;
         if delivery.payload() != b"before" {
             break delivery;
         }
-        assert!(delivery.attempt() > 1, "a redelivery counts its attempt");
         delivery.ack().await.unwrap();
     };
     assert_eq!(delivery.payload(), b"after");
