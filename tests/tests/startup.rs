@@ -145,8 +145,6 @@ async fn first_health(
     }
 }
 
-/// Waits until the health of `service` is `want`; returns how long it took.
-
 /// The services `server` lists through reflection (v1).
 async fn reflected_services(server: &TestServer) -> anyhow::Result<Vec<String>> {
     let mut client = ServerReflectionClient::new(server.channel().await?);

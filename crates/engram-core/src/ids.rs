@@ -223,7 +223,7 @@ mod tests {
                 if !user.is_empty() {
                     prop_assert_ne!(&id, &fragment_id(&shifted, Role::User, &text, ts));
                 }
-                prop_assert_eq!(job_id(&scope, &[id.clone()], &[true]).len(), 32);
+                prop_assert_eq!(job_id(&scope, std::slice::from_ref(&id), &[true]).len(), 32);
             }
 
             /// A point id is read from any string without panicking; only 64
