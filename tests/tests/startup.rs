@@ -27,9 +27,11 @@ use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
 use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 use tonic_types::StatusExt;
 
-/// How soon after start a process must answer health and reflection: what
-/// a Kubernetes startup probe waits, with room for loading the model.
-const ANSWERS_WITHIN: Duration = Duration::from_secs(3);
+/// How soon after start a process must answer health and reflection while
+/// its dependencies never answer (it measures 0.4-1.8 s here, model
+/// loading included; the bound leaves room for a loaded CI machine and is
+/// still far from "waits for the dependency", which would be forever).
+const ANSWERS_WITHIN: Duration = Duration::from_secs(10);
 
 /// NATS request timeout of these tests; also how long a call may wait for
 /// a connection before it answers UNAVAILABLE.
@@ -38,8 +40,9 @@ const NATS_TIMEOUT: Duration = Duration::from_millis(1500);
 /// Qdrant call timeout of these tests.
 const QDRANT_TIMEOUT: Duration = Duration::from_millis(1500);
 
-/// Scheduling slack on top of a timeout.
-const SLACK: Duration = Duration::from_millis(700);
+/// Scheduling slack on top of a timeout (generous for a loaded CI machine;
+/// waiting for the dependency would take forever).
+const SLACK: Duration = Duration::from_secs(3);
 
 const JOB_WAIT: Duration = Duration::from_secs(40);
 

@@ -202,7 +202,7 @@ async fn down_at_start_is_unavailable_then_recovers() {
     let started = Instant::now();
     let e = v.verify(&t).await.unwrap_err();
     assert!(
-        started.elapsed() < Duration::from_millis(1500),
+        started.elapsed() < Duration::from_secs(5),
         "{:?}",
         started.elapsed()
     );
@@ -262,7 +262,9 @@ async fn a_slow_endpoint_never_holds_a_call_past_the_timeout() {
         let e = v.verify(&t).await.unwrap_err();
         let took = started.elapsed();
         assert!(matches!(e, AuthError::KeysUnavailable { .. }), "{e}");
-        assert!(took < Duration::from_millis(900), "waited {took:?}");
+        // Far below the endpoint's 30 s: the timeout, not the endpoint, ended it
+        // (with room for a loaded machine).
+        assert!(took < Duration::from_secs(5), "waited {took:?}");
     }
     // Once it answers in time, keys load.
     server.set(Answer::Keys(keys));
