@@ -24,6 +24,9 @@ pub fn models_dir() -> PathBuf {
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models"))
 }
 
+/// The shutdown signal a test server runs until.
+type Shutdown = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
 /// A running server.
 pub struct TestServer {
     /// Where it listens.
@@ -47,40 +50,19 @@ impl TestServer {
     ) -> anyhow::Result<Self> {
         let mut config = test_config(data_dir);
         adjust(&mut config);
-        config.validate()?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(engram_server::run(config, listener, async move {
-            let _ = rx.await;
-        }));
-        Ok(Self {
-            addr,
-            stop: Some(tx),
-            task: Some(task),
+        Self::spawn(config, |config, listener, stop| {
+            engram_server::run(config, listener, stop)
         })
+        .await
     }
 
     /// Starts `role` as `engram <role>` does: it opens its own backends
     /// from `config`, so their start-up is part of what is tested.
     pub async fn start_role_opening(role: Role, config: Config) -> anyhow::Result<Self> {
-        config.validate()?;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(engram_server::run_role(
-            role,
-            config,
-            listener,
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        Ok(Self {
-            addr,
-            stop: Some(tx),
-            task: Some(task),
+        Self::spawn(config, move |config, listener, stop| {
+            engram_server::run_role(role, config, listener, stop)
         })
+        .await
     }
 
     /// Starts `role` on backends the test opened itself (several roles in
@@ -90,18 +72,29 @@ impl TestServer {
         config: Config,
         backends: Backends,
     ) -> anyhow::Result<Self> {
+        Self::spawn(config, move |config, listener, stop| {
+            engram_server::run_with(role, config, backends, listener, stop)
+        })
+        .await
+    }
+
+    /// Validates `config`, binds a free port and runs `serve` on it until
+    /// [`TestServer::stop`] (or drop) resolves the shutdown future.
+    async fn spawn<F, Fut>(config: Config, serve: F) -> anyhow::Result<Self>
+    where
+        F: FnOnce(Config, tokio::net::TcpListener, Shutdown) -> Fut,
+        Fut: std::future::Future<Output = Result<(), engram_server::ServerError>> + Send + 'static,
+    {
         config.validate()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(engram_server::run_with(
-            role,
+        let task = tokio::spawn(serve(
             config,
-            backends,
             listener,
-            async move {
+            Box::pin(async move {
                 let _ = rx.await;
-            },
+            }),
         ));
         Ok(Self {
             addr,

@@ -144,18 +144,19 @@ impl IngestServiceImpl {
             // Kept before anything else is written, so an event lost after
             // this point (a crash before the publish, a stream that loses
             // an acknowledged message) is published again by the sweeper.
+            let kept = KeptEvent {
+                job_id: job_id.clone(),
+                org_id: scope.org_id.clone(),
+                msg_id: job_id.clone(),
+                payload,
+                kept_ms: chrono::Utc::now().timestamp_millis(),
+                republished_ms: None,
+            };
             self.jobs
-                .keep_event(&KeptEvent {
-                    job_id: job_id.clone(),
-                    org_id: scope.org_id.clone(),
-                    msg_id: job_id.clone(),
-                    payload: payload.clone(),
-                    kept_ms: chrono::Utc::now().timestamp_millis(),
-                    republished_ms: None,
-                })
+                .keep_event(&kept)
                 .await
                 .map_err(engram_rpc::jobs_status)?;
-            Some(payload)
+            Some(kept.payload)
         } else {
             None
         };

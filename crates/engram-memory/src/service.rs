@@ -215,17 +215,15 @@ impl MemoryServiceImpl {
         // processed: a pending record never exists without an event the
         // sweeper can publish again (a crash before the publish, an event
         // the stream lost after acknowledging it).
-        let kept = ws
-            .jobs
-            .keep_event(&KeptEvent {
-                job_id: memory_id.clone(),
-                org_id: org.clone(),
-                msg_id: msg_id.clone(),
-                payload: payload.clone(),
-                kept_ms: job.created_ms,
-                republished_ms: None,
-            })
-            .await;
+        let outbox = KeptEvent {
+            job_id: memory_id.clone(),
+            org_id: org.clone(),
+            msg_id,
+            payload,
+            kept_ms: job.created_ms,
+            republished_ms: None,
+        };
+        let kept = ws.jobs.keep_event(&outbox).await;
         // Recorded before the publish, so the consumer never finds its
         // progress overwritten by a late "pending".
         let recorded = match kept {
@@ -249,9 +247,9 @@ impl MemoryServiceImpl {
         let published = ws
             .stream
             .publish(OutboundMessage {
-                msg_id,
+                msg_id: outbox.msg_id,
                 job_id: memory_id.clone(),
-                payload,
+                payload: outbox.payload,
                 ..Default::default()
             })
             .await
