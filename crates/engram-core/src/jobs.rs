@@ -212,6 +212,9 @@ pub trait JobStore: Send + Sync + 'static {
     /// Forgets the kept event of `job_id`, if any (its job is final).
     async fn drop_event(&self, job_id: &str) -> Result<(), JobStoreError>;
 
+    /// The kept event of `job_id`, if any.
+    async fn kept_event(&self, job_id: &str) -> Result<Option<KeptEvent>, JobStoreError>;
+
     /// Kept events, at most `limit`, in no particular order.
     async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError>;
 }

@@ -288,6 +288,10 @@ impl JobStore for TrackedJobs {
         Ok(())
     }
 
+    async fn kept_event(&self, job_id: &str) -> Result<Option<KeptEvent>, JobStoreError> {
+        self.inner.kept_event(job_id).await
+    }
+
     async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError> {
         self.inner.kept_events(limit).await
     }

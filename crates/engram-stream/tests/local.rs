@@ -4,6 +4,8 @@ use engram_core::{Job, JobState, JobStore, OutboundMessage, TurnStream};
 use engram_stream::{LocalQueue, LocalQueueOptions};
 use std::time::Duration;
 
+mod support;
+
 fn message(id: &str) -> OutboundMessage {
     OutboundMessage {
         msg_id: id.into(),
@@ -202,6 +204,20 @@ fn job(id: &str, state: JobState) -> Job {
         fallback: None,
         owner: None,
     }
+}
+
+#[tokio::test]
+async fn outbox_keeps_reads_and_drops_events_and_survives_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let q = open(dir.path());
+        support::outbox_keeps_reads_and_drops(&q.job_store()).await;
+        q.close();
+    }
+    let q = open(dir.path());
+    let jobs = q.job_store();
+    assert!(jobs.kept_event("0b2").await.unwrap().is_some());
+    assert_eq!(jobs.kept_event("0a1").await.unwrap(), None);
 }
 
 #[tokio::test]

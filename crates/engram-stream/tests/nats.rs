@@ -12,6 +12,8 @@ use engram_stream::nats::{ATTEMPTS_HEADER, DEAD_REASON_HEADER, JOB_ID_HEADER};
 use engram_stream::{NatsOptions, NatsStream};
 use engram_testkit::NatsServer;
 
+mod support;
+
 fn options(server: &NatsServer) -> NatsOptions {
     NatsOptions {
         url: server.url(),
@@ -460,6 +462,19 @@ async fn subscription_recreates_a_deleted_consumer() {
         }
     }
     assert!(got_second, "no delivery after the consumer was deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outbox_keeps_reads_and_drops_events() {
+    let server = NatsServer::start();
+    let stream = NatsStream::connect(options(&server)).await.unwrap();
+    let jobs = stream.job_store();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Err(err) = jobs.ready().await {
+        assert!(Instant::now() < deadline, "job store not ready: {err}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    support::outbox_keeps_reads_and_drops(&jobs).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

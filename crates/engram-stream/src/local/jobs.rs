@@ -114,6 +114,19 @@ impl JobStore for LocalJobs {
         .await
     }
 
+    async fn kept_event(&self, job_id: &str) -> Result<Option<KeptEvent>, JobStoreError> {
+        let key = job_id.to_owned();
+        self.blocking(move |db| {
+            let tx = db.begin_read().map_err(internal)?;
+            let table = tx.open_table(OUTBOX).map_err(internal)?;
+            match table.get(key.as_str()).map_err(internal)? {
+                Some(v) => KeptEvent::decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
     async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError> {
         self.blocking(move |db| {
             let tx = db.begin_read().map_err(internal)?;

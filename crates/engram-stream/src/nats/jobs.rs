@@ -202,6 +202,21 @@ impl JobStore for NatsJobs {
         .await
     }
 
+    async fn kept_event(&self, job_id: &str) -> Result<Option<KeptEvent>, JobStoreError> {
+        let Ok(key) = key(job_id) else {
+            return Ok(None);
+        };
+        let value = self
+            .with(Bucket::Outbox, "reading a kept event", |store| async move {
+                store
+                    .get(key)
+                    .await
+                    .map_err(|err| Failure::classify("reading a kept event", &err))
+            })
+            .await?;
+        value.map(|b| KeptEvent::decode(&b)).transpose()
+    }
+
     async fn kept_events(&self, limit: usize) -> Result<Vec<KeptEvent>, JobStoreError> {
         let entries = self
             .with(Bucket::Outbox, "listing kept events", |store| async move {
