@@ -148,22 +148,7 @@ impl MemoryServiceImpl {
             .await
             .map_err(engram_rpc::jobs_status)?;
         if let Some(job) = previous.as_ref().filter(|j| j.state != JobState::Failed) {
-            // A re-sent request: same memory, nothing charged or published.
-            let mut response = Response::new(StoreMemoryResponse {
-                memory_id: memory_id.clone(),
-                status: status_of(job.state).into(),
-                collection_id,
-                characters: 0,
-            });
-            if ws.config.credits_enabled {
-                let balance = ws
-                    .credits
-                    .balance(org)
-                    .await
-                    .map_err(engram_rpc::accounts_status)?;
-                billing::headers(response.metadata_mut(), balance, 0, None);
-            }
-            return Ok(response);
+            return self.resent(org, memory_id, collection_id, job.state).await;
         }
 
         let charge = if ws.config.credits_enabled {
@@ -205,7 +190,7 @@ impl MemoryServiceImpl {
         };
         // A retry of a failed memory must not be dropped as a duplicate
         // of the first attempt inside the stream's window.
-        let attempt = previous.map_or(0, |j| j.updated_ms);
+        let attempt = previous.as_ref().map_or(0, |j| j.updated_ms);
         let msg_id = format!("{memory_id}.{attempt}");
         let payload = Event {
             kind: Some(event::Kind::Memory(event)),
@@ -223,26 +208,54 @@ impl MemoryServiceImpl {
             kept_ms: job.created_ms,
             republished_ms: None,
         };
-        let kept = ws.jobs.keep_event(&outbox).await;
-        // Recorded before the publish, so the consumer never finds its
-        // progress overwritten by a late "pending".
-        let recorded = match kept {
-            Ok(()) => ws.jobs.put(&job).await,
-            Err(e) => Err(e),
-        };
-        if let Err(e) = recorded {
+        if let Err(e) = ws.jobs.keep_event(&outbox).await {
+            // Nothing of this memory exists yet, unless another replica has
+            // recorded it meanwhile: that one's charge is the same standing
+            // charge (keyed by the memory id) and must stay.
+            if let Ok(Some(_)) = ws.jobs.get(&memory_id).await {
+                return Err(engram_rpc::jobs_status(e));
+            }
             self.refund(
                 org,
                 charge.as_ref(),
                 &memory_id,
-                "the job could not be recorded",
+                "the event could not be kept",
             )
             .await;
-            // Refunded: the sweeper must not process it after all.
-            if let Err(error) = ws.jobs.drop_event(&memory_id).await {
-                tracing::warn!(memory_id = %memory_id, %error, "cannot drop the event of an unrecorded memory");
-            }
             return Err(engram_rpc::jobs_status(e));
+        }
+        // Recorded before the publish, so the consumer never finds its
+        // progress overwritten by a late "pending". A record that cannot be
+        // written rolls forward with the kept event: the retry records it
+        // (its charge is standing, so it pays nothing), or the sweeper
+        // creates the record and publishes the event.
+        // Created only if absent: another replica may have recorded the same
+        // memory since it was read above, and its consumer may already have
+        // moved it on (a "pending" written over "ready" would never move
+        // again). Only a retry of a failed memory replaces the record.
+        let recorded = if previous.is_some() {
+            ws.jobs.put(&job).await.map(|()| true)
+        } else {
+            ws.jobs.create(&job).await
+        };
+        match recorded {
+            Err(e) => {
+                tracing::warn!(memory_id = %memory_id, error = %e, "cannot record the memory; a retry or the sweeper will");
+                return Err(engram_rpc::jobs_status(e));
+            }
+            Ok(false) => {
+                // The other writer's memory: answered as a re-send. The
+                // charge is the standing one of the memory id; the event
+                // kept here is dropped by the sweeper once the job is final.
+                let state = ws
+                    .jobs
+                    .get(&memory_id)
+                    .await
+                    .map_err(engram_rpc::jobs_status)?
+                    .map_or(JobState::Pending, |j| j.state);
+                return self.resent(org, memory_id, collection_id, state).await;
+            }
+            Ok(true) => {}
         }
         let published = ws
             .stream
@@ -255,22 +268,13 @@ impl MemoryServiceImpl {
             .await
             .map_err(engram_rpc::stream_status);
         if let Err(status) = published {
-            self.refund(
-                org,
-                charge.as_ref(),
-                &memory_id,
-                "the memory could not be enqueued",
-            )
-            .await;
-            job.state = JobState::Failed;
-            job.error = Some(format!("not enqueued: {}", status.message()));
-            if let Err(error) = ws.jobs.put(&job).await {
-                tracing::warn!(memory_id = %memory_id, %error, "cannot mark unenqueued memory failed");
-            }
-            // Failed is final: nothing for the sweeper to publish again.
-            if let Err(error) = ws.jobs.drop_event(&memory_id).await {
-                tracing::warn!(memory_id = %memory_id, %error, "cannot drop the event of an unenqueued memory");
-            }
+            // Rolled forward, never back: the charge, the pending record
+            // and the kept event stay, so a retry (on this replica or
+            // another) finds the memory, bills nothing and publishes the
+            // kept event again, and without a retry the sweeper does. A
+            // roll-back here could fail a memory another replica has just
+            // acknowledged, or refund one whose event did reach the stream.
+            tracing::warn!(memory_id = %memory_id, error = %status.message(), "cannot publish; the memory will be enqueued by a retry or the sweeper");
             return Err(status);
         }
         tracing::info!(
@@ -292,6 +296,63 @@ impl MemoryServiceImpl {
             billing::charge(response.metadata_mut(), c);
         }
         Ok(response)
+    }
+
+    /// The answer to a request whose memory is already recorded: the same
+    /// memory, nothing charged. A memory still pending may have a publish
+    /// that failed (or whose acknowledgement was lost): its kept event is
+    /// published again under its own message id, which the stream drops if
+    /// it has it, so the retry completes the write instead of the sweeper.
+    async fn resent(
+        &self,
+        org: &str,
+        memory_id: String,
+        collection_id: String,
+        state: JobState,
+    ) -> Result<Response<StoreMemoryResponse>, Status> {
+        if state == JobState::Pending {
+            self.publish_kept(&memory_id).await?;
+        }
+        let mut response = Response::new(StoreMemoryResponse {
+            memory_id,
+            status: status_of(state).into(),
+            collection_id,
+            characters: 0,
+        });
+        if self.ws.config.credits_enabled {
+            let balance = self
+                .ws
+                .credits
+                .balance(org)
+                .await
+                .map_err(engram_rpc::accounts_status)?;
+            billing::headers(response.metadata_mut(), balance, 0, None);
+        }
+        Ok(response)
+    }
+
+    /// Publishes the kept event of `memory_id` again, if it has one.
+    async fn publish_kept(&self, memory_id: &str) -> Result<(), Status> {
+        let kept = self
+            .ws
+            .jobs
+            .kept_event(memory_id)
+            .await
+            .map_err(engram_rpc::jobs_status)?;
+        let Some(kept) = kept else {
+            return Ok(());
+        };
+        self.ws
+            .stream
+            .publish(OutboundMessage {
+                msg_id: kept.msg_id,
+                job_id: kept.job_id,
+                payload: kept.payload,
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(engram_rpc::stream_status)
     }
 
     /// Gives a charge back after the request failed. A refund that cannot
