@@ -6,7 +6,10 @@
 //! (nothing lost), each turn is stored once (nothing duplicated), every job
 //! and memory reaches READY (nothing stuck) and the credit ledger balances.
 //!
-//! The same on NATS JetStream, where every other kill hits `nats-server`.
+//! The same on NATS JetStream, where every other kill hits `nats-server`,
+//! and with the roles as separate processes (`engram ingest`, `engram
+//! enrich`, `engram recall`) over NATS and a Qdrant server, where the kills
+//! go to ingest, enrich and `nats-server` in turn.
 //! `ENGRAM_CRASH_KILLS` sets the number of kills per test (default 5;
 //! RELIABILITY.md has a run with more).
 
@@ -33,23 +36,36 @@ const MIN_CALLS_PER_CLIENT: usize = 6;
 const PRICE_PER_CHAR: u64 = 3;
 const TOP_UP: u64 = 1_000_000_000;
 
-/// `engram serve` on a fixed address, so clients find it again after a
-/// restart.
+/// One `engram` process (`serve`, or one role) on a fixed address, so
+/// clients find it again after a restart.
 struct Server {
+    role: &'static str,
+    addr: String,
     child: Child,
     log: std::path::PathBuf,
 }
 
 impl Server {
-    fn spawn(addr: &str, env: &[(String, String)], log: &std::path::Path, run: usize) -> Self {
-        let log = log.join(format!("serve-{run}.log"));
-        let child = engram(&["serve", "--listen", addr], env)
+    fn spawn(
+        role: &'static str,
+        addr: &str,
+        env: &[(String, String)],
+        logs: &std::path::Path,
+        run: usize,
+    ) -> Self {
+        let log = logs.join(format!("{role}-{run}.log"));
+        let child = engram(&[role, "--listen", addr], env)
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).expect("log file"))
             .spawn()
             .expect("engram starts");
-        Server { child, log }
+        Server {
+            role,
+            addr: addr.to_owned(),
+            child,
+            log,
+        }
     }
 
     fn log(&self) -> String {
@@ -197,16 +213,17 @@ async fn until_acked(addr: &str, token: &str, client: usize, call: usize) -> Ack
     }
 }
 
-async fn wait_serving(server: &mut Server, addr: &str) -> Channel {
+async fn wait_serving(server: &mut Server) -> Channel {
     let deadline = Instant::now() + Duration::from_secs(90);
     loop {
         if let Some(status) = server.child.try_wait().unwrap() {
             panic!(
-                "engram exited ({status}) after a restart:\n{}",
+                "engram {} exited ({status}) after a restart:\n{}",
+                server.role,
                 server.log()
             );
         }
-        if let Some(channel) = connect(addr).await {
+        if let Some(channel) = connect(&server.addr).await {
             let health = tonic_health::pb::health_client::HealthClient::new(channel.clone())
                 .check(tonic_health::pb::HealthCheckRequest {
                     service: String::new(),
@@ -218,7 +235,8 @@ async fn wait_serving(server: &mut Server, addr: &str) -> Channel {
         }
         assert!(
             Instant::now() < deadline,
-            "not serving after restart:\n{}",
+            "engram {} not serving after restart:\n{}",
+            server.role,
             server.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -235,7 +253,14 @@ fn kills() -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sigkill_during_writes_loses_duplicates_and_strands_nothing() {
     let data = tempfile::tempdir().unwrap();
-    suite("embedded", embedded_env(data.path()), kills(), None).await;
+    suite(
+        "embedded",
+        embedded_env(data.path()),
+        kills(),
+        None,
+        &["serve"],
+    )
+    .await;
 }
 
 /// `engram serve` on NATS JetStream: the kills alternate between the
@@ -250,17 +275,59 @@ async fn sigkill_of_engram_and_of_nats_loses_duplicates_and_strands_nothing() {
     env.push(("ENGRAM__NATS__URL".into(), nats.url()));
     env.push(("ENGRAM__NATS__ACK_WAIT_SECS".into(), "2".into()));
     env.push(("ENGRAM__NATS__REQUEST_TIMEOUT_MS".into(), "1500".into()));
-    suite("nats", env, kills(), Some(nats)).await;
+    suite("nats", env, kills(), Some(nats), &["serve"]).await;
 }
 
-/// Writes from [`CLIENTS`] clients while `kills` SIGKILLs hit `engram
-/// serve` (and, with `nats`, every other one hits `nats-server`), then
-/// checks every acknowledged call.
+/// The three roles as processes over NATS JetStream and a Qdrant server
+/// (`QDRANT_URL`; skipped with the reason printed without one): the kills
+/// go in turn to `engram ingest`, to `engram enrich` (which is always mid-job
+/// while the clients write) and to `nats-server`. `engram recall` runs
+/// beside them and is not killed; the checks go through ingest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigkill_of_ingest_enrich_and_nats_loses_duplicates_and_strands_nothing() {
+    let Ok(qdrant_url) = std::env::var("QDRANT_URL") else {
+        println!(
+            "skipped: QDRANT_URL is not set (point it at a Qdrant server's gRPC port to SIGKILL the roles as processes)"
+        );
+        return;
+    };
+    let nats = engram_testkit::NatsServer::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut env = embedded_env(data.path());
+    for (k, v) in [
+        ("ENGRAM__BACKENDS__STREAM", "nats".to_owned()),
+        ("ENGRAM__BACKENDS__VECTOR_STORE", "qdrant".to_owned()),
+        ("ENGRAM__NATS__URL", nats.url()),
+        ("ENGRAM__NATS__ACK_WAIT_SECS", "2".to_owned()),
+        ("ENGRAM__NATS__REQUEST_TIMEOUT_MS", "1500".to_owned()),
+        ("ENGRAM__QDRANT__URL", qdrant_url),
+        (
+            "ENGRAM__QDRANT__COLLECTION",
+            format!("engram_crash_{}", std::process::id()),
+        ),
+    ] {
+        env.push((k.to_owned(), v));
+    }
+    // Each of the three is killed at least twice.
+    suite(
+        "roles",
+        env,
+        kills().max(6),
+        Some(nats),
+        &["ingest", "enrich", "recall"],
+    )
+    .await;
+}
+
+/// Writes from [`CLIENTS`] clients to the first of `roles` while `kills`
+/// SIGKILLs hit, in turn, each of `roles` but `recall` and (with `nats`)
+/// `nats-server`, then checks every acknowledged call.
 async fn suite(
     name: &str,
     mut env: Vec<(String, String)>,
     kills: usize,
     mut nats: Option<engram_testkit::NatsServer>,
+    roles: &[&'static str],
 ) {
     let logs = tempfile::tempdir().unwrap();
     env.push(("ENGRAM__CREDITS__ENABLED".into(), "true".into()));
@@ -273,10 +340,18 @@ async fn suite(
     env.push(("ENGRAM__ENRICH__SWEEP_INTERVAL_MS".into(), "500".into()));
     env.push(("ENGRAM__ENRICH__OVERDUE_AFTER_SECS".into(), "3".into()));
     let admin = token_as(&env, "org_crash", "ada", Some("admin"));
-    let addr = format!("127.0.0.1:{}", free_port());
-
-    let mut server = Server::spawn(&addr, &env, logs.path(), 0);
-    let channel = wait_serving(&mut server, &addr).await;
+    let mut fleet: Vec<Server> = roles
+        .iter()
+        .map(|role| {
+            let addr = format!("127.0.0.1:{}", free_port());
+            Server::spawn(role, &addr, &env, logs.path(), 0)
+        })
+        .collect();
+    for server in &mut fleet {
+        wait_serving(server).await;
+    }
+    let addr = fleet[0].addr.clone();
+    let channel = wait_serving(&mut fleet[0]).await;
     let top_up = CreditServiceClient::new(channel)
         .top_up(authed(
             TopUpRequest {
@@ -317,23 +392,34 @@ async fn suite(
     // Kill at random moments while the clients write (and the consumer
     // enriches what they wrote).
     let mut rng = Lcg(0x5eed_cafe);
+    let targets: Vec<usize> = (0..fleet.len())
+        .filter(|&i| fleet[i].role != "recall")
+        .collect();
+    let turns = targets.len() + usize::from(nats.is_some());
     for run in 1..=kills {
         tokio::time::sleep(Duration::from_millis(100 + rng.next(600))).await;
         let before = acked.lock().await.len();
-        match nats.as_mut().filter(|_| run % 2 == 0) {
-            Some(nats) => {
+        match targets.get((run - 1) % turns) {
+            Some(&i) => {
+                let server = &mut fleet[i];
+                server.kill();
+                println!(
+                    "{name} kill {run} (engram {}): {before} calls acknowledged before it",
+                    server.role
+                );
+                *server = Server::spawn(server.role, &server.addr, &env, logs.path(), run);
+            }
+            None => {
+                let nats = nats.as_mut().expect("a turn for nats-server");
                 nats.stop();
                 println!("{name} kill {run} (nats-server): {before} calls acknowledged before it");
                 tokio::time::sleep(Duration::from_millis(rng.next(500))).await;
                 nats.start_again();
             }
-            None => {
-                server.kill();
-                println!("{name} kill {run} (engram serve): {before} calls acknowledged before it");
-                server = Server::spawn(&addr, &env, logs.path(), run);
-            }
         }
-        wait_serving(&mut server, &addr).await;
+        for server in &mut fleet {
+            wait_serving(server).await;
+        }
     }
     killing.store(false, Ordering::SeqCst);
     for c in clients {
@@ -341,7 +427,7 @@ async fn suite(
     }
     assert_eq!(done.load(Ordering::SeqCst), CLIENTS);
 
-    let channel = wait_serving(&mut server, &addr).await;
+    let channel = wait_serving(&mut fleet[0]).await;
     let acked = std::mem::take(&mut *acked.lock().await);
     assert!(acked.len() >= CLIENTS * MIN_CALLS_PER_CLIENT);
     let mut ingest = IngestServiceClient::new(channel.clone());
