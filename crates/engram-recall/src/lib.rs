@@ -11,6 +11,7 @@
 
 mod confidence;
 mod filter;
+mod params;
 mod rank;
 mod render;
 mod search;
@@ -18,5 +19,6 @@ mod service;
 mod timeq;
 
 pub use confidence::{ACTIVE, Calibration, DEEP, FEATURE_NAMES, FEATURES, features};
+pub use params::DeepParams;
 pub use render::{format_ts, timeline, turn_text};
 pub use service::{EXPLAIN_KEY, RecallConfig, RecallServiceImpl};

@@ -8,34 +8,13 @@
 //! strongest turns with their neighbours in the same session, boosts what
 //! falls inside a time expression of the query, and diversifies.
 
-use crate::rank;
 use crate::timeq::{self, TimeHint};
+use crate::{DeepParams, rank};
 use engram_core::{
     Cond, HybridQuery, Kind, MemoryAccess, PointPayload, ScopeFilter, ScoredPoint, SparseVector,
     StoreError, VectorStore,
 };
 use std::collections::{HashMap, HashSet};
-
-/// RRF constant of the deep fusion: lower than the store's so the first
-/// places of each list weigh clearly more than the tail.
-const DEEP_RRF_K: f32 = 10.0;
-/// Weight of the observation list against the direct turn list.
-const W_OBS: f32 = 1.0;
-/// Share of a strong turn's score its best neighbour gets; the next ones
-/// get less (see [`neighbour_share`]).
-const NEIGHBOUR_DECAY: f32 = 0.3;
-/// Multiplier for a point inside the query's time range.
-const TIME_BOOST: f32 = 2.0;
-/// Strong turn hits whose neighbours are pulled in.
-const EXPAND: usize = 3;
-/// Neighbours lent a score per expanded turn.
-const NEIGHBOURS: usize = 2;
-/// How far around a turn its neighbours lie.
-const NEIGHBOUR_WINDOW_MS: i64 = 5 * 60 * 1000;
-/// MMR trade-off: relevance weight.
-const MMR_LAMBDA: f32 = 0.85;
-/// Entities returned at most.
-const MAX_ENTITIES: usize = 5;
 
 /// What a query asks, resolved.
 pub(crate) struct Query<'a> {
@@ -65,6 +44,8 @@ pub(crate) struct Query<'a> {
     pub metadata: Option<Cond>,
     /// Only stored memories of these collections.
     pub collection_ids: Vec<String>,
+    /// The deep pipeline's constants.
+    pub deep: &'a DeepParams,
 }
 
 /// A ranked hit.
@@ -344,28 +325,28 @@ struct Candidate {
 
 impl Candidate {
     /// Evidence of its own: reciprocal ranks in the turn and observation lists.
-    fn own(&self) -> f32 {
-        let rrf = |r: Option<usize>, w: f32| r.map_or(0.0, |r| w / (DEEP_RRF_K + r as f32));
-        rrf(self.turn_rank, 1.0) + rrf(self.obs_rank, W_OBS)
+    fn own(&self, p: &DeepParams) -> f32 {
+        let rrf = |r: Option<usize>, w: f32| r.map_or(0.0, |r| w / (p.rrf_k + r as f32));
+        rrf(self.turn_rank, 1.0) + rrf(self.obs_rank, p.observation_weight)
     }
 
     /// Its own evidence, or what a strong neighbour lends it if that is more
     /// (a reply and the message it answers are read together).
-    fn fused(&self) -> f32 {
-        self.own().max(self.neighbour)
+    fn fused(&self, p: &DeepParams) -> f32 {
+        self.own(p).max(self.neighbour)
     }
 }
 
 /// Highest fused score a candidate can reach (first in both lists, time
 /// boost), for scaling to [0, 1].
-fn deep_max() -> f32 {
-    (1.0 + W_OBS) / DEEP_RRF_K * TIME_BOOST
+fn deep_max(p: &DeepParams) -> f32 {
+    (1.0 + p.observation_weight) / p.rrf_k * p.time_boost
 }
 
 /// The share of a strong turn's score its `rank`-th neighbour (0-based,
 /// the strong turn itself left out) gets.
-fn neighbour_share(rank: usize) -> f32 {
-    NEIGHBOUR_DECAY / (1.0 + rank as f32 * 0.5)
+fn neighbour_share(p: &DeepParams, rank: usize) -> f32 {
+    p.neighbour_decay / (1.0 + rank as f32 * 0.5)
 }
 
 /// `deep`: turns, observations and entities, fused, expanded, diversified.
@@ -375,8 +356,9 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
         session_id: None,
         ..query.filter(vec![Kind::Entity])
     };
+    let params = query.deep;
     let entity_limit = if query.wants_entities() {
-        MAX_ENTITIES
+        params.max_entities
     } else {
         0
     };
@@ -423,14 +405,14 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
     let mut scored: Vec<(f32, PointPayload)> = cands
         .into_values()
         .filter_map(|c| {
-            let mut s = c.fused();
+            let mut s = c.fused(params);
             let payload = c.payload?;
             if let Some(h) = &hint
                 && (h.contains(payload.ts_ms) || c.event_ms.iter().any(|&e| h.contains(e)))
             {
-                s *= TIME_BOOST;
+                s *= params.time_boost;
             }
-            Some(((s / deep_max()).clamp(0.0, 1.0), payload))
+            Some(((s / deep_max(params)).clamp(0.0, 1.0), payload))
         })
         .collect();
     scored.sort_by(|a, b| {
@@ -447,7 +429,7 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
         .map(|(_, p)| rank::tokens(&p.text))
         .collect();
     let relevance: Vec<f32> = scored[..pool].iter().map(|(s, _)| *s).collect();
-    let picked = rank::mmr(&relevance, &sets, query.top_k, MMR_LAMBDA);
+    let picked = rank::mmr(&relevance, &sets, query.top_k, params.mmr_lambda);
     let all_turns: Vec<Ranked> = picked
         .into_iter()
         .map(|i| Ranked {
@@ -490,13 +472,14 @@ async fn expand_neighbours(
     query: &Query<'_>,
     cands: &mut HashMap<String, Candidate>,
 ) -> Result<(), StoreError> {
+    let params = query.deep;
     let mut best: Vec<(f32, &str, &PointPayload)> = cands
         .iter()
-        .filter_map(|(id, c)| c.payload.as_ref().map(|p| (c.own(), id.as_str(), p)))
+        .filter_map(|(id, c)| c.payload.as_ref().map(|p| (c.own(params), id.as_str(), p)))
         .filter(|(_, _, p)| p.kind == Kind::Turn)
         .collect();
     best.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    best.truncate(EXPAND);
+    best.truncate(params.expand);
     let parents: Vec<(f32, String)> = best
         .iter()
         .map(|(s, id, _)| (*s, (*id).to_owned()))
@@ -506,11 +489,15 @@ async fn expand_neighbours(
         .map(|(_, _, p)| {
             let filter = ScopeFilter {
                 session_id: Some(p.session_id.clone()),
-                from_ms: Some(p.ts_ms - NEIGHBOUR_WINDOW_MS),
-                until_ms: Some(p.ts_ms + NEIGHBOUR_WINDOW_MS + 1),
+                from_ms: Some(p.ts_ms.saturating_sub(params.neighbour_window_ms)),
+                until_ms: Some(
+                    p.ts_ms
+                        .saturating_add(params.neighbour_window_ms)
+                        .saturating_add(1),
+                ),
                 ..query.filter(vec![Kind::Turn])
             };
-            query.search(filter, NEIGHBOURS + 1)
+            query.search(filter, params.neighbours + 1)
         })
         .collect();
     let lists = futures::future::try_join_all(searches).await?;
@@ -518,10 +505,12 @@ async fn expand_neighbours(
         let others = list
             .into_iter()
             .filter(|p| p.payload.fragment_id != parent_id)
-            .take(NEIGHBOURS);
+            .take(params.neighbours);
         for (rank, p) in others.enumerate() {
             let c = cands.entry(p.payload.fragment_id.clone()).or_default();
-            c.neighbour = c.neighbour.max(parent_score * neighbour_share(rank));
+            c.neighbour = c
+                .neighbour
+                .max(parent_score * neighbour_share(params, rank));
             if c.payload.is_none() {
                 c.payload = Some(p.payload);
             }
@@ -586,14 +575,15 @@ mod tests {
             turn_rank: Some(0),
             ..Candidate::default()
         };
+        let p = DeepParams::default();
         let neighbour = Candidate {
-            neighbour: one.own() * neighbour_share(0),
+            neighbour: one.own(&p) * neighbour_share(&p, 0),
             ..Candidate::default()
         };
-        assert!(both.fused() > one.fused());
-        assert!(one.fused() > neighbour.fused());
-        assert!(neighbour_share(0) > neighbour_share(1));
-        assert!(both.fused() * TIME_BOOST / deep_max() <= 1.0);
+        assert!(both.fused(&p) > one.fused(&p));
+        assert!(one.fused(&p) > neighbour.fused(&p));
+        assert!(neighbour_share(&p, 0) > neighbour_share(&p, 1));
+        assert!(both.fused(&p) * p.time_boost / deep_max(&p) <= 1.0);
         assert_eq!(observation_share(25), 8);
     }
 }

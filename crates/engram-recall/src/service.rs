@@ -1,6 +1,6 @@
 //! `RecallService.Recall`.
 
-use crate::{confidence, filter, render, search};
+use crate::{DeepParams, confidence, filter, render, search};
 use engram_core::{Collections, Cond, Embedder, Kind, MemoryAccess, VectorStore, bm25, ids};
 use engram_proto::v1::recall_service_server::RecallService;
 use engram_proto::v1::{
@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use tonic::{Request, Response, Status};
 
 /// Limits and pool sizes of the recall service.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RecallConfig {
     /// Hits when the request names none, active mode.
     pub default_top_k_active: usize,
@@ -29,6 +29,8 @@ pub struct RecallConfig {
     pub prefetch_deep: usize,
     /// Longest query, in characters.
     pub max_query_chars: usize,
+    /// The deep pipeline's constants.
+    pub deep: DeepParams,
 }
 
 impl Default for RecallConfig {
@@ -41,6 +43,7 @@ impl Default for RecallConfig {
             prefetch_active: 60,
             prefetch_deep: 200,
             max_query_chars: 4_000,
+            deep: DeepParams::default(),
         }
     }
 }
@@ -299,6 +302,7 @@ impl RecallService for RecallServiceImpl {
             access,
             metadata,
             collection_ids: req.collection_ids.clone(),
+            deep: &self.config.deep,
         };
         let (outcome, calibration) = match mode {
             RecallMode::Deep => (search::deep(&query).await, confidence::DEEP),

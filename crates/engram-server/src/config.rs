@@ -593,6 +593,9 @@ pub struct RecallSettings {
     pub prefetch_active: usize,
     /// Candidates per retriever before fusion, deep mode.
     pub prefetch_deep: usize,
+    /// `[recall.deep]`: the deep pipeline's constants (each step can be
+    /// turned off; see `engram_recall::DeepParams`).
+    pub deep: engram_recall::DeepParams,
 }
 
 impl Default for RecallSettings {
@@ -601,6 +604,7 @@ impl Default for RecallSettings {
         Self {
             prefetch_active: d.prefetch_active,
             prefetch_deep: d.prefetch_deep,
+            deep: d.deep,
         }
     }
 }
@@ -700,6 +704,10 @@ impl Config {
                 "recall.prefetch_* must be at least 1".into(),
             ));
         }
+        self.recall
+            .deep
+            .check("recall.deep")
+            .map_err(ServerError::Config)?;
         let e = &self.enrich;
         if e.concurrency == 0 || e.max_deliver == 0 {
             return Err(ServerError::Config(
@@ -873,6 +881,22 @@ mod tests {
             jail.set_env("ENGRAM__ENRICH__CONCURRENCY", "0");
             let e = Config::load(None).unwrap_err();
             assert!(e.to_string().contains("enrich.concurrency"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn deep_recall_steps_come_from_env_and_are_validated() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("ENGRAM__RECALL__DEEP__EXPAND", "0");
+            jail.set_env("ENGRAM__RECALL__DEEP__MMR_LAMBDA", "1.0");
+            let c = Config::load(None).expect("loads");
+            assert_eq!(c.recall.deep.expand, 0);
+            assert_eq!(c.recall.deep.mmr_lambda, 1.0);
+            assert_eq!(c.recall.deep.rrf_k, 10.0, "the rest keep their defaults");
+            jail.set_env("ENGRAM__RECALL__DEEP__TIME_BOOST", "0.5");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("recall.deep.time_boost"), "{e}");
             Ok(())
         });
     }

@@ -290,6 +290,7 @@ pub async fn run_with(
             RecallConfig {
                 prefetch_active: config.recall.prefetch_active,
                 prefetch_deep: config.recall.prefetch_deep,
+                deep: config.recall.deep,
                 ..RecallConfig::default()
             },
         )

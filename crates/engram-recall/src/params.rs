@@ -1,0 +1,152 @@
+//! The tunable constants of the deep pipeline.
+//!
+//! Each step of `deep` can be turned off through its parameter, which is how
+//! `BENCHMARKS.md` measures what each one is worth: observation fusion with
+//! `observation_weight = 0`, neighbours with `expand = 0`, time boosts with
+//! `time_boost = 1`, MMR with `mmr_lambda = 1`, entities with
+//! `max_entities = 0`. The defaults are chosen on the fit splits of both
+//! development benchmarks (LoCoMo conversations 1–5, RealMem people 1–5)
+//! and reported on the others.
+
+use serde::{Deserialize, Serialize};
+
+/// Parameters of the deep pipeline (`[recall.deep]` in the server config).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeepParams {
+    /// Reciprocal-rank constant of the turn and observation lists: small
+    /// values trust the first places more.
+    pub rrf_k: f32,
+    /// Weight of a turn's place in the observation list against its own
+    /// place in the turn list (0 = observations lend nothing).
+    pub observation_weight: f32,
+    /// Share of a strong turn's score its first neighbour gets.
+    pub neighbour_decay: f32,
+    /// Factor on a turn said (or about an event) in the query's time range
+    /// (1 = no boost).
+    pub time_boost: f32,
+    /// Strongest turns whose neighbours join the pool (0 = none).
+    pub expand: usize,
+    /// Neighbours pulled per strong turn.
+    pub neighbours: usize,
+    /// Neighbours are looked for this close in time, ms.
+    pub neighbour_window_ms: i64,
+    /// Relevance weight of the MMR selection (1 = plain ranking).
+    pub mmr_lambda: f32,
+    /// Entity hits returned (0 = no entity search).
+    pub max_entities: usize,
+}
+
+impl Default for DeepParams {
+    fn default() -> Self {
+        Self {
+            rrf_k: 10.0,
+            observation_weight: 1.0,
+            neighbour_decay: 0.3,
+            time_boost: 2.0,
+            expand: 3,
+            neighbours: 2,
+            neighbour_window_ms: 5 * 60 * 1000,
+            mmr_lambda: 0.85,
+            max_entities: 5,
+        }
+    }
+}
+
+impl DeepParams {
+    /// Why these parameters cannot be used, if they cannot; `prefix` names
+    /// the config section in the message.
+    pub fn check(&self, prefix: &str) -> Result<(), String> {
+        let finite = [
+            self.rrf_k,
+            self.observation_weight,
+            self.neighbour_decay,
+            self.time_boost,
+            self.mmr_lambda,
+        ]
+        .iter()
+        .all(|v| v.is_finite());
+        if !finite {
+            return Err(format!("{prefix}: every value must be a finite number"));
+        }
+        let checks = [
+            (self.rrf_k > 0.0, "rrf_k must be above 0"),
+            (
+                (0.0..=10.0).contains(&self.observation_weight),
+                "observation_weight must be in 0..=10",
+            ),
+            (
+                (0.0..=1.0).contains(&self.neighbour_decay),
+                "neighbour_decay must be in 0..=1",
+            ),
+            (
+                (1.0..=10.0).contains(&self.time_boost),
+                "time_boost must be in 1..=10",
+            ),
+            (self.expand <= 20, "expand must be at most 20"),
+            (self.neighbours <= 10, "neighbours must be at most 10"),
+            (
+                (0..=86_400_000).contains(&self.neighbour_window_ms),
+                "neighbour_window_ms must be in 0..=86400000",
+            ),
+            (
+                (0.0..=1.0).contains(&self.mmr_lambda),
+                "mmr_lambda must be in 0..=1",
+            ),
+            (self.max_entities <= 20, "max_entities must be at most 20"),
+        ];
+        match checks.iter().find(|(ok, _)| !ok) {
+            Some((_, why)) => Err(format!("{prefix}.{why}")),
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_pass_and_each_bound_is_checked() {
+        assert_eq!(DeepParams::default().check("recall.deep"), Ok(()));
+        let bad = [
+            DeepParams {
+                rrf_k: 0.0,
+                ..DeepParams::default()
+            },
+            DeepParams {
+                time_boost: 0.5,
+                ..DeepParams::default()
+            },
+            DeepParams {
+                mmr_lambda: f32::NAN,
+                ..DeepParams::default()
+            },
+            DeepParams {
+                expand: 21,
+                ..DeepParams::default()
+            },
+            DeepParams {
+                neighbour_window_ms: -1,
+                ..DeepParams::default()
+            },
+        ];
+        for p in bad {
+            let e = p.check("recall.deep").unwrap_err();
+            assert!(e.starts_with("recall.deep"), "{e}");
+        }
+    }
+
+    #[test]
+    fn off_switches_are_valid() {
+        let off = DeepParams {
+            observation_weight: 0.0,
+            expand: 0,
+            time_boost: 1.0,
+            mmr_lambda: 1.0,
+            max_entities: 0,
+            ..DeepParams::default()
+        };
+        assert_eq!(off.check("recall.deep"), Ok(()));
+    }
+}
