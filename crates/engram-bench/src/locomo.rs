@@ -325,7 +325,7 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
 }
 
 /// The confidence features of a response (the explain header).
-fn explained(metadata: &tonic::metadata::MetadataMap) -> anyhow::Result<Vec<f64>> {
+pub(crate) fn explained(metadata: &tonic::metadata::MetadataMap) -> anyhow::Result<Vec<f64>> {
     let Some(value) = metadata.get(engram_recall::EXPLAIN_KEY) else {
         bail!("the server sent no {} header", engram_recall::EXPLAIN_KEY);
     };
@@ -369,7 +369,7 @@ fn event(q: &QuestionResult) -> bool {
 
 /// Polls every job until it is ready; a failed job or the deadline ends
 /// the run.
-async fn wait_jobs(
+pub(crate) async fn wait_jobs(
     client: &mut JobServiceClient<Channel>,
     token: &str,
     job_ids: &[String],

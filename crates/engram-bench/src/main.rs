@@ -7,8 +7,11 @@
 //! with the turn stream in the path; `bench consume` measures the
 //! enrichment consumer alone, in-process; `bench memory` measures
 //! StoreMemory on 100,000-character documents and Recall with a selective
-//! metadata filter. By default each run spawns the `engram` binary on a fresh data
-//! directory and stops it at the end; `--addr` targets a running server.
+//! metadata filter; `bench realmem` scores session recall on RealMemBench,
+//! online (each query asked before its session is written), with the
+//! confidence calibration fitted and reported on separate people. By
+//! default each run spawns the `engram` binary on a fresh data directory
+//! and stops it at the end; `--addr` targets a running server.
 
 mod consume;
 mod dataset;
@@ -16,6 +19,9 @@ mod enrich;
 mod fit;
 mod locomo;
 mod memory;
+mod realmem;
+mod realmem_data;
+mod realmem_report;
 mod server;
 mod speed;
 mod stats;
@@ -47,6 +53,9 @@ enum Command {
     /// StoreMemory throughput on 100,000-character documents; Recall with a
     /// selective metadata filter on a large store.
     Memory(memory::MemoryArgs),
+    /// RealMem session recall any/all@5/10 (online), per fit/report split,
+    /// by category; confidence calibration.
+    Realmem(realmem::RealmemArgs),
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -75,6 +84,13 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
         }
         Command::Memory(args) => {
             let report = memory::run(target, args).await?;
+            println!("{}", report.markdown());
+            if let Some(out) = &args.out {
+                write_json(out, &report)?;
+            }
+        }
+        Command::Realmem(args) => {
+            let report = realmem::run(target, args).await?;
             println!("{}", report.markdown());
             if let Some(out) = &args.out {
                 write_json(out, &report)?;
