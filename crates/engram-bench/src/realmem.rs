@@ -139,6 +139,7 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
                 counts.queries_gold_repaired += usize::from(q.gold_repaired);
                 if q.gold.is_empty() {
                     counts.queries_without_gold += 1;
+                    counts.queries_without_gold_turn += usize::from(!q.has_gold_turn);
                     continue;
                 }
                 let (gold, dropped): (Vec<String>, Vec<String>) = q
@@ -193,6 +194,7 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
                     session_uuid: session.uuid.clone(),
                     session_identifier: session.identifier.clone(),
                     session_index: si,
+                    turn_index: q.turn_index,
                     category: q.category.clone(),
                     session_type: q.session_type.clone(),
                     topic: q.topic.clone(),

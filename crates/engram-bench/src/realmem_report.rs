@@ -95,6 +95,8 @@ pub struct QueryResult {
     pub session_identifier: String,
     /// Index of that session in the person's file.
     pub session_index: usize,
+    /// Index of the query turn in its session.
+    pub turn_index: usize,
     /// `category_name`.
     pub category: Option<String>,
     /// `session_type`.
@@ -180,6 +182,8 @@ pub struct Counts {
     pub queries_scored: usize,
     /// Queries whose next turn carries no gold (or an empty one).
     pub queries_without_gold: usize,
+    /// Of those, queries not followed by an Assistant turn with a gold field.
+    pub queries_without_gold_turn: usize,
     /// Queries skipped: none of their gold sessions was written yet.
     pub queries_skipped_no_prior_gold: usize,
     /// Queries whose gold field needed lenient parsing.
@@ -476,12 +480,13 @@ impl RealmemReport {
         );
         let _ = writeln!(
             s,
-            "{} query turns: {} without gold, {} skipped (no gold session written yet), {} gold fields \
+            "{} query turns: {} without gold ({} with no gold turn), {} skipped (no gold session written yet), {} gold fields \
              parsed leniently; gold ids dropped: {} the query's own session, {} a later session, {} \
              unknown. {} empty turns not sent; {} turns over {} characters sent as {} pieces; {} hits \
              were no turn of the queried user.\n",
             c.queries_total,
             c.queries_without_gold,
+            c.queries_without_gold_turn,
             c.queries_skipped_no_prior_gold,
             c.queries_gold_repaired,
             c.gold_dropped_same_session,
@@ -570,6 +575,7 @@ mod tests {
             session_uuid: "s".into(),
             session_identifier: "S1".into(),
             session_index: 0,
+            turn_index: 2,
             category: Some(category.into()),
             session_type: Some("single_session".into()),
             topic: None,
