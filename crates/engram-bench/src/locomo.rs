@@ -502,6 +502,22 @@ fn rows(results: &[QuestionResult]) -> Vec<Row> {
             .filter(|r| r.category != 5)
             .collect::<Vec<_>>(),
     ));
+    // The splits: constants are chosen on the fit half only, results are
+    // quoted from the report half.
+    out.push(row(
+        "fit half (conversations 1-5), 1-5".into(),
+        &results
+            .iter()
+            .filter(|r| r.conversation < FIT_HALF)
+            .collect::<Vec<_>>(),
+    ));
+    out.push(row(
+        "report half (conversations 6-10), 1-5".into(),
+        &results
+            .iter()
+            .filter(|r| r.conversation >= FIT_HALF)
+            .collect::<Vec<_>>(),
+    ));
     out
 }
 
@@ -666,13 +682,16 @@ mod tests {
 
     #[test]
     fn rows_average_by_category_and_overall() {
-        let rs = vec![
+        let mut rs = vec![
             result(1, [0.0, 0.5, 1.0], 0.5),
             result(1, [1.0, 1.0, 1.0], 0.5),
             result(5, [0.0, 0.0, 0.0], 0.5),
         ];
+        rs[1].conversation = FIT_HALF;
         let rows = rows(&rs);
-        assert_eq!(rows.len(), 7);
+        assert_eq!(rows.len(), 9);
+        assert_eq!((rows[7].questions, rows[7].recall_at_5), (2, 0.0));
+        assert_eq!((rows[8].questions, rows[8].recall_at_5), (1, 100.0));
         assert_eq!(rows[0].label, "1 multi-hop");
         assert_eq!(
             (rows[0].questions, rows[0].recall_at_5, rows[0].recall_at_10),
