@@ -216,11 +216,7 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
     let (mut skipped, mut repaired, mut absent, mut foreign) = (0, 0, 0, 0);
     let mut modes = Vec::new();
     for (m, name) in args.modes.iter().enumerate() {
-        let mode = match name.as_str() {
-            "active" => RecallMode::Active,
-            "deep" => RecallMode::Deep,
-            other => bail!("unknown mode {other:?}: use active or deep"),
-        };
+        let mode = recall_mode(name)?;
         let mut results = Vec::new();
         let mut recall_lat = Vec::new();
         for (ci, (conv, map)) in convs.iter().zip(&maps).enumerate() {
@@ -241,40 +237,20 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
                         .filter(|e| !known.contains(e.as_str()))
                         .count();
                 }
-                let req = RecallRequest {
-                    scope: Some(Scope {
-                        org_id: ORG.into(),
-                        user_id: conv.sample_id.clone(),
-                        // Empty: search every session of the conversation.
-                        session_id: String::new(),
-                    }),
-                    q: q.question.clone(),
-                    mode: mode as i32,
-                    top_k: Some(args.top_k),
-                    include_timeline: false,
-                    filter: None,
-                    collection_ids: Vec::new(),
-                };
-                let mut request = authed(req, &token)?;
-                request
-                    .metadata_mut()
-                    .insert(engram_recall::EXPLAIN_KEY, "1".parse()?);
-                let t_call = Instant::now();
-                let resp = recall
-                    .recall(request)
-                    .await
-                    .with_context(|| format!("recall of {:?} in {}", q.question, conv.sample_id))?;
-                let elapsed = t_call.elapsed();
-                recall_lat.push(elapsed);
-                let features = explained(resp.metadata())?;
-                let resp = resp.into_inner();
-                let ranked: Vec<Option<String>> = resp
-                    .hits
-                    .map(|h| h.turns)
-                    .unwrap_or_default()
-                    .iter()
-                    .map(|h| map.get(&h.id).cloned())
-                    .collect();
+                let o = recall_turns(
+                    &mut recall,
+                    &token,
+                    ORG,
+                    &conv.sample_id,
+                    &q.question,
+                    mode,
+                    args.top_k,
+                )
+                .await
+                .with_context(|| format!("recall of {:?} in {}", q.question, conv.sample_id))?;
+                recall_lat.push(o.latency);
+                let ranked: Vec<Option<String>> =
+                    o.hit_ids.iter().map(|id| map.get(id).cloned()).collect();
                 if first {
                     foreign += ranked.iter().filter(|r| r.is_none()).count();
                 }
@@ -288,10 +264,10 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
                         .map(|r| r.clone().unwrap_or_else(|| "?".into()))
                         .collect(),
                     recall: KS.map(|k| stats::recall_at_k(&q.evidence, &ranked, k)),
-                    confidence: resp.confidence,
-                    features,
+                    confidence: o.confidence,
+                    features: o.features,
                     conversation: ci,
-                    latency_ms: elapsed.as_secs_f64() * 1000.0,
+                    latency_ms: o.latency.as_secs_f64() * 1000.0,
                 });
             }
             eprintln!(
@@ -324,8 +300,77 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
     })
 }
 
+/// The recall mode named `name`: `active` or `deep`.
+pub(crate) fn recall_mode(name: &str) -> anyhow::Result<RecallMode> {
+    match name {
+        "active" => Ok(RecallMode::Active),
+        "deep" => Ok(RecallMode::Deep),
+        other => bail!("unknown mode {other:?}: use active or deep"),
+    }
+}
+
+/// What one Recall returned, reduced to what the benches score.
+pub(crate) struct Recalled {
+    /// Turn hit ids in rank order.
+    pub hit_ids: Vec<String>,
+    /// The server's confidence.
+    pub confidence: f64,
+    /// The confidence features (explain header).
+    pub features: Vec<f64>,
+    /// Time of the call.
+    pub latency: Duration,
+}
+
+/// One Recall of `q` over every session of `user_id` in `org`, asking for
+/// the confidence features.
+pub(crate) async fn recall_turns(
+    client: &mut RecallServiceClient<Channel>,
+    token: &str,
+    org: &str,
+    user_id: &str,
+    q: &str,
+    mode: RecallMode,
+    top_k: i32,
+) -> anyhow::Result<Recalled> {
+    let req = RecallRequest {
+        scope: Some(Scope {
+            org_id: org.into(),
+            user_id: user_id.into(),
+            // Empty: search every session of the user.
+            session_id: String::new(),
+        }),
+        q: q.to_string(),
+        mode: mode as i32,
+        top_k: Some(top_k),
+        include_timeline: false,
+        filter: None,
+        collection_ids: Vec::new(),
+    };
+    let mut request = authed(req, token)?;
+    request
+        .metadata_mut()
+        .insert(engram_recall::EXPLAIN_KEY, "1".parse()?);
+    let t = Instant::now();
+    let resp = client.recall(request).await?;
+    let latency = t.elapsed();
+    let features = explained(resp.metadata())?;
+    let resp = resp.into_inner();
+    Ok(Recalled {
+        hit_ids: resp
+            .hits
+            .map(|h| h.turns)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|h| h.id)
+            .collect(),
+        confidence: resp.confidence,
+        features,
+        latency,
+    })
+}
+
 /// The confidence features of a response (the explain header).
-pub(crate) fn explained(metadata: &tonic::metadata::MetadataMap) -> anyhow::Result<Vec<f64>> {
+fn explained(metadata: &tonic::metadata::MetadataMap) -> anyhow::Result<Vec<f64>> {
     let Some(value) = metadata.get(engram_recall::EXPLAIN_KEY) else {
         bail!("the server sent no {} header", engram_recall::EXPLAIN_KEY);
     };

@@ -24,8 +24,8 @@
 //! [`slug`]: crate::realmem_data::slug
 //! [`FIT_PEOPLE`]: crate::realmem_data::FIT_PEOPLE
 
-use crate::locomo::{explained, wait_jobs};
-use crate::realmem_data::{self, Person, Session};
+use crate::locomo::{recall_mode, recall_turns, wait_jobs};
+use crate::realmem_data::{self, Session};
 use crate::realmem_report::{
     Counts, ModeOutcome, PersonSummary, QueryResult, RealmemReport, distinct_sessions, mode_report,
     session_recall,
@@ -37,7 +37,7 @@ use clap::Args;
 use engram_proto::v1::ingest_service_client::IngestServiceClient;
 use engram_proto::v1::job_service_client::JobServiceClient;
 use engram_proto::v1::recall_service_client::RecallServiceClient;
-use engram_proto::v1::{RecallMode, RecallRequest, RememberRequest, Scope, Turn};
+use engram_proto::v1::{RecallMode, RememberRequest, Scope, Turn};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -94,11 +94,7 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
     let modes: Vec<(String, RecallMode)> = args
         .modes
         .iter()
-        .map(|name| match name.as_str() {
-            "active" => Ok((name.clone(), RecallMode::Active)),
-            "deep" => Ok((name.clone(), RecallMode::Deep)),
-            other => bail!("unknown mode {other:?}: use active or deep"),
-        })
+        .map(|name| recall_mode(name).map(|m| (name.clone(), m)))
         .collect::<anyhow::Result<_>>()?;
     if args.max_text_chars == 0 {
         bail!("--max-text-chars must be at least 1");
@@ -162,11 +158,19 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
                 }
                 let mut outcomes = Vec::with_capacity(modes.len());
                 for (name, mode) in &modes {
-                    let o = recall_once(&mut client.recall, &token, person, &q.text, *mode, args)
-                        .await
-                        .with_context(|| {
-                            format!("{name} recall of {} of {}", q.query_id, person.name)
-                        })?;
+                    let o = recall_turns(
+                        &mut client.recall,
+                        &token,
+                        ORG,
+                        &person.slug,
+                        &q.text,
+                        *mode,
+                        args.top_k,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!("{name} recall of {} of {}", q.query_id, person.name)
+                    })?;
                     let ranked: Vec<Option<&str>> = o
                         .hit_ids
                         .iter()
@@ -284,60 +288,6 @@ struct Clients {
     ingest: IngestServiceClient<Channel>,
     recall: RecallServiceClient<Channel>,
     jobs: JobServiceClient<Channel>,
-}
-
-/// What one Recall returned, reduced to what is scored.
-struct Recalled {
-    hit_ids: Vec<String>,
-    confidence: f64,
-    features: Vec<f64>,
-    latency: Duration,
-}
-
-/// One Recall over every session written so far for `person`.
-async fn recall_once(
-    client: &mut RecallServiceClient<Channel>,
-    token: &str,
-    person: &Person,
-    q: &str,
-    mode: RecallMode,
-    args: &RealmemArgs,
-) -> anyhow::Result<Recalled> {
-    let req = RecallRequest {
-        scope: Some(Scope {
-            org_id: ORG.into(),
-            user_id: person.slug.clone(),
-            // Empty: search every session of the user.
-            session_id: String::new(),
-        }),
-        q: q.to_string(),
-        mode: mode as i32,
-        top_k: Some(args.top_k),
-        include_timeline: false,
-        filter: None,
-        collection_ids: Vec::new(),
-    };
-    let mut request = authed(req, token)?;
-    request
-        .metadata_mut()
-        .insert(engram_recall::EXPLAIN_KEY, "1".parse()?);
-    let t = Instant::now();
-    let resp = client.recall(request).await?;
-    let latency = t.elapsed();
-    let features = explained(resp.metadata())?;
-    let resp = resp.into_inner();
-    Ok(Recalled {
-        hit_ids: resp
-            .hits
-            .map(|h| h.turns)
-            .unwrap_or_default()
-            .into_iter()
-            .map(|h| h.id)
-            .collect(),
-        confidence: resp.confidence,
-        features,
-        latency,
-    })
 }
 
 /// `text` cut into pieces of at most `max_chars` characters (never inside
