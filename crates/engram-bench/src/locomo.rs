@@ -245,6 +245,7 @@ pub async fn run(target: &Target, args: &LocomoArgs) -> anyhow::Result<LocomoRep
                     &q.question,
                     mode,
                     args.top_k,
+                    None,
                 )
                 .await
                 .with_context(|| format!("recall of {:?} in {}", q.question, conv.sample_id))?;
@@ -331,6 +332,7 @@ pub(crate) async fn recall_turns(
     q: &str,
     mode: RecallMode,
     top_k: i32,
+    filter: Option<engram_proto::v1::Filter>,
 ) -> anyhow::Result<Recalled> {
     let req = RecallRequest {
         scope: Some(Scope {
@@ -343,7 +345,7 @@ pub(crate) async fn recall_turns(
         mode: mode as i32,
         top_k: Some(top_k),
         include_timeline: false,
-        filter: None,
+        filter,
         collection_ids: Vec::new(),
     };
     let mut request = authed(req, token)?;

@@ -19,6 +19,7 @@ mod enrich;
 mod fit;
 mod locomo;
 mod memory;
+mod calibrate;
 mod realmem;
 mod realmem_data;
 mod realmem_report;
@@ -56,6 +57,10 @@ enum Command {
     /// RealMem session recall any/all@5/10 (online), per fit/report split,
     /// by category; confidence calibration.
     Realmem(realmem::RealmemArgs),
+    /// One confidence model per mode, fitted on the fit splits of a
+    /// `locomo` and a `realmem` run's JSON, with its ECE on both report
+    /// splits (no server).
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
@@ -97,6 +102,7 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
             }
         }
         Command::Consume(_) => anyhow::bail!("bench consume runs in-process, without a server"),
+        Command::Calibrate(_) => anyhow::bail!("bench calibrate reads files, without a server"),
         Command::Speed(args) => {
             let report = speed::run(target, args).await?;
             println!("{}", report.markdown());
@@ -111,6 +117,10 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    if let Command::Calibrate(args) = &cli.command {
+        println!("{}", calibrate::run(args)?);
+        return Ok(());
+    }
     if let Command::Consume(args) = &cli.command {
         // In-process: no server to start.
         let report = consume::run(args).await?;

@@ -24,6 +24,8 @@
 //! [`slug`]: crate::realmem_data::slug
 //! [`FIT_PEOPLE`]: crate::realmem_data::FIT_PEOPLE
 
+mod replay;
+
 use crate::locomo::{recall_mode, recall_turns, wait_jobs};
 use crate::realmem_data::{self, Session};
 use crate::realmem_report::{
@@ -87,6 +89,14 @@ pub struct RealmemArgs {
     /// Longest wait for one session's enrichment, seconds.
     #[arg(long, default_value_t = 600)]
     pub enrich_timeout_secs: u64,
+    /// Write every session first (each turn tagged with metadata
+    /// `realmem_seq`, its session's place in the file), then ask each query
+    /// with the filter `realmem_seq < its session's place`: what the online
+    /// protocol sees, except that BM25's IDF counts later sessions too.
+    /// With `--data-dir` the writes are kept and reused by the next run
+    /// (a parameter sweep then costs only the queries).
+    #[arg(long)]
+    pub replay: bool,
 }
 
 /// Runs the RealMem benchmark against `target`.
@@ -129,6 +139,22 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
         let mut fragments: HashMap<String, String> = HashMap::new();
         let mut written: HashSet<&str> = HashSet::new();
         let scored_before = results.len();
+        if args.replay {
+            let t_ingest = Instant::now();
+            fragments = replay::written(
+                target.data_dir(),
+                &mut client.ingest,
+                &mut client.jobs,
+                &token,
+                person,
+                sessions,
+                args,
+                &mut counts,
+                &mut remember_lat,
+            )
+            .await?;
+            ingest_secs += t_ingest.elapsed().as_secs_f64();
+        }
         for (si, session) in sessions.iter().enumerate() {
             for q in &session.queries {
                 counts.queries_total += 1;
@@ -166,6 +192,7 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
                         &q.text,
                         *mode,
                         args.top_k,
+                        args.replay.then(|| replay::before(si)),
                     )
                     .await
                     .with_context(|| {
@@ -208,6 +235,10 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
                     modes: outcomes,
                 });
             }
+            if args.replay {
+                written.insert(session.uuid.as_str());
+                continue;
+            }
             let t_ingest = Instant::now();
             let turns = session_turns(session, args.max_text_chars, &mut counts);
             let job_ids = remember_session(
@@ -217,6 +248,7 @@ pub async fn run(target: &Target, args: &RealmemArgs) -> anyhow::Result<RealmemR
                 session,
                 &turns,
                 args.max_turns_per_call,
+                None,
                 &mut fragments,
                 &mut remember_lat,
             )
@@ -331,16 +363,18 @@ pub fn session_turns(session: &Session, max_chars: usize, counts: &mut Counts) -
     out
 }
 
-/// Writes `turns` of `session` (split at `max_turns` per call), records
-/// fragment id → session uuid, and returns the writes' job ids.
+/// Writes `turns` of `session` (split at `max_turns` per call, with
+/// `metadata` on each write), records fragment id → session uuid, and
+/// returns the writes' job ids.
 #[allow(clippy::too_many_arguments)]
-async fn remember_session(
+pub(crate) async fn remember_session(
     client: &mut IngestServiceClient<Channel>,
     token: &str,
     user_id: &str,
     session: &Session,
     turns: &[Turn],
     max_turns: usize,
+    metadata: Option<prost_types::Struct>,
     fragments: &mut HashMap<String, String>,
     latencies: &mut Vec<Duration>,
 ) -> anyhow::Result<Vec<String>> {
@@ -354,7 +388,7 @@ async fn remember_session(
             }),
             turns: chunk.to_vec(),
             options: None,
-            metadata: None,
+            metadata: metadata.clone(),
         };
         let t = Instant::now();
         let resp = client.remember(authed(req, token)?).await?.into_inner();

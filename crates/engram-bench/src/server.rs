@@ -121,6 +121,7 @@ pub struct Target {
     endpoint: String,
     secret: Vec<u8>,
     process: Option<ServerProcess>,
+    data_dir: Option<PathBuf>,
 }
 
 impl Target {
@@ -135,6 +136,7 @@ impl Target {
                 endpoint: addr.clone(),
                 secret: secret.into_bytes(),
                 process: None,
+                data_dir: None,
             };
             target
                 .wait_serving(Duration::from_secs(args.startup_timeout))
@@ -154,6 +156,12 @@ impl Target {
             return Err(e.context(format!("server log (last lines):\n{tail}")));
         }
         Ok(target)
+    }
+
+    /// The data directory given with `--data-dir` to a spawned server
+    /// (kept after the run, so a benchmark may reuse what it wrote).
+    pub fn data_dir(&self) -> Option<&std::path::Path> {
+        self.data_dir.as_deref()
     }
 
     /// The server's URL.
@@ -349,6 +357,7 @@ fn spawn(args: &ServerArgs) -> anyhow::Result<Target> {
     Ok(Target {
         endpoint: format!("http://127.0.0.1:{port}"),
         secret: secret.into_bytes(),
+        data_dir: args.data_dir.as_ref().map(|_| data_dir.clone()),
         process: Some(ServerProcess {
             child,
             log_path,

@@ -10,8 +10,10 @@ use std::collections::BTreeMap;
 
 const K1: f32 = 1.2;
 const B: f32 = 0.75;
-/// Average turn length in tokens after stop-word removal, measured on LoCoMo.
-const AVGDL: f32 = 10.0;
+/// The average length assumed where no stored text says otherwise (a
+/// user's first write, tests); real writes use the user's own average
+/// ([`crate::corpus::CorpusLengths`]).
+pub const DEFAULT_AVGDL: f32 = 10.0;
 
 const STOPWORDS: &[&str] = &[
     "a", "an", "and", "are", "as", "at", "be", "been", "but", "by", "did", "do", "does", "for",
@@ -72,15 +74,27 @@ pub fn term_id(token: &str) -> u32 {
     h
 }
 
-/// The BM25 document vector of `text`.
+/// The BM25 document vector of `text` at [`DEFAULT_AVGDL`].
 pub fn document_vector(text: &str) -> SparseVector {
+    document_vector_at(text, DEFAULT_AVGDL)
+}
+
+/// The number of BM25 tokens of `text` (its document length).
+pub fn doc_len(text: &str) -> usize {
+    tokenize(text).len()
+}
+
+/// The BM25 document vector of `text` in a corpus whose documents average
+/// `avgdl` tokens (values below 1 count as 1).
+pub fn document_vector_at(text: &str, avgdl: f32) -> SparseVector {
+    let avgdl = if avgdl.is_finite() { avgdl.max(1.0) } else { DEFAULT_AVGDL };
     let tokens = tokenize(text);
     let dl = tokens.len() as f32;
     let mut tf: BTreeMap<u32, f32> = BTreeMap::new();
     for t in &tokens {
         *tf.entry(term_id(t)).or_default() += 1.0;
     }
-    let norm = K1 * (1.0 - B + B * dl / AVGDL);
+    let norm = K1 * (1.0 - B + B * dl / avgdl);
     let (indices, values) = tf
         .into_iter()
         .map(|(id, f)| (id, f * (K1 + 1.0) / (f + norm)))
@@ -123,6 +137,27 @@ mod tests {
         assert!(cat > dog && cat < (K1 + 1.0));
     }
 
+    fn doc_len_distinct(text: &str) -> usize {
+        let mut ids: Vec<u32> = tokenize(text).iter().map(|t| term_id(t)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+
+    #[test]
+    fn a_long_corpus_average_lifts_long_documents() {
+        let long = "lyon ".to_owned() + &"word ".repeat(59);
+        // At the default average a 60-token answer is ten times too long;
+        // in a corpus of such answers it is ordinary.
+        let short_corpus = document_vector_at(&long, DEFAULT_AVGDL);
+        let long_corpus = document_vector_at(&long, 60.0);
+        let lyon = term_id("lyon");
+        let at = |v: &SparseVector| v.values[v.indices.iter().position(|i| *i == lyon).unwrap()];
+        assert!(at(&long_corpus) > 2.0 * at(&short_corpus));
+        assert_eq!(doc_len(&long), 60);
+        assert_eq!(document_vector(&long), short_corpus);
+    }
+
     #[test]
     fn query_vector_dedups_terms() {
         let q = query_vector("shellfish shellfish allergy");
@@ -158,6 +193,11 @@ mod tests {
                 prop_assert!(d.values.iter().all(|v| v.is_finite() && *v > 0.0));
                 let q = query_vector(&text);
                 prop_assert!(q.indices.windows(2).all(|w| w[0] < w[1]));
+                for avgdl in [0.0, 1.0, 250.0, f32::NAN, f32::INFINITY] {
+                    let d = document_vector_at(&text, avgdl);
+                    prop_assert!(d.values.iter().all(|v| v.is_finite() && *v > 0.0));
+                    prop_assert_eq!(d.indices.len(), doc_len_distinct(&text));
+                }
             }
         }
     }

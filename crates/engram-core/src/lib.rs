@@ -6,16 +6,20 @@
 
 pub mod accounts;
 pub mod bm25;
+pub mod corpus;
 pub mod filter;
 pub mod ids;
 pub mod jobs;
 pub mod model;
+pub mod model_tag;
 pub mod ports;
 pub mod stream;
 
 pub use accounts::*;
+pub use corpus::CorpusLengths;
 pub use filter::*;
 pub use jobs::*;
 pub use model::*;
+pub use model_tag::{ModelTag, UNTAGGED_MODEL};
 pub use ports::*;
 pub use stream::*;

@@ -68,6 +68,24 @@ pub trait VectorStore: Send + Sync + 'static {
         limit: usize,
     ) -> Result<Vec<PointPayload>, StoreError>;
 
+    /// Every point of every tenant, a page of at most `limit` at a time, in
+    /// the store's own order: `cursor` `None` starts, the returned cursor
+    /// (opaque) continues, `None` means the end. Points written during a
+    /// scan may or may not be seen. Used by `engram reembed`, never by a
+    /// request.
+    async fn scan(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<PointPayload>, Option<String>), StoreError>;
+
+    /// The embedding model the store's vectors came from; a store written
+    /// before stores were tagged reports [`crate::UNTAGGED_MODEL`].
+    async fn model_tag(&self) -> Result<crate::ModelTag, StoreError>;
+
+    /// Records the embedding model of the store's vectors (durably).
+    async fn set_model_tag(&self, tag: &crate::ModelTag) -> Result<(), StoreError>;
+
     /// Whether the store answers (used by health checks).
     async fn ready(&self) -> Result<(), StoreError>;
 
@@ -92,8 +110,21 @@ pub trait Embedder: Send + Sync + 'static {
     /// Dimension of the vectors it returns.
     fn dim(&self) -> usize;
 
-    /// Embed a batch of texts in one model call; vectors are L2-normalized.
+    /// Names the vector space: stores are tagged with it, so a store filled
+    /// by one model is never searched with another's vectors (two models of
+    /// the same dimension would otherwise mix silently).
+    fn model(&self) -> &str;
+
+    /// Embed a batch of stored texts (turns, observations, entities) in one
+    /// model call; vectors are L2-normalized.
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+
+    /// Embed search queries. Asymmetric models (e5, BGE) encode a query
+    /// differently from the passage it should find; symmetric ones, like
+    /// all-MiniLM-L6-v2, use [`Embedder::embed`].
+    async fn embed_queries(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed(texts).await
+    }
 
     /// Number of model tokens in `text`, without special tokens; used for usage.
     fn count_tokens(&self, text: &str) -> usize;

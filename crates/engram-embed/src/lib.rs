@@ -1,4 +1,6 @@
-//! Sentence embeddings on ONNX Runtime.
+//! Sentence embeddings: all-MiniLM-L6-v2 on ONNX Runtime in process
+//! ([`OrtEmbedder`], the default), or an OpenAI-compatible embeddings
+//! service ([`OpenAiEmbedder`]).
 //!
 //! all-MiniLM-L6-v2 (int8 ONNX graph, 384 dimensions): BERT tokenization
 //! truncated at 256 tokens and run in length-sorted sub-batches padded only
@@ -7,6 +9,10 @@
 //! time (`load-dynamic`) from the library `scripts/setup.sh` extracts from
 //! the pinned `onnxruntime` wheel, because `ort`'s own binary download
 //! cannot work offline.
+
+mod openai;
+
+pub use openai::{OpenAiEmbedder, OpenAiEmbedderOptions};
 
 use engram_core::{EmbedError, Embedder};
 use ndarray::Array2;
@@ -19,6 +25,9 @@ use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 /// Dimension of all-MiniLM-L6-v2 vectors.
 pub const DIM: usize = 384;
+
+/// The name stores filled by [`OrtEmbedder`] are tagged with.
+pub const MODEL: &str = "all-MiniLM-L6-v2";
 
 /// Most inputs one model run takes; larger batches are split after sorting
 /// by length.
@@ -230,6 +239,10 @@ impl OrtEmbedder {
 impl Embedder for OrtEmbedder {
     fn dim(&self) -> usize {
         DIM
+    }
+
+    fn model(&self) -> &str {
+        MODEL
     }
 
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {

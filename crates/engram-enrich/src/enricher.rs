@@ -3,7 +3,7 @@
 use crate::EnrichError;
 use crate::derive;
 use engram_core::{
-    Credits, Embedder, Job, JobState, JobStore, MemoryRef, Point, PointPayload, VectorStore, bm25,
+    Credits, Embedder, Job, JobState, JobStore, MemoryRef, Point, PointPayload, VectorStore,
 };
 use engram_extract::Extractor;
 use engram_proto::events::v1::{Event, TurnsIngested, event};
@@ -38,6 +38,9 @@ pub struct Enricher {
     entity_lock: tokio::sync::Mutex<()>,
     /// Vectors of entity labels already embedded.
     label_vectors: parking_lot::Mutex<std::collections::HashMap<String, Vec<f32>>>,
+    /// BM25 average lengths of each user's observations, entities and
+    /// memory chunks.
+    pub(crate) lengths: engram_core::CorpusLengths,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -61,6 +64,7 @@ impl Enricher {
             credits: None,
             entity_lock: tokio::sync::Mutex::new(()),
             label_vectors: parking_lot::Mutex::new(std::collections::HashMap::new()),
+            lengths: engram_core::CorpusLengths::new(),
         }
     }
 
@@ -280,12 +284,19 @@ impl Enricher {
             return Ok(derived);
         }
         let vectors = self.vectors(&payloads).await?;
+        let sparse = {
+            let refs: Vec<&PointPayload> = payloads.iter().collect();
+            self.lengths
+                .document_vectors(self.store.as_ref(), &refs)
+                .await?
+        };
         let points = payloads
             .into_iter()
             .zip(vectors)
-            .map(|(payload, dense)| Point {
+            .zip(sparse)
+            .map(|((payload, dense), sparse)| Point {
                 fragment_id: payload.fragment_id.clone(),
-                sparse: bm25::document_vector(&payload.text),
+                sparse,
                 payload,
                 dense,
             })

@@ -4,7 +4,7 @@
 use crate::EnrichError;
 use crate::chunk;
 use crate::enricher::{Enricher, now_ms};
-use engram_core::{Job, JobState, Kind, MemoryRef, MemoryType, Point, PointPayload, bm25, ids};
+use engram_core::{Job, JobState, Kind, MemoryRef, MemoryType, Point, PointPayload, ids};
 use engram_proto::events::v1::{IngestedTurn, MemoryStored, TurnsIngested};
 
 /// Chunks embedded in one model call: bounds the memory a 100,000-character
@@ -83,7 +83,8 @@ impl Enricher {
                     let fragment_id = chunk_ids[index].clone();
                     Point {
                         fragment_id: fragment_id.clone(),
-                        sparse: bm25::document_vector(text),
+                        // Filled in below at the user's average length.
+                        sparse: engram_core::SparseVector::default(),
                         dense,
                         payload: PointPayload {
                             fragment_id,
@@ -109,7 +110,17 @@ impl Enricher {
                         },
                     }
                 })
-                .collect();
+                .collect::<Vec<Point>>();
+            let mut points = points;
+            let sparse = {
+                let refs: Vec<&PointPayload> = points.iter().map(|p| &p.payload).collect();
+                self.lengths
+                    .document_vectors(self.store.as_ref(), &refs)
+                    .await?
+            };
+            for (point, sparse) in points.iter_mut().zip(sparse) {
+                point.sparse = sparse;
+            }
             self.store.upsert(points).await?;
         }
 

@@ -46,6 +46,10 @@ impl Embedder for FragileEmbedder {
         self.0.dim()
     }
 
+    fn model(&self) -> &str {
+        self.0.model()
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         assert!(
             !texts.iter().any(|t| t.contains("BOOM")),

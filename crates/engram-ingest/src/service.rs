@@ -3,7 +3,7 @@
 use crate::validate::{ValidTurn, validate};
 use engram_core::{
     Embedder, Job, JobStore, KeptEvent, Kind, OutboundMessage, Point, PointPayload, Scope,
-    TurnStream, VectorStore, bm25, ids,
+    SparseVector, TurnStream, VectorStore, bm25, ids,
 };
 use engram_proto::events::v1::{IngestedTurn, TurnsIngested};
 use engram_proto::v1::ingest_service_server::IngestService;
@@ -45,6 +45,8 @@ pub struct IngestServiceImpl {
     stream: Arc<dyn TurnStream>,
     jobs: Arc<dyn JobStore>,
     config: IngestConfig,
+    // BM25 average lengths of each user's turns.
+    lengths: engram_core::CorpusLengths,
     // Writes of one session are serialized so that two concurrent copies of
     // the same request cannot both see a turn as new and both bill it.
     stripes: Vec<tokio::sync::Mutex<()>>,
@@ -67,6 +69,7 @@ impl IngestServiceImpl {
             stream,
             jobs,
             config,
+            lengths: engram_core::CorpusLengths::new(),
             stripes: (0..STRIPES).map(|_| tokio::sync::Mutex::new(())).collect(),
         }
     }
@@ -181,7 +184,7 @@ impl IngestServiceImpl {
                     .embed(&texts)
                     .await
                     .map_err(engram_rpc::embed_status)?;
-                let points: Vec<Point> = new
+                let mut points: Vec<Point> = new
                     .iter()
                     .zip(vectors)
                     .map(|(&i, dense)| {
@@ -190,6 +193,15 @@ impl IngestServiceImpl {
                         turn_point(&scope, &fragment_ids[i], t, &job_id, &metadata, dense)
                     })
                     .collect();
+                let payloads: Vec<&PointPayload> = points.iter().map(|p| &p.payload).collect();
+                let sparse = self
+                    .lengths
+                    .document_vectors(self.store.as_ref(), &payloads)
+                    .await
+                    .map_err(engram_rpc::store_status)?;
+                for (point, sparse) in points.iter_mut().zip(sparse) {
+                    point.sparse = sparse;
+                }
                 self.store
                     .upsert(points)
                     .await
@@ -288,7 +300,8 @@ fn turn_point(
             memory: None,
         },
         dense,
-        sparse: bm25::document_vector(&t.text),
+        // Filled in by the caller at the user's average length.
+        sparse: SparseVector::default(),
     }
 }
 

@@ -69,6 +69,48 @@ pub(crate) fn create_collection(name: &str, dense_dim: usize) -> CreateCollectio
     }
 }
 
+/// Metadata keys of the model tag.
+const TAG_MODEL: &str = "embedding_model";
+const TAG_REEMBEDDING_TO: &str = "embedding_reembedding_to";
+
+/// The collection metadata recording `tag`. Qdrant merges metadata into
+/// what is stored, so "not re-embedding" is written as an empty string
+/// rather than left out.
+pub(crate) fn tag_metadata(tag: &engram_core::ModelTag) -> HashMap<String, qdrant_client::qdrant::Value> {
+    HashMap::from([
+        (TAG_MODEL.to_owned(), tag.model.clone().into()),
+        (
+            TAG_REEMBEDDING_TO.to_owned(),
+            tag.reembedding_to.clone().unwrap_or_default().into(),
+        ),
+    ])
+}
+
+/// The model tag in collection metadata; untagged collections were filled
+/// by [`engram_core::UNTAGGED_MODEL`].
+pub(crate) fn tag_of_metadata(
+    metadata: &HashMap<String, qdrant_client::qdrant::Value>,
+) -> engram_core::ModelTag {
+    use qdrant_client::qdrant::value::Kind;
+    let text = |key: &str| match metadata.get(key).and_then(|v| v.kind.as_ref()) {
+        Some(Kind::StringValue(s)) if !s.is_empty() => Some(s.clone()),
+        _ => None,
+    };
+    engram_core::ModelTag {
+        model: text(TAG_MODEL).unwrap_or_else(|| engram_core::UNTAGGED_MODEL.to_owned()),
+        reembedding_to: text(TAG_REEMBEDDING_TO),
+    }
+}
+
+/// The UUID string of a point id (every Engram point id is a UUID).
+pub(crate) fn point_id_string(id: PointId) -> Option<String> {
+    use qdrant_client::qdrant::point_id::PointIdOptions;
+    match id.point_id_options? {
+        PointIdOptions::Uuid(u) => Some(u),
+        PointIdOptions::Num(n) => Some(n.to_string()),
+    }
+}
+
 /// Why an existing collection's vectors do not fit this store, if they do
 /// not. Payload indexes are not compared: the store (re)creates them on
 /// every connect.

@@ -34,6 +34,12 @@ pub struct QdrantOptions {
     /// fails with `Unavailable`. Written `timeout_ms`, in milliseconds.
     #[serde(rename = "timeout_ms", with = "millis")]
     pub timeout: Duration,
+    /// The embedding model of the process (set from the embedder, not from
+    /// config): a collection tagged with another one (or being
+    /// re-embedded) fails provisioning, a new collection is tagged with it.
+    /// `None` accepts any collection and tags nothing (`engram reembed`).
+    #[serde(skip)]
+    pub embedding_model: Option<String>,
 }
 
 impl Default for QdrantOptions {
@@ -44,6 +50,7 @@ impl Default for QdrantOptions {
             collection: "engram".into(),
             dense_dim: 384,
             timeout: Duration::from_secs(5),
+            embedding_model: None,
         }
     }
 }
@@ -57,6 +64,7 @@ impl fmt::Debug for QdrantOptions {
             .field("collection", &self.collection)
             .field("dense_dim", &self.dense_dim)
             .field("timeout", &self.timeout)
+            .field("embedding_model", &self.embedding_model)
             .finish()
     }
 }

@@ -8,7 +8,7 @@ use engram_core::{
     HybridQuery, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
 };
 use qdrant_client::qdrant::{
-    CountPoints, CreateFieldIndexCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
+    CountPoints, CreateFieldIndexCollection, UpdateCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
     PayloadIncludeSelector, PayloadIndexParams, PointsSelector, ScrollPoints, UpsertPoints,
     WithPayloadSelector, WithVectorsSelector, points_selector, with_payload_selector,
     with_vectors_selector,
@@ -40,6 +40,7 @@ pub struct QdrantStore {
     url: String,
     collection: String,
     dense_dim: usize,
+    embedding_model: Option<String>,
     timeout: Duration,
     /// Set once the collection is known to be there with this layout and
     /// its payload indexes; until then every call provisions first.
@@ -185,6 +186,7 @@ impl QdrantStore {
             collection: options.collection,
             dense_dim: options.dense_dim,
             timeout: options.timeout,
+            embedding_model: options.embedding_model,
             provisioned: AtomicBool::new(false),
             provisioning: tokio::sync::Mutex::new(None),
         })
@@ -242,6 +244,25 @@ impl QdrantStore {
         }
     }
 
+    /// The model tag in the collection's metadata (untagged:
+    /// [`engram_core::UNTAGGED_MODEL`]), without provisioning.
+    async fn read_tag(&self) -> Result<engram_core::ModelTag, StoreError> {
+        let request = GetCollectionInfoRequest {
+            collection_name: self.collection.clone(),
+        };
+        let info = self
+            .request("collection info", |c| async move {
+                c.collection_info(request).await
+            })
+            .await?;
+        let metadata = info
+            .result
+            .and_then(|i| i.config)
+            .map(|c| c.metadata)
+            .unwrap_or_default();
+        Ok(mapping::tag_of_metadata(&metadata))
+    }
+
     /// The collection this store uses.
     pub fn collection(&self) -> &str {
         &self.collection
@@ -264,7 +285,10 @@ impl QdrantStore {
             .await?;
         let mut created = false;
         if !exists {
-            let request = mapping::create_collection(&self.collection, self.dense_dim);
+            let mut request = mapping::create_collection(&self.collection, self.dense_dim);
+            if let Some(model) = &self.embedding_model {
+                request.metadata = mapping::tag_metadata(&engram_core::ModelTag::of(model.clone()));
+            }
             match self
                 .request("collection create", |c| async move {
                     c.create_collection(request).await
@@ -280,6 +304,14 @@ impl QdrantStore {
         }
         if !created {
             self.check_layout().await?;
+            if let Some(model) = &self.embedding_model {
+                let tag = self.read_tag().await?;
+                tag.check(
+                    model,
+                    &format!("collection {:?} on Qdrant at {}", self.collection, self.url),
+                )
+                .map_err(StoreError::Internal)?;
+            }
         }
         for spec in mapping::index_specs() {
             let request = CreateFieldIndexCollection {
@@ -558,6 +590,57 @@ impl VectorStore for QdrantStore {
         }
         out.truncate(limit);
         Ok(out)
+    }
+
+    async fn scan(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<PointPayload>, Option<String>), StoreError> {
+        self.client()?;
+        let request = ScrollPoints {
+            collection_name: self.collection.clone(),
+            offset: cursor.map(qdrant_client::qdrant::PointId::from),
+            // At most SCROLL_PAGE, so the cast is exact.
+            limit: Some(limit.clamp(1, SCROLL_PAGE) as u32),
+            with_payload: Some(mapping::with_payload(true)),
+            with_vectors: Some(WithVectorsSelector {
+                selector_options: Some(with_vectors_selector::SelectorOptions::Enable(false)),
+            }),
+            ..ScrollPoints::default()
+        };
+        let response = self
+            .call("scan", |c| async move { c.scroll(request).await })
+            .await?;
+        let payloads = response
+            .result
+            .into_iter()
+            .map(|record| {
+                mapping::decode_payload(record.payload)
+                    .map_err(|e| StoreError::Internal(format!("point {:?}: {e}", record.id)))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let next = response.next_page_offset.and_then(mapping::point_id_string);
+        Ok((payloads, next))
+    }
+
+    async fn model_tag(&self) -> Result<engram_core::ModelTag, StoreError> {
+        self.provision().await?;
+        self.read_tag().await
+    }
+
+    async fn set_model_tag(&self, tag: &engram_core::ModelTag) -> Result<(), StoreError> {
+        self.provision().await?;
+        let request = UpdateCollection {
+            collection_name: self.collection.clone(),
+            metadata: mapping::tag_metadata(tag),
+            ..UpdateCollection::default()
+        };
+        self.call("collection update", |c| async move {
+            c.update_collection(request).await
+        })
+        .await?;
+        Ok(())
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -66,6 +66,7 @@ fn options(url: &str, collection: &str) -> QdrantOptions {
         // Generous: a loaded CI machine may take a while for 500-point
         // batches, and these tests check behaviour, not speed.
         timeout: Duration::from_secs(30),
+        embedding_model: None,
     }
 }
 
@@ -186,6 +187,67 @@ async fn connecting_with_another_dense_dim_fails_naming_the_mismatch() {
             && message.contains("dense_dim is configured as 8"),
         "{message}"
     );
+}
+
+#[tokio::test]
+async fn the_model_tag_guards_the_collection() {
+    let Some(url) = server_or_skip("the_model_tag_guards_the_collection") else {
+        return;
+    };
+    let with = |collection: &str, model: Option<&str>| QdrantOptions {
+        embedding_model: model.map(str::to_owned),
+        ..options(&url, collection)
+    };
+    // A new collection is tagged; another model is refused, naming both
+    // and the way out; the same model and "any" are accepted.
+    let collection = unique_collection("engram_tag");
+    let store = QdrantStore::connect(with(&collection, Some("model-a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.model_tag().await.unwrap(),
+        engram_core::ModelTag::of("model-a")
+    );
+    let err = QdrantStore::connect(with(&collection, Some("model-b")))
+        .await
+        .expect_err("a collection of model-a must refuse model-b")
+        .to_string();
+    assert!(
+        err.contains("model-a") && err.contains("model-b") && err.contains("engram reembed"),
+        "{err}"
+    );
+    QdrantStore::connect(with(&collection, Some("model-a")))
+        .await
+        .unwrap();
+    store
+        .set_model_tag(&engram_core::ModelTag {
+            model: "model-a".into(),
+            reembedding_to: Some("model-b".into()),
+        })
+        .await
+        .unwrap();
+    for model in ["model-a", "model-b"] {
+        let err = QdrantStore::connect(with(&collection, Some(model)))
+            .await
+            .expect_err("a half re-embedded collection must refuse every model")
+            .to_string();
+        assert!(err.contains("again"), "{err}");
+    }
+    QdrantStore::connect(with(&collection, None)).await.unwrap();
+    drop_collection(&url, &collection).await;
+
+    // A collection from before tags holds all-MiniLM-L6-v2 vectors.
+    let old = unique_collection("engram_untagged");
+    QdrantStore::connect(with(&old, None)).await.unwrap();
+    assert!(
+        QdrantStore::connect(with(&old, Some("multilingual-e5-small")))
+            .await
+            .is_err()
+    );
+    QdrantStore::connect(with(&old, Some(engram_core::UNTAGGED_MODEL)))
+        .await
+        .unwrap();
+    drop_collection(&url, &old).await;
 }
 
 #[tokio::test]

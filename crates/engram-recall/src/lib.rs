@@ -19,6 +19,6 @@ mod service;
 mod timeq;
 
 pub use confidence::{ACTIVE, Calibration, DEEP, FEATURE_NAMES, FEATURES, features};
-pub use params::DeepParams;
+pub use params::{DeepParams, SESSION_DEPTH};
 pub use render::{format_ts, timeline, turn_text};
 pub use service::{EXPLAIN_KEY, RecallConfig, RecallServiceImpl};

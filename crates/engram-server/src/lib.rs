@@ -11,15 +11,17 @@
 mod backends;
 mod config;
 mod limits;
+mod reembed;
 mod secret;
 mod serve;
 
 pub use backends::Backends;
 pub use config::{
     AuthSettings, BackendSettings, Config, EmbedderSettings, EnrichSettings, ExtractSettings,
-    ExtractorKind, LimitsSettings, LogSettings, MetricsSettings, QueueSettings, ServerSettings,
+    EmbedderKind, ExtractorKind, LimitsSettings, LogSettings, MetricsSettings, QueueSettings, ServerSettings,
     StorageSettings, StreamKind, VectorStoreKind,
 };
+pub use reembed::{ReembedReport, reembed};
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
 pub use serve::{LIVENESS, OVERDUE_JOBS, Role, run, run_role, run_with};
 

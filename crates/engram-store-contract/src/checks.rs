@@ -7,9 +7,11 @@
 
 mod filters;
 mod memories;
+mod scan;
 
 pub use filters::*;
 pub use memories::*;
+pub use scan::*;
 
 use crate::fixtures::{bulk, bulk_data, check_bulk_search, ids, point, query, scope};
 use engram_core::{HybridQuery, Kind, RRF_K, ScopeFilter, StoreError, VectorStore};
@@ -40,6 +42,8 @@ pub const ALL: &[&str] = &[
     "source_memory_and_collection_id_filters",
     "scroll_returns_every_match_up_to_the_limit",
     "memory_chunks_round_trip_through_every_read",
+    "scan_pages_through_every_point_of_every_tenant",
+    "model_tag_round_trips",
 ];
 
 /// `existing` reports the ids stored for the asking tenant only; unknown

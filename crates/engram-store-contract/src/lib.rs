@@ -114,6 +114,8 @@ macro_rules! contract_tests {
             source_memory_and_collection_id_filters,
             scroll_returns_every_match_up_to_the_limit,
             memory_chunks_round_trip_through_every_read,
+            scan_pages_through_every_point_of_every_tenant,
+            model_tag_round_trips,
         );
     };
     (@each $factory:expr; $($check:ident),+ $(,)?) => {
@@ -139,6 +141,7 @@ mod tests {
             include_str!("checks.rs"),
             include_str!("checks/filters.rs"),
             include_str!("checks/memories.rs"),
+            include_str!("checks/scan.rs"),
         ];
         let fns: Vec<&str> = sources
             .iter()

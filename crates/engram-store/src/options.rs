@@ -29,6 +29,10 @@ pub struct EdgeStoreOptions {
     /// Threads an HNSW build may use; 0 lets Qdrant choose. On small machines
     /// a low value leaves cores to searches while an index is built.
     pub indexing_threads: usize,
+    /// The embedding model of the process: a store tagged with another
+    /// one (or being re-embedded) fails to open, a new store is tagged with
+    /// it. `None` opens any store and tags nothing (`engram reembed`, tests).
+    pub embedding_model: Option<String>,
 }
 
 impl Default for EdgeStoreOptions {
@@ -40,6 +44,7 @@ impl Default for EdgeStoreOptions {
             indexing_threshold_kb: None,
             segment_number: 8,
             indexing_threads: 0,
+            embedding_model: None,
         }
     }
 }

@@ -22,6 +22,9 @@ use tokio::task::JoinHandle;
 /// File Edge writes when it creates a shard; its presence means "load".
 const EDGE_CONFIG_FILE: &str = "edge_config.json";
 
+/// Our file beside the shard naming the embedding model of its vectors.
+const MODEL_TAG_FILE: &str = "embedding-model.json";
+
 /// Figures about the shard, for health pages and tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EdgeStoreStats {
@@ -105,6 +108,14 @@ impl EdgeStore {
         let started = Instant::now();
         let config = mapping::edge_config(&options);
         let existed = dir.join(EDGE_CONFIG_FILE).exists();
+        if let Some(model) = &options.embedding_model {
+            match read_model_tag(dir, existed)? {
+                Some(tag) => tag
+                    .check(model, &format!("the embedded store in {}", dir.display()))
+                    .map_err(StoreError::Internal)?,
+                None => write_model_tag(dir, &engram_core::ModelTag::of(model.clone()))?,
+            }
+        }
         let shard = if existed {
             EdgeShard::load(dir, Some(config))
         } else {
@@ -359,6 +370,39 @@ fn scroll_payloads(
     Ok(out)
 }
 
+/// The tag in `dir`; an existing shard without one was filled by
+/// [`engram_core::UNTAGGED_MODEL`], a new one has none yet.
+fn read_model_tag(dir: &Path, existed: bool) -> Result<Option<engram_core::ModelTag>, StoreError> {
+    let path = dir.join(MODEL_TAG_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+            StoreError::Internal(format!("{} is not a model tag: {e}", path.display()))
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(existed
+            .then(|| engram_core::ModelTag::of(engram_core::UNTAGGED_MODEL))),
+        Err(e) => Err(StoreError::Internal(format!(
+            "cannot read {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// Replaces the tag in `dir` atomically and durably (temporary file,
+/// fsync, rename, fsync of the directory).
+fn write_model_tag(dir: &Path, tag: &engram_core::ModelTag) -> Result<(), StoreError> {
+    use std::io::Write as _;
+    let path = dir.join(MODEL_TAG_FILE);
+    let tmp = dir.join(format!("{MODEL_TAG_FILE}.tmp"));
+    let write = || -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&serde_json::to_vec(tag).map_err(std::io::Error::other)?)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()
+    };
+    write().map_err(|e| StoreError::Internal(format!("cannot write {}: {e}", path.display())))
+}
+
 /// Point id → fragment id of the well-formed ids among `ids`. Malformed ids
 /// cannot be stored, so they are simply absent.
 fn wanted_points(ids: &[String]) -> HashMap<PointId, String> {
@@ -601,6 +645,56 @@ impl VectorStore for EdgeStore {
             scroll_payloads(shard, filter, limit)
         })
         .await
+    }
+
+    async fn scan(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<PointPayload>, Option<String>), StoreError> {
+        let offset = cursor
+            .map(|c| {
+                uuid::Uuid::parse_str(&c)
+                    .map(PointId::Uuid)
+                    .map_err(|_| StoreError::Internal(format!("invalid scan cursor {c:?}")))
+            })
+            .transpose()?;
+        self.with_shard("scan", move |_, shard| {
+            let (records, next) = shard
+                .scroll(ScrollRequest {
+                    offset,
+                    limit: Some(limit.clamp(1, SCROLL_PAGE)),
+                    filter: None,
+                    with_payload: Some(WithPayloadInterface::Bool(true)),
+                    with_vector: WithVector::Bool(false),
+                    order_by: None,
+                })
+                .map_err(internal)?;
+            let payloads = records
+                .into_iter()
+                .map(|record| {
+                    mapping::decode_payload(record.payload)
+                        .map_err(|e| StoreError::Internal(format!("point {}: {e}", record.id)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((payloads, next.map(|id| id.to_string())))
+        })
+        .await
+    }
+
+    async fn model_tag(&self) -> Result<engram_core::ModelTag, StoreError> {
+        let dir = self.inner.dir.clone();
+        blocking("model tag", move || {
+            Ok(read_model_tag(&dir, true)?
+                .unwrap_or_else(|| engram_core::ModelTag::of(engram_core::UNTAGGED_MODEL)))
+        })
+        .await
+    }
+
+    async fn set_model_tag(&self, tag: &engram_core::ModelTag) -> Result<(), StoreError> {
+        let dir = self.inner.dir.clone();
+        let tag = tag.clone();
+        blocking("model tag", move || write_model_tag(&dir, &tag)).await
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -453,3 +453,93 @@ async fn check_selective_filters(store: &EdgeStore, target: &[f32], rare: &[Poin
     let unique: HashSet<&str> = all.iter().map(|p| p.fragment_id.as_str()).collect();
     assert_eq!((all.len(), unique.len()), (2_005, 2_005));
 }
+
+/// A store is tagged with the model of the process that created it; a
+/// process with another model is refused with a message naming both and
+/// `engram reembed`; a store from before tags counts as all-MiniLM-L6-v2;
+/// opening without a model (re-embedding) accepts any store.
+#[tokio::test]
+async fn the_model_tag_guards_the_vectors() {
+    let with = |model: Option<&str>| EdgeStoreOptions {
+        embedding_model: model.map(str::to_owned),
+        ..options()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeStore::open(dir.path(), with(Some("model-a"))).unwrap();
+    assert_eq!(
+        store.model_tag().await.unwrap(),
+        engram_core::ModelTag::of("model-a")
+    );
+    store.close().await.unwrap();
+    let Err(StoreError::Internal(err)) = EdgeStore::open(dir.path(), with(Some("model-b"))) else {
+        panic!("a store of model-a opened for model-b");
+    };
+    assert!(
+        err.contains("model-a") && err.contains("model-b") && err.contains("engram reembed"),
+        "{err}"
+    );
+    let store = EdgeStore::open(dir.path(), with(None)).unwrap();
+    store
+        .set_model_tag(&engram_core::ModelTag {
+            model: "model-a".into(),
+            reembedding_to: Some("model-b".into()),
+        })
+        .await
+        .unwrap();
+    store.close().await.unwrap();
+    for model in ["model-a", "model-b"] {
+        let Err(StoreError::Internal(err)) = EdgeStore::open(dir.path(), with(Some(model))) else {
+            panic!("a half re-embedded store opened for {model}");
+        };
+        assert!(err.contains("again"), "{err}");
+    }
+
+    // A store written before tags existed.
+    let old = tempfile::tempdir().unwrap();
+    EdgeStore::open(old.path(), with(None))
+        .unwrap()
+        .close()
+        .await
+        .unwrap();
+    assert!(EdgeStore::open(old.path(), with(Some("multilingual-e5-small"))).is_err());
+    let store = EdgeStore::open(old.path(), with(Some(engram_core::UNTAGGED_MODEL))).unwrap();
+    store.close().await.unwrap();
+}
+
+/// BM25 lengths come from the user's own stored memory: a user's first
+/// write seen by a process is seeded from what the store holds for them,
+/// per kind; a user with nothing stored starts from the batch itself.
+#[tokio::test]
+async fn corpus_lengths_are_seeded_from_the_users_stored_points() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let s = scope("org", "u", "s");
+    let long = "alpha beta gamma delta epsilon zeta eta theta iota kappa ".repeat(4);
+    let stored: Vec<Point> = (0..6)
+        .map(|i| point(&s, Kind::Turn, &format!("{long} item{i}"), i, [1.0, 0.0, 0.0, 0.0]))
+        .collect();
+    store.upsert(stored.clone()).await.unwrap();
+    let stored_len = engram_core::bm25::doc_len(&stored[0].payload.text) as f32;
+    assert_eq!(stored_len, 41.0);
+
+    let lengths = engram_core::CorpusLengths::new();
+    let new_turn = point(&s, Kind::Turn, "short note", 10, [0.0, 1.0, 0.0, 0.0]);
+    let new_obs = point(&s, Kind::Observation, "User likes tea.", 11, [0.0, 1.0, 0.0, 0.0]);
+    let other = point(&scope("org", "v", "s"), Kind::Turn, "one two three four", 12, [0.0, 0.0, 1.0, 0.0]);
+    let vectors = lengths
+        .document_vectors(&store, &[&new_turn.payload, &new_obs.payload, &other.payload])
+        .await
+        .unwrap();
+    assert_eq!(vectors.len(), 3);
+    let avg = lengths.average("org", "u", Kind::Turn).unwrap();
+    assert!((avg - (6.0 * 41.0 + 2.0) / 7.0).abs() < 1e-3, "{avg}");
+    // Memory chunks share the turns' corpus; observations have their own.
+    assert_eq!(lengths.average("org", "u", Kind::Memory), Some(avg));
+    assert_eq!(lengths.average("org", "u", Kind::Observation), Some(3.0));
+    assert_eq!(lengths.average("org", "v", Kind::Turn), Some(4.0));
+    assert_eq!(
+        vectors[0],
+        engram_core::bm25::document_vector_at("short note", avg)
+    );
+    store.close().await.unwrap();
+}

@@ -85,6 +85,22 @@ impl VectorStore for InstrumentedStore {
         store_call("scroll", self.inner.scroll(filter, limit)).await
     }
 
+    async fn scan(
+        &self,
+        cursor: Option<String>,
+        limit: usize,
+    ) -> Result<(Vec<PointPayload>, Option<String>), StoreError> {
+        store_call("scan", self.inner.scan(cursor, limit)).await
+    }
+
+    async fn model_tag(&self) -> Result<engram_core::ModelTag, StoreError> {
+        store_call("model_tag", self.inner.model_tag()).await
+    }
+
+    async fn set_model_tag(&self, tag: &engram_core::ModelTag) -> Result<(), StoreError> {
+        store_call("set_model_tag", self.inner.set_model_tag(tag)).await
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.inner.ready().await
     }
@@ -113,10 +129,28 @@ impl Embedder for InstrumentedEmbedder {
         self.inner.dim()
     }
 
+    fn model(&self) -> &str {
+        self.inner.model()
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let span = tracing::info_span!("embed", otel.name = "embed", batch_size = texts.len());
         let started = Instant::now();
         let result = self.inner.embed(texts).instrument(span).await;
+        metrics::histogram!(EMBED_DURATION).record(started.elapsed().as_secs_f64());
+        metrics::histogram!(EMBED_BATCH).record(texts.len() as f64);
+        result
+    }
+
+    async fn embed_queries(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let span = tracing::info_span!(
+            "embed",
+            otel.name = "embed",
+            batch_size = texts.len(),
+            query = true
+        );
+        let started = Instant::now();
+        let result = self.inner.embed_queries(texts).instrument(span).await;
         metrics::histogram!(EMBED_DURATION).record(started.elapsed().as_secs_f64());
         metrics::histogram!(EMBED_BATCH).record(texts.len() as f64);
         result

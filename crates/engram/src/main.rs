@@ -53,6 +53,10 @@ enum Command {
         #[arg(long)]
         listen: Option<SocketAddr>,
     },
+    /// Re-embed the configured vector store with the configured embedder
+    /// (after changing `[embedder]`); stop the serving processes first. A
+    /// re-run finishes an interrupted one.
+    Reembed,
     /// Mint a development token signed with the configured HS256 secret.
     Token {
         /// Tenant (org_id claim).
@@ -159,6 +163,22 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest { listen } => serve(Role::Ingest, config, listen),
         Command::Recall { listen } => serve(Role::Recall, config, listen),
         Command::Enrich { listen } => serve(Role::Enrich, config, listen),
+        Command::Reembed => {
+            let options = telemetry_options(&config, Role::Serve);
+            let telemetry = engram_telemetry::Telemetry::init(&options)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let result = rt.block_on(engram_server::reembed(&config));
+            drop(rt);
+            telemetry.shutdown();
+            let report = result?;
+            println!(
+                "re-embedded {} points: {} -> {}",
+                report.points, report.from, report.to
+            );
+            Ok(())
+        }
         Command::Token {
             org,
             user,
