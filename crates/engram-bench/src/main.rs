@@ -13,13 +13,13 @@
 //! default each run spawns the `engram` binary on a fresh data directory
 //! and stops it at the end; `--addr` targets a running server.
 
+mod calibrate;
 mod consume;
 mod dataset;
 mod enrich;
 mod fit;
 mod locomo;
 mod memory;
-mod calibrate;
 mod realmem;
 mod realmem_data;
 mod realmem_report;

@@ -87,7 +87,11 @@ pub fn doc_len(text: &str) -> usize {
 /// The BM25 document vector of `text` in a corpus whose documents average
 /// `avgdl` tokens (values below 1 count as 1).
 pub fn document_vector_at(text: &str, avgdl: f32) -> SparseVector {
-    let avgdl = if avgdl.is_finite() { avgdl.max(1.0) } else { DEFAULT_AVGDL };
+    let avgdl = if avgdl.is_finite() {
+        avgdl.max(1.0)
+    } else {
+        DEFAULT_AVGDL
+    };
     let tokens = tokenize(text);
     let dl = tokens.len() as f32;
     let mut tf: BTreeMap<u32, f32> = BTreeMap::new();

@@ -136,10 +136,34 @@ async fn refusals_and_bad_options_are_errors_that_name_the_cause() {
         other => panic!("expected Internal, got {other:?}"),
     }
     let bad = [
-        ("url", OpenAiEmbedderOptions { url: "ftp://x".into(), ..options(&server) }),
-        ("model", OpenAiEmbedderOptions { model: " ".into(), ..options(&server) }),
-        ("batch_size", OpenAiEmbedderOptions { batch_size: 0, ..options(&server) }),
-        ("api key", OpenAiEmbedderOptions { api_key: Some("a\nb".into()), ..options(&server) }),
+        (
+            "url",
+            OpenAiEmbedderOptions {
+                url: "ftp://x".into(),
+                ..options(&server)
+            },
+        ),
+        (
+            "model",
+            OpenAiEmbedderOptions {
+                model: " ".into(),
+                ..options(&server)
+            },
+        ),
+        (
+            "batch_size",
+            OpenAiEmbedderOptions {
+                batch_size: 0,
+                ..options(&server)
+            },
+        ),
+        (
+            "api key",
+            OpenAiEmbedderOptions {
+                api_key: Some("a\nb".into()),
+                ..options(&server)
+            },
+        ),
     ];
     for (field, options) in bad {
         match OpenAiEmbedder::connect(options).await {

@@ -76,7 +76,9 @@ const TAG_REEMBEDDING_TO: &str = "embedding_reembedding_to";
 /// The collection metadata recording `tag`. Qdrant merges metadata into
 /// what is stored, so "not re-embedding" is written as an empty string
 /// rather than left out.
-pub(crate) fn tag_metadata(tag: &engram_core::ModelTag) -> HashMap<String, qdrant_client::qdrant::Value> {
+pub(crate) fn tag_metadata(
+    tag: &engram_core::ModelTag,
+) -> HashMap<String, qdrant_client::qdrant::Value> {
     HashMap::from([
         (TAG_MODEL.to_owned(), tag.model.clone().into()),
         (

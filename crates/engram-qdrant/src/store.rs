@@ -8,9 +8,9 @@ use engram_core::{
     HybridQuery, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
 };
 use qdrant_client::qdrant::{
-    CountPoints, CreateFieldIndexCollection, UpdateCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
-    PayloadIncludeSelector, PayloadIndexParams, PointsSelector, ScrollPoints, UpsertPoints,
-    WithPayloadSelector, WithVectorsSelector, points_selector, with_payload_selector,
+    CountPoints, CreateFieldIndexCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
+    PayloadIncludeSelector, PayloadIndexParams, PointsSelector, ScrollPoints, UpdateCollection,
+    UpsertPoints, WithPayloadSelector, WithVectorsSelector, points_selector, with_payload_selector,
     with_vectors_selector,
 };
 use qdrant_client::{Qdrant, QdrantError};

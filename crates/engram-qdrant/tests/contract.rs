@@ -440,6 +440,7 @@ async fn connecting_to_a_closed_port_fails_unavailable_within_the_timeout() {
         dense_dim: DIM,
         timeout,
         api_key: None,
+        embedding_model: None,
     };
     let started = Instant::now();
     let err = QdrantStore::connect(options).await.unwrap_err();
@@ -495,6 +496,7 @@ async fn opening_needs_no_server_and_every_call_fails_unavailable_within_the_tim
         dense_dim: DIM,
         timeout,
         api_key: None,
+        embedding_model: None,
     })
     .unwrap();
     assert!(

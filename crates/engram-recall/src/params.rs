@@ -41,6 +41,10 @@ pub struct DeepParams {
     /// conversation that keeps matching the query rises above a lone turn
     /// that shares a few words with it.
     pub session_weight: f32,
+    /// Factor on a turn's relevance for each turn of its session already
+    /// picked (1 = none): the list reaches more conversations instead of
+    /// filling up with one.
+    pub session_repeat: f32,
 }
 
 /// Most candidates of one session that add to its evidence.
@@ -50,15 +54,16 @@ impl Default for DeepParams {
     fn default() -> Self {
         Self {
             rrf_k: 10.0,
-            observation_weight: 1.0,
+            observation_weight: 0.5,
             neighbour_decay: 0.3,
             time_boost: 2.0,
             expand: 3,
             neighbours: 2,
             neighbour_window_ms: 5 * 60 * 1000,
-            mmr_lambda: 0.85,
+            mmr_lambda: 1.0,
             max_entities: 5,
-            session_weight: 0.0,
+            session_weight: 0.2,
+            session_repeat: 1.0,
         }
     }
 }
@@ -74,6 +79,7 @@ impl DeepParams {
             self.time_boost,
             self.mmr_lambda,
             self.session_weight,
+            self.session_repeat,
         ]
         .iter()
         .all(|v| v.is_finite());
@@ -108,6 +114,10 @@ impl DeepParams {
             (
                 (0.0..=10.0).contains(&self.session_weight),
                 "session_weight must be in 0..=10",
+            ),
+            (
+                (0.0..=1.0).contains(&self.session_repeat) && self.session_repeat > 0.0,
+                "session_repeat must be in (0, 1]",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {

@@ -43,11 +43,17 @@ pub(crate) fn repeats(observation: &str, subject: Option<&str>, turn: &str) -> b
 
 /// Maximal marginal relevance: picks up to `k` of `items` (given best
 /// first with their relevance), each time the one maximizing
-/// `lambda * relevance - (1 - lambda) * max similarity to those picked`.
-/// Returns indices into `items`, in pick order.
-pub(crate) fn mmr(
+/// `lambda * relevance - (1 - lambda) * max similarity to those picked`,
+/// and returns indices into `items` in pick order. Each item may belong to
+/// a group (`groups[i]`; items past its end are in no group), and its
+/// relevance is multiplied by `repeat` once for every item of its group
+/// already picked: with `repeat < 1` a few strong groups cannot fill the
+/// whole list.
+pub(crate) fn mmr_grouped(
     relevance: &[f32],
     token_sets: &[HashSet<String>],
+    groups: &[usize],
+    repeat: f32,
     k: usize,
     lambda: f32,
 ) -> Vec<usize> {
@@ -55,13 +61,20 @@ pub(crate) fn mmr(
     let mut picked: Vec<usize> = Vec::with_capacity(k.min(n));
     let mut max_sim = vec![0.0f32; n];
     let mut taken = vec![false; n];
+    let mut in_group: std::collections::HashMap<usize, i32> = std::collections::HashMap::new();
     while picked.len() < k.min(n) {
         let mut best: Option<(usize, f32)> = None;
         for i in 0..n {
             if taken[i] {
                 continue;
             }
-            let value = lambda * relevance[i] - (1.0 - lambda) * max_sim[i];
+            let seen = groups
+                .get(i)
+                .and_then(|g| in_group.get(g))
+                .copied()
+                .unwrap_or(0);
+            let rel = relevance[i] * repeat.powi(seen);
+            let value = lambda * rel - (1.0 - lambda) * max_sim[i];
             if best.is_none_or(|(_, b)| value > b) {
                 best = Some((i, value));
             }
@@ -69,6 +82,9 @@ pub(crate) fn mmr(
         let Some((i, _)) = best else { break };
         taken[i] = true;
         picked.push(i);
+        if let Some(g) = groups.get(i) {
+            *in_group.entry(*g).or_default() += 1;
+        }
         for j in 0..n {
             if !taken[j] {
                 max_sim[j] = max_sim[j].max(jaccard(&token_sets[i], &token_sets[j]));
@@ -111,10 +127,26 @@ mod tests {
             "Melanie runs a charity race",
         ];
         let sets: Vec<_> = texts.iter().map(|t| tokens(t)).collect();
-        let picked = mmr(&[1.0, 0.95, 0.8], &sets, 2, 0.7);
+        let picked = mmr_grouped(&[1.0, 0.95, 0.8], &sets, &[], 1.0, 2, 0.7);
         assert_eq!(picked, vec![0, 2]);
         // With lambda 1 it is plain relevance order.
-        assert_eq!(mmr(&[1.0, 0.95, 0.8], &sets, 3, 1.0), vec![0, 1, 2]);
-        assert!(mmr(&[], &[], 3, 0.5).is_empty());
+        assert_eq!(
+            mmr_grouped(&[1.0, 0.95, 0.8], &sets, &[], 1.0, 3, 1.0),
+            vec![0, 1, 2]
+        );
+        assert!(mmr_grouped(&[], &[], &[], 1.0, 3, 0.5).is_empty());
+        // Three strong items of one group and a weaker one of another: with
+        // a repeat penalty the other group gets in before the third.
+        let disjoint: Vec<HashSet<String>> =
+            (0..4).map(|i| HashSet::from([format!("w{i}")])).collect();
+        let rel = [1.0, 0.9, 0.85, 0.6];
+        assert_eq!(
+            mmr_grouped(&rel, &disjoint, &[0, 0, 0, 1], 1.0, 3, 1.0),
+            vec![0, 1, 2]
+        );
+        assert_eq!(
+            mmr_grouped(&rel, &disjoint, &[0, 0, 0, 1], 0.6, 3, 1.0),
+            vec![0, 3, 1]
+        );
     }
 }

@@ -431,7 +431,28 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
         .map(|(_, p)| rank::tokens(&p.text))
         .collect();
     let relevance: Vec<f32> = scored[..pool].iter().map(|(s, _)| *s).collect();
-    let picked = rank::mmr(&relevance, &sets, query.top_k, params.mmr_lambda);
+    let mut session_ids: HashMap<&str, usize> = HashMap::new();
+    let groups: Vec<usize> = scored[..pool]
+        .iter()
+        .map(|(_, p)| {
+            // A memory chunk is in no session: each is its own group.
+            let key = if p.session_id.is_empty() {
+                p.fragment_id.as_str()
+            } else {
+                p.session_id.as_str()
+            };
+            let next = session_ids.len();
+            *session_ids.entry(key).or_insert(next)
+        })
+        .collect();
+    let picked = rank::mmr_grouped(
+        &relevance,
+        &sets,
+        &groups,
+        params.session_repeat,
+        query.top_k,
+        params.mmr_lambda,
+    );
     let all_turns: Vec<Ranked> = picked
         .into_iter()
         .map(|i| Ranked {
@@ -659,7 +680,11 @@ mod tests {
         let score = |p: &DeepParams, id: &str| {
             let ev = session_evidence(&cands, p);
             let c = &cands[id];
-            with_session(c.fused(p), ev.get(&c.payload.as_ref().unwrap().session_id), p)
+            with_session(
+                c.fused(p),
+                ev.get(&c.payload.as_ref().unwrap().session_id),
+                p,
+            )
         };
         assert!(score(&off, "a") > score(&off, "b"));
         assert!(score(&on, "b") > score(&on, "a"));

@@ -42,12 +42,7 @@ impl Backends {
     /// the local queue in the data directory or NATS JetStream.
     pub async fn open(config: &Config, role: Role) -> Result<Self, ServerError> {
         let embedder = load_embedder(config).await?;
-        let store = open_store(
-            config,
-            embedder.dim(),
-            Some(embedder.model().to_owned()),
-        )
-        .await?;
+        let store = open_store(config, embedder.dim(), Some(embedder.model().to_owned())).await?;
         let ports = match config.backends.stream {
             StreamKind::Local => {
                 let queue = engram_stream::LocalQueue::open(

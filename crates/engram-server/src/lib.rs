@@ -17,9 +17,9 @@ mod serve;
 
 pub use backends::Backends;
 pub use config::{
-    AuthSettings, BackendSettings, Config, EmbedderSettings, EnrichSettings, ExtractSettings,
-    EmbedderKind, ExtractorKind, LimitsSettings, LogSettings, MetricsSettings, QueueSettings, ServerSettings,
-    StorageSettings, StreamKind, VectorStoreKind,
+    AuthSettings, BackendSettings, Config, EmbedderKind, EmbedderSettings, EnrichSettings,
+    ExtractSettings, ExtractorKind, LimitsSettings, LogSettings, MetricsSettings, QueueSettings,
+    ServerSettings, StorageSettings, StreamKind, VectorStoreKind,
 };
 pub use reembed::{ReembedReport, reembed};
 pub use secret::{dev_secret_path, load_or_create_dev_secret};

@@ -40,7 +40,11 @@ pub async fn reembed(config: &Config) -> Result<ReembedReport, ServerError> {
     if tag.reembedding_to.is_none() && from == to {
         tracing::info!(model = %to, "store already holds vectors of this model; nothing to re-embed");
         store.close().await?;
-        return Ok(ReembedReport { from, to, points: 0 });
+        return Ok(ReembedReport {
+            from,
+            to,
+            points: 0,
+        });
     }
     if let Some(other) = tag.reembedding_to.as_ref().filter(|t| **t != to) {
         return Err(ServerError::Config(format!(

@@ -378,8 +378,9 @@ fn read_model_tag(dir: &Path, existed: bool) -> Result<Option<engram_core::Model
         Ok(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(|e| {
             StoreError::Internal(format!("{} is not a model tag: {e}", path.display()))
         }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(existed
-            .then(|| engram_core::ModelTag::of(engram_core::UNTAGGED_MODEL))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Ok(existed.then(|| engram_core::ModelTag::of(engram_core::UNTAGGED_MODEL)))
+        }
         Err(e) => Err(StoreError::Internal(format!(
             "cannot read {}: {e}",
             path.display()

@@ -516,7 +516,15 @@ async fn corpus_lengths_are_seeded_from_the_users_stored_points() {
     let s = scope("org", "u", "s");
     let long = "alpha beta gamma delta epsilon zeta eta theta iota kappa ".repeat(4);
     let stored: Vec<Point> = (0..6)
-        .map(|i| point(&s, Kind::Turn, &format!("{long} item{i}"), i, [1.0, 0.0, 0.0, 0.0]))
+        .map(|i| {
+            point(
+                &s,
+                Kind::Turn,
+                &format!("{long} item{i}"),
+                i,
+                [1.0, 0.0, 0.0, 0.0],
+            )
+        })
         .collect();
     store.upsert(stored.clone()).await.unwrap();
     let stored_len = engram_core::bm25::doc_len(&stored[0].payload.text) as f32;
@@ -524,10 +532,25 @@ async fn corpus_lengths_are_seeded_from_the_users_stored_points() {
 
     let lengths = engram_core::CorpusLengths::new();
     let new_turn = point(&s, Kind::Turn, "short note", 10, [0.0, 1.0, 0.0, 0.0]);
-    let new_obs = point(&s, Kind::Observation, "User likes tea.", 11, [0.0, 1.0, 0.0, 0.0]);
-    let other = point(&scope("org", "v", "s"), Kind::Turn, "one two three four", 12, [0.0, 0.0, 1.0, 0.0]);
+    let new_obs = point(
+        &s,
+        Kind::Observation,
+        "User likes tea.",
+        11,
+        [0.0, 1.0, 0.0, 0.0],
+    );
+    let other = point(
+        &scope("org", "v", "s"),
+        Kind::Turn,
+        "one two three four",
+        12,
+        [0.0, 0.0, 1.0, 0.0],
+    );
     let vectors = lengths
-        .document_vectors(&store, &[&new_turn.payload, &new_obs.payload, &other.payload])
+        .document_vectors(
+            &store,
+            &[&new_turn.payload, &new_obs.payload, &other.payload],
+        )
         .await
         .unwrap();
     assert_eq!(vectors.len(), 3);

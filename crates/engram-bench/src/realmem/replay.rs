@@ -80,7 +80,10 @@ pub(super) async fn written(
     counts: &mut Counts,
     latencies: &mut Vec<Duration>,
 ) -> anyhow::Result<HashMap<String, String>> {
-    let record = data_dir.map(|d| d.join("bench-realmem").join(format!("{}.json", person.slug)));
+    let record = data_dir.map(|d| {
+        d.join("bench-realmem")
+            .join(format!("{}.json", person.slug))
+    });
     if let Some(path) = &record
         && let Ok(bytes) = std::fs::read(path)
     {
