@@ -324,6 +324,7 @@ pub(crate) struct Recalled {
 
 /// One Recall of `q` over every session of `user_id` in `org`, asking for
 /// the confidence features.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn recall_turns(
     client: &mut RecallServiceClient<Channel>,
     token: &str,

@@ -13,7 +13,7 @@
 
 use crate::bm25;
 use crate::filter::ScopeFilter;
-use crate::model::{Kind, PointPayload, SparseVector};
+use crate::model::{Kind, Point, PointPayload, SparseVector};
 use crate::ports::{StoreError, VectorStore};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -134,6 +134,29 @@ impl CorpusLengths {
                     .and_then(|m| m.value())
                     .unwrap_or(bm25::DEFAULT_AVGDL);
                 bm25::document_vector_at(&p.text, avgdl)
+            })
+            .collect())
+    }
+
+    /// `payloads` with their `dense` vectors (in the same order) as points,
+    /// each with its BM25 vector from [`CorpusLengths::document_vectors`].
+    pub async fn points(
+        &self,
+        store: &dyn VectorStore,
+        payloads: Vec<PointPayload>,
+        dense: Vec<Vec<f32>>,
+    ) -> Result<Vec<Point>, StoreError> {
+        let refs: Vec<&PointPayload> = payloads.iter().collect();
+        let sparse = self.document_vectors(store, &refs).await?;
+        Ok(payloads
+            .into_iter()
+            .zip(dense)
+            .zip(sparse)
+            .map(|((payload, dense), sparse)| Point {
+                fragment_id: payload.fragment_id.clone(),
+                payload,
+                dense,
+                sparse,
             })
             .collect())
     }

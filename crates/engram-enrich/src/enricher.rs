@@ -3,7 +3,7 @@
 use crate::EnrichError;
 use crate::derive;
 use engram_core::{
-    Credits, Embedder, Job, JobState, JobStore, MemoryRef, Point, PointPayload, VectorStore,
+    Credits, Embedder, Job, JobState, JobStore, MemoryRef, PointPayload, VectorStore,
 };
 use engram_extract::Extractor;
 use engram_proto::events::v1::{Event, TurnsIngested, event};
@@ -284,23 +284,10 @@ impl Enricher {
             return Ok(derived);
         }
         let vectors = self.vectors(&payloads).await?;
-        let sparse = {
-            let refs: Vec<&PointPayload> = payloads.iter().collect();
-            self.lengths
-                .document_vectors(self.store.as_ref(), &refs)
-                .await?
-        };
-        let points = payloads
-            .into_iter()
-            .zip(vectors)
-            .zip(sparse)
-            .map(|((payload, dense), sparse)| Point {
-                fragment_id: payload.fragment_id.clone(),
-                sparse,
-                payload,
-                dense,
-            })
-            .collect();
+        let points = self
+            .lengths
+            .points(self.store.as_ref(), payloads, vectors)
+            .await?;
         self.store.upsert(points).await?;
         Ok(derived)
     }

@@ -4,7 +4,7 @@
 use crate::EnrichError;
 use crate::chunk;
 use crate::enricher::{Enricher, now_ms};
-use engram_core::{Job, JobState, Kind, MemoryRef, MemoryType, Point, PointPayload, ids};
+use engram_core::{Job, JobState, Kind, MemoryRef, MemoryType, PointPayload, ids};
 use engram_proto::events::v1::{IngestedTurn, MemoryStored, TurnsIngested};
 
 /// Chunks embedded in one model call: bounds the memory a 100,000-character
@@ -74,53 +74,39 @@ impl Enricher {
             .collect();
         for (b, batch) in texts.chunks(EMBED_BATCH).enumerate() {
             let vectors = self.embedder.embed(batch).await?;
-            let points = batch
+            let payloads: Vec<PointPayload> = batch
                 .iter()
-                .zip(vectors)
                 .enumerate()
-                .map(|(j, (text, dense))| {
+                .map(|(j, text)| {
                     let index = b * EMBED_BATCH + j;
-                    let fragment_id = chunk_ids[index].clone();
-                    Point {
-                        fragment_id: fragment_id.clone(),
-                        // Filled in below at the user's average length.
-                        sparse: engram_core::SparseVector::default(),
-                        dense,
-                        payload: PointPayload {
-                            fragment_id,
-                            org_id: m.org_id.clone(),
-                            user_id: m.user_id.clone(),
-                            // Memories belong to no conversation.
-                            session_id: String::new(),
-                            kind: Kind::Memory,
-                            role: None,
-                            text: text.clone(),
-                            ts_ms,
-                            job_id: m.memory_id.clone(),
-                            source_ids: Vec::new(),
-                            entity_kind: None,
-                            mentions: None,
-                            subject: None,
-                            event_ms: None,
-                            metadata: metadata.clone(),
-                            memory: Some(MemoryRef {
-                                chunk: index as u32,
-                                ..reference.clone()
-                            }),
-                        },
+                    PointPayload {
+                        fragment_id: chunk_ids[index].clone(),
+                        org_id: m.org_id.clone(),
+                        user_id: m.user_id.clone(),
+                        // Memories belong to no conversation.
+                        session_id: String::new(),
+                        kind: Kind::Memory,
+                        role: None,
+                        text: text.clone(),
+                        ts_ms,
+                        job_id: m.memory_id.clone(),
+                        source_ids: Vec::new(),
+                        entity_kind: None,
+                        mentions: None,
+                        subject: None,
+                        event_ms: None,
+                        metadata: metadata.clone(),
+                        memory: Some(MemoryRef {
+                            chunk: index as u32,
+                            ..reference.clone()
+                        }),
                     }
                 })
-                .collect::<Vec<Point>>();
-            let mut points = points;
-            let sparse = {
-                let refs: Vec<&PointPayload> = points.iter().map(|p| &p.payload).collect();
-                self.lengths
-                    .document_vectors(self.store.as_ref(), &refs)
-                    .await?
-            };
-            for (point, sparse) in points.iter_mut().zip(sparse) {
-                point.sparse = sparse;
-            }
+                .collect();
+            let points = self
+                .lengths
+                .points(self.store.as_ref(), payloads, vectors)
+                .await?;
             self.store.upsert(points).await?;
         }
 

@@ -2,8 +2,8 @@
 
 use crate::validate::{ValidTurn, validate};
 use engram_core::{
-    Embedder, Job, JobStore, KeptEvent, Kind, OutboundMessage, Point, PointPayload, Scope,
-    SparseVector, TurnStream, VectorStore, bm25, ids,
+    Embedder, Job, JobStore, KeptEvent, Kind, OutboundMessage, PointPayload, Scope, TurnStream,
+    VectorStore, bm25, ids,
 };
 use engram_proto::events::v1::{IngestedTurn, TurnsIngested};
 use engram_proto::v1::ingest_service_server::IngestService;
@@ -184,24 +184,19 @@ impl IngestServiceImpl {
                     .embed(&texts)
                     .await
                     .map_err(engram_rpc::embed_status)?;
-                let mut points: Vec<Point> = new
+                let payloads: Vec<PointPayload> = new
                     .iter()
-                    .zip(vectors)
-                    .map(|(&i, dense)| {
+                    .map(|&i| {
                         let t = &turns[i];
                         tokens_in += self.embedder.count_tokens(&t.text) as u64;
-                        turn_point(&scope, &fragment_ids[i], t, &job_id, &metadata, dense)
+                        turn_payload(&scope, &fragment_ids[i], t, &job_id, &metadata)
                     })
                     .collect();
-                let payloads: Vec<&PointPayload> = points.iter().map(|p| &p.payload).collect();
-                let sparse = self
+                let points = self
                     .lengths
-                    .document_vectors(self.store.as_ref(), &payloads)
+                    .points(self.store.as_ref(), payloads, vectors)
                     .await
                     .map_err(engram_rpc::store_status)?;
-                for (point, sparse) in points.iter_mut().zip(sparse) {
-                    point.sparse = sparse;
-                }
                 self.store
                     .upsert(points)
                     .await
@@ -271,37 +266,30 @@ impl IngestServiceImpl {
     }
 }
 
-fn turn_point(
+fn turn_payload(
     scope: &Scope,
     fragment_id: &str,
     t: &ValidTurn,
     job_id: &str,
     metadata: &serde_json::Map<String, serde_json::Value>,
-    dense: Vec<f32>,
-) -> Point {
-    Point {
+) -> PointPayload {
+    PointPayload {
         fragment_id: fragment_id.to_owned(),
-        payload: PointPayload {
-            fragment_id: fragment_id.to_owned(),
-            org_id: scope.org_id.clone(),
-            user_id: scope.user_id.clone(),
-            session_id: scope.session_id.clone(),
-            kind: Kind::Turn,
-            role: Some(t.role),
-            text: t.text.clone(),
-            ts_ms: t.ts_ms,
-            job_id: job_id.to_owned(),
-            source_ids: Vec::new(),
-            entity_kind: None,
-            mentions: None,
-            subject: None,
-            event_ms: None,
-            metadata: metadata.clone(),
-            memory: None,
-        },
-        dense,
-        // Filled in by the caller at the user's average length.
-        sparse: SparseVector::default(),
+        org_id: scope.org_id.clone(),
+        user_id: scope.user_id.clone(),
+        session_id: scope.session_id.clone(),
+        kind: Kind::Turn,
+        role: Some(t.role),
+        text: t.text.clone(),
+        ts_ms: t.ts_ms,
+        job_id: job_id.to_owned(),
+        source_ids: Vec::new(),
+        entity_kind: None,
+        mentions: None,
+        subject: None,
+        event_ms: None,
+        metadata: metadata.clone(),
+        memory: None,
     }
 }
 

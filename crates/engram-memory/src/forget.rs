@@ -10,7 +10,7 @@
 use crate::Workspace;
 use crate::validate::check_id;
 use engram_auth::WorkspaceRole;
-use engram_core::{Cond, Kind, LedgerKind, MemoryType, Point, PointPayload, ScopeFilter};
+use engram_core::{Cond, Kind, LedgerKind, MemoryType, PointPayload, ScopeFilter};
 use engram_proto::v1::{ForgetRequest, ForgetResponse, forget_request};
 use engram_rpc::Violations;
 use sha2::{Digest, Sha256};
@@ -420,24 +420,10 @@ async fn update_entities(
             .map_err(engram_rpc::embed_status)?;
         // The user's entity lengths, read from the store: forgetting is rare
         // enough that a table kept for it would mostly be stale.
-        let sparse = {
-            let refs: Vec<&PointPayload> = rewrite.iter().collect();
-            engram_core::CorpusLengths::new()
-                .document_vectors(ws.store.as_ref(), &refs)
-                .await
-                .map_err(engram_rpc::store_status)?
-        };
-        let points = rewrite
-            .into_iter()
-            .zip(vectors)
-            .zip(sparse)
-            .map(|((payload, dense), sparse)| Point {
-                fragment_id: payload.fragment_id.clone(),
-                sparse,
-                payload,
-                dense,
-            })
-            .collect::<Vec<_>>();
+        let points = engram_core::CorpusLengths::new()
+            .points(ws.store.as_ref(), rewrite, vectors)
+            .await
+            .map_err(engram_rpc::store_status)?;
         removed.entities_updated += points.len() as u32;
         ws.store
             .upsert(points)

@@ -8,10 +8,10 @@ use engram_core::{
     HybridQuery, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
 };
 use qdrant_client::qdrant::{
-    CountPoints, CreateFieldIndexCollection, DeletePoints, GetCollectionInfoRequest, GetPoints,
-    PayloadIncludeSelector, PayloadIndexParams, PointsSelector, ScrollPoints, UpdateCollection,
-    UpsertPoints, WithPayloadSelector, WithVectorsSelector, points_selector, with_payload_selector,
-    with_vectors_selector,
+    CollectionConfig, CountPoints, CreateFieldIndexCollection, DeletePoints,
+    GetCollectionInfoRequest, GetPoints, PayloadIncludeSelector, PayloadIndexParams,
+    PointsSelector, ScrollPoints, UpdateCollection, UpsertPoints, WithPayloadSelector,
+    WithVectorsSelector, points_selector, with_payload_selector, with_vectors_selector,
 };
 use qdrant_client::{Qdrant, QdrantError};
 use std::collections::HashSet;
@@ -244,9 +244,9 @@ impl QdrantStore {
         }
     }
 
-    /// The model tag in the collection's metadata (untagged:
-    /// [`engram_core::UNTAGGED_MODEL`]), without provisioning.
-    async fn read_tag(&self) -> Result<engram_core::ModelTag, StoreError> {
+    /// The existing collection's configuration (vectors, metadata), in one
+    /// round trip, without provisioning.
+    async fn collection_config(&self) -> Result<CollectionConfig, StoreError> {
         let request = GetCollectionInfoRequest {
             collection_name: self.collection.clone(),
         };
@@ -255,12 +255,15 @@ impl QdrantStore {
                 c.collection_info(request).await
             })
             .await?;
-        let metadata = info
-            .result
-            .and_then(|i| i.config)
-            .map(|c| c.metadata)
-            .unwrap_or_default();
-        Ok(mapping::tag_of_metadata(&metadata))
+        Ok(info.result.and_then(|i| i.config).unwrap_or_default())
+    }
+
+    /// The model tag in the collection's metadata (untagged:
+    /// [`engram_core::UNTAGGED_MODEL`]), without provisioning.
+    async fn read_tag(&self) -> Result<engram_core::ModelTag, StoreError> {
+        Ok(mapping::tag_of_metadata(
+            &self.collection_config().await?.metadata,
+        ))
     }
 
     /// The collection this store uses.
@@ -303,15 +306,7 @@ impl QdrantStore {
             }
         }
         if !created {
-            self.check_layout().await?;
-            if let Some(model) = &self.embedding_model {
-                let tag = self.read_tag().await?;
-                tag.check(
-                    model,
-                    &format!("collection {:?} on Qdrant at {}", self.collection, self.url),
-                )
-                .map_err(StoreError::Internal)?;
-            }
+            self.check_collection().await?;
         }
         for spec in mapping::index_specs() {
             let request = CreateFieldIndexCollection {
@@ -333,30 +328,27 @@ impl QdrantStore {
     }
 
     /// Fails naming the mismatch when the existing collection's vectors do
-    /// not fit this store.
-    async fn check_layout(&self) -> Result<(), StoreError> {
-        let request = GetCollectionInfoRequest {
-            collection_name: self.collection.clone(),
-        };
-        let info = self
-            .request("collection info", |c| async move {
-                c.collection_info(request).await
-            })
-            .await?;
-        let params = info
-            .result
-            .and_then(|i| i.config)
-            .and_then(|c| c.params)
-            .unwrap_or_default();
-        match mapping::layout_mismatch(
+    /// not fit this store, or its model tag is not this process's model.
+    async fn check_collection(&self) -> Result<(), StoreError> {
+        let config = self.collection_config().await?;
+        let params = config.params.unwrap_or_default();
+        if let Some(mismatch) = mapping::layout_mismatch(
             &self.collection,
             self.dense_dim,
             params.vectors_config.as_ref(),
             params.sparse_vectors_config.as_ref(),
         ) {
-            None => Ok(()),
-            Some(mismatch) => Err(StoreError::Internal(mismatch)),
+            return Err(StoreError::Internal(mismatch));
         }
+        if let Some(model) = &self.embedding_model {
+            mapping::tag_of_metadata(&config.metadata)
+                .check(
+                    model,
+                    &format!("collection {:?} on Qdrant at {}", self.collection, self.url),
+                )
+                .map_err(StoreError::Internal)?;
+        }
+        Ok(())
     }
 
     /// The client, unless the store is closed.

@@ -12,7 +12,7 @@
 //! vectors of a new size do not fit the existing one.
 
 use crate::{Config, ServerError, backends};
-use engram_core::{ModelTag, Point};
+use engram_core::ModelTag;
 use std::time::Instant;
 
 /// Points read, embedded and written per step.
@@ -79,21 +79,7 @@ pub async fn reembed(config: &Config) -> Result<ReembedReport, ServerError> {
                     vectors.len()
                 )));
             }
-            let sparse = {
-                let refs: Vec<&engram_core::PointPayload> = page.iter().collect();
-                lengths.document_vectors(store.as_ref(), &refs).await?
-            };
-            let rewritten: Vec<Point> = page
-                .into_iter()
-                .zip(vectors)
-                .zip(sparse)
-                .map(|((payload, dense), sparse)| Point {
-                    fragment_id: payload.fragment_id.clone(),
-                    sparse,
-                    payload,
-                    dense,
-                })
-                .collect();
+            let rewritten = lengths.points(store.as_ref(), page, vectors).await?;
             points += rewritten.len() as u64;
             store.upsert(rewritten).await?;
             tracing::info!(points, "re-embedding");
