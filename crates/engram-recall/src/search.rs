@@ -672,7 +672,10 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let off = DeepParams::default();
+        let off = DeepParams {
+            session_weight: 0.0,
+            ..DeepParams::default()
+        };
         let on = DeepParams {
             session_weight: 1.0,
             ..DeepParams::default()
