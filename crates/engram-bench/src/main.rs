@@ -7,7 +7,8 @@
 //! with the turn stream in the path; `bench consume` measures the
 //! enrichment consumer alone, in-process; `bench memory` measures
 //! StoreMemory on 100,000-character documents and Recall with a selective
-//! metadata filter; `bench realmem` scores session recall on RealMemBench,
+//! metadata filter; `bench embed` times the embedding model alone, in
+//! process (the floor of Recall and Remember); `bench realmem` scores session recall on RealMemBench,
 //! online (each query asked before its session is written), with the
 //! confidence calibration fitted and reported on separate people. By
 //! default each run spawns the `engram` binary on a fresh data directory
@@ -16,6 +17,7 @@
 mod calibrate;
 mod consume;
 mod dataset;
+mod embed;
 mod enrich;
 mod fit;
 mod locomo;
@@ -51,6 +53,9 @@ enum Command {
     Enrich(enrich::EnrichArgs),
     /// Enrichment throughput of the consumer alone, in-process, on a LoCoMo backlog.
     Consume(consume::ConsumeArgs),
+    /// The embedding model alone, in-process: single-query latency and
+    /// batch throughput on LoCoMo text (no server).
+    Embed(embed::EmbedArgs),
     /// StoreMemory throughput on 100,000-character documents; Recall with a
     /// selective metadata filter on a large store.
     Memory(memory::MemoryArgs),
@@ -103,6 +108,7 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
         }
         Command::Consume(_) => anyhow::bail!("bench consume runs in-process, without a server"),
         Command::Calibrate(_) => anyhow::bail!("bench calibrate reads files, without a server"),
+        Command::Embed(_) => anyhow::bail!("bench embed runs in-process, without a server"),
         Command::Speed(args) => {
             let report = speed::run(target, args).await?;
             println!("{}", report.markdown());
@@ -124,6 +130,14 @@ async fn main() -> anyhow::Result<()> {
     if let Command::Consume(args) = &cli.command {
         // In-process: no server to start.
         let report = consume::run(args).await?;
+        println!("{}", report.markdown());
+        if let Some(out) = &args.out {
+            write_json(out, &report)?;
+        }
+        return Ok(());
+    }
+    if let Command::Embed(args) = &cli.command {
+        let report = embed::run(args).await?;
         println!("{}", report.markdown());
         if let Some(out) = &args.out {
             write_json(out, &report)?;

