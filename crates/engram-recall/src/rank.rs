@@ -85,6 +85,10 @@ pub(crate) fn mmr_grouped(
         if let Some(g) = groups.get(i) {
             *in_group.entry(*g).or_default() += 1;
         }
+        // At lambda 1 similarity has no weight: skip its quadratic update.
+        if lambda >= 1.0 {
+            continue;
+        }
         for j in 0..n {
             if !taken[j] {
                 max_sim[j] = max_sim[j].max(jaccard(&token_sets[i], &token_sets[j]));

@@ -426,9 +426,17 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
     // Pick turns with MMR from the best candidates, then the observations
     // that still say something new, then fill the turn list.
     let pool = scored.len().min(query.top_k * 3);
+    // Token sets only matter when MMR weighs similarity (lambda < 1);
+    // stemming the whole pool is the costliest step of the selection.
     let sets: Vec<_> = scored[..pool]
         .iter()
-        .map(|(_, p)| rank::tokens(&p.text))
+        .map(|(_, p)| {
+            if params.mmr_lambda < 1.0 {
+                rank::tokens(&p.text)
+            } else {
+                HashSet::new()
+            }
+        })
         .collect();
     let relevance: Vec<f32> = scored[..pool].iter().map(|(s, _)| *s).collect();
     let mut session_ids: HashMap<&str, usize> = HashMap::new();
