@@ -128,10 +128,6 @@ fn extract_speed(events: &[TurnsIngested]) -> f64 {
     turns as f64 / t.elapsed().as_secs_f64()
 }
 
-fn own_memory() -> Option<Memory> {
-    Memory::parse_status(&std::fs::read_to_string("/proc/self/status").ok()?)
-}
-
 /// Runs the benchmark.
 pub async fn run(args: &ConsumeArgs) -> anyhow::Result<ConsumeReport> {
     let mut convs = dataset::load(&args.data)?;
@@ -226,7 +222,7 @@ pub async fn run(args: &ConsumeArgs) -> anyhow::Result<ConsumeReport> {
         observations,
         entities,
         extract_turns_per_sec,
-        memory: own_memory(),
+        memory: Memory::of_this_process(),
     })
 }
 

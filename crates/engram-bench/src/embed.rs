@@ -7,6 +7,7 @@
 //! (`--openai-url`), so two models can be compared on the same texts.
 
 use crate::dataset;
+use crate::server::Memory;
 use crate::stats::Latency;
 use anyhow::Context;
 use engram_core::Embedder;
@@ -163,19 +164,6 @@ pub async fn run(args: &EmbedArgs) -> anyhow::Result<EmbedReport> {
         batch: args.batch,
         texts_per_sec: texts.len() as f64 / secs,
         tokens_per_sec: tokens as f64 / secs,
-        peak_rss_mib: peak_rss_mib(),
+        peak_rss_mib: Memory::of_this_process().map_or(0.0, |m| m.hwm_mib()),
     })
-}
-
-/// `VmHWM` of this process, MiB (0 when `/proc` cannot tell).
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
 }

@@ -76,45 +76,39 @@ fn write_json(path: &Path, value: &impl Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a report's markdown and writes its JSON to `out`, when given.
+fn emit(markdown: &str, out: Option<&Path>, report: &impl Serialize) -> anyhow::Result<()> {
+    println!("{markdown}");
+    match out {
+        Some(out) => write_json(out, report),
+        None => Ok(()),
+    }
+}
+
 async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
     match command {
         Command::Locomo(args) => {
             let report = locomo::run(target, args).await?;
-            println!("{}", report.markdown());
-            if let Some(out) = &args.out {
-                write_json(out, &report)?;
-            }
+            emit(&report.markdown(), args.out.as_deref(), &report)?;
         }
         Command::Enrich(args) => {
             let report = enrich::run(target, args).await?;
-            println!("{}", report.markdown());
-            if let Some(out) = &args.out {
-                write_json(out, &report)?;
-            }
+            emit(&report.markdown(), args.out.as_deref(), &report)?;
         }
         Command::Memory(args) => {
             let report = memory::run(target, args).await?;
-            println!("{}", report.markdown());
-            if let Some(out) = &args.out {
-                write_json(out, &report)?;
-            }
+            emit(&report.markdown(), args.out.as_deref(), &report)?;
         }
         Command::Realmem(args) => {
             let report = realmem::run(target, args).await?;
-            println!("{}", report.markdown());
-            if let Some(out) = &args.out {
-                write_json(out, &report)?;
-            }
+            emit(&report.markdown(), args.out.as_deref(), &report)?;
         }
         Command::Consume(_) => anyhow::bail!("bench consume runs in-process, without a server"),
         Command::Calibrate(_) => anyhow::bail!("bench calibrate reads files, without a server"),
         Command::Embed(_) => anyhow::bail!("bench embed runs in-process, without a server"),
         Command::Speed(args) => {
             let report = speed::run(target, args).await?;
-            println!("{}", report.markdown());
-            if let Some(out) = &args.out {
-                write_json(out, &report)?;
-            }
+            emit(&report.markdown(), args.out.as_deref(), &report)?;
         }
     }
     Ok(())
@@ -127,22 +121,14 @@ async fn main() -> anyhow::Result<()> {
         println!("{}", calibrate::run(args)?);
         return Ok(());
     }
+    // In-process commands: no server to start.
     if let Command::Consume(args) = &cli.command {
-        // In-process: no server to start.
         let report = consume::run(args).await?;
-        println!("{}", report.markdown());
-        if let Some(out) = &args.out {
-            write_json(out, &report)?;
-        }
-        return Ok(());
+        return emit(&report.markdown(), args.out.as_deref(), &report);
     }
     if let Command::Embed(args) = &cli.command {
         let report = embed::run(args).await?;
-        println!("{}", report.markdown());
-        if let Some(out) = &args.out {
-            write_json(out, &report)?;
-        }
-        return Ok(());
+        return emit(&report.markdown(), args.out.as_deref(), &report);
     }
     let target = server::Target::start(&cli.server).await?;
     // On Ctrl-C the run is dropped and the server is still stopped cleanly.

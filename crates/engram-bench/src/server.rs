@@ -78,6 +78,11 @@ impl Memory {
         })
     }
 
+    /// The memory of this process (for in-process benchmarks).
+    pub fn of_this_process() -> Option<Self> {
+        Self::parse_status(&std::fs::read_to_string("/proc/self/status").ok()?)
+    }
+
     /// Peak RSS in MiB.
     pub fn hwm_mib(&self) -> f64 {
         self.vm_hwm_kib as f64 / 1024.0
