@@ -16,6 +16,7 @@ mod rank;
 mod render;
 mod search;
 mod service;
+mod sessions;
 mod timeq;
 
 pub use confidence::{ACTIVE, Calibration, DEEP, FEATURE_NAMES, FEATURES, features};

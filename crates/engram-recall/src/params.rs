@@ -4,7 +4,9 @@
 //! `BENCHMARKS.md` measures what each one is worth: observation fusion with
 //! `observation_weight = 0`, neighbours with `expand = 0`, time boosts with
 //! `time_boost = 1`, MMR with `mmr_lambda = 1`, entities with
-//! `max_entities = 0`, session evidence with `session_weight = 0`. The defaults are chosen on the fit splits of both
+//! `max_entities = 0`, session evidence with `session_weight = 0`, session
+//! likeness with `session_similarity = 0`, the conversation floor with
+//! `min_sessions = 0`. The defaults are chosen on the fit splits of both
 //! development benchmarks (LoCoMo conversations 1–5, RealMem people 1–5)
 //! and reported on the others.
 
@@ -45,10 +47,27 @@ pub struct DeepParams {
     /// picked (1 = none): the list reaches more conversations instead of
     /// filling up with one.
     pub session_repeat: f32,
+    /// Weight of the session's likeness to the query (0 = none): the mean
+    /// cosine of its best [`SIMILARITY_DEPTH`] turns among the direct hits,
+    /// a session with fewer filled with the weakest cosine of the list. A
+    /// turn of a conversation that is about what the query needs rises above
+    /// a turn that matches it alone; in units of the first place of the turn
+    /// list, per unit of cosine.
+    pub session_similarity: f32,
+    /// Conversations the turn list reaches, when the candidates allow (0 =
+    /// no floor). The first half of the list keeps its order; past it, a
+    /// turn of a session listed more than once gives way to the best turn
+    /// of a session not listed yet, so session evidence, which lifts the
+    /// turns of a few strong conversations together, cannot crowd every
+    /// other conversation out of the list.
+    pub min_sessions: usize,
 }
 
 /// Most candidates of one session that add to its evidence.
 pub const SESSION_DEPTH: usize = 5;
+
+/// Best turns of one session whose cosines make its likeness.
+pub const SIMILARITY_DEPTH: usize = 3;
 
 impl Default for DeepParams {
     fn default() -> Self {
@@ -64,6 +83,8 @@ impl Default for DeepParams {
             max_entities: 5,
             session_weight: 0.2,
             session_repeat: 1.0,
+            session_similarity: 1.0,
+            min_sessions: 10,
         }
     }
 }
@@ -80,6 +101,7 @@ impl DeepParams {
             self.mmr_lambda,
             self.session_weight,
             self.session_repeat,
+            self.session_similarity,
         ]
         .iter()
         .all(|v| v.is_finite());
@@ -111,6 +133,7 @@ impl DeepParams {
                 "mmr_lambda must be in 0..=1",
             ),
             (self.max_entities <= 20, "max_entities must be at most 20"),
+            (self.min_sessions <= 50, "min_sessions must be at most 50"),
             (
                 (0.0..=10.0).contains(&self.session_weight),
                 "session_weight must be in 0..=10",
@@ -118,6 +141,10 @@ impl DeepParams {
             (
                 (0.0..=1.0).contains(&self.session_repeat) && self.session_repeat > 0.0,
                 "session_repeat must be in (0, 1]",
+            ),
+            (
+                (0.0..=10.0).contains(&self.session_similarity),
+                "session_similarity must be in 0..=10",
             ),
         ];
         match checks.iter().find(|(ok, _)| !ok) {
@@ -155,6 +182,18 @@ mod tests {
                 neighbour_window_ms: -1,
                 ..DeepParams::default()
             },
+            DeepParams {
+                min_sessions: 51,
+                ..DeepParams::default()
+            },
+            DeepParams {
+                session_similarity: -0.5,
+                ..DeepParams::default()
+            },
+            DeepParams {
+                session_similarity: f32::INFINITY,
+                ..DeepParams::default()
+            },
         ];
         for p in bad {
             let e = p.check("recall.deep").unwrap_err();
@@ -170,6 +209,8 @@ mod tests {
             time_boost: 1.0,
             mmr_lambda: 1.0,
             max_entities: 0,
+            session_weight: 0.0,
+            session_similarity: 0.0,
             ..DeepParams::default()
         };
         assert_eq!(off.check("recall.deep"), Ok(()));

@@ -8,6 +8,7 @@
 //! strongest turns with their neighbours in the same session, boosts what
 //! falls inside a time expression of the query, and diversifies.
 
+use crate::sessions::{Likeness, cover_sessions, group_key};
 use crate::timeq::{self, TimeHint};
 use crate::{DeepParams, rank};
 use engram_core::{
@@ -340,7 +341,7 @@ impl Candidate {
 /// Highest fused score a candidate can reach (first in both lists, time
 /// boost), for scaling to [0, 1].
 fn deep_max(p: &DeepParams) -> f32 {
-    (1.0 + p.observation_weight) / p.rrf_k * p.time_boost
+    (1.0 + p.observation_weight + p.session_similarity) / p.rrf_k * p.time_boost
 }
 
 /// The share of a strong turn's score its `rank`-th neighbour (0-based,
@@ -403,12 +404,20 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
 
     let hint = resolve_time(query, &obs).await?;
     let sessions = session_evidence(&cands, params);
+    let likeness = if params.session_similarity > 0.0 {
+        Likeness::of(&direct)
+    } else {
+        None
+    };
     let mut scored: Vec<(f32, PointPayload)> = cands
         .into_values()
         .filter_map(|c| {
             let fused = c.fused(params);
             let payload = c.payload?;
             let mut s = with_session(fused, sessions.get(&payload.session_id), params);
+            if let Some(l) = &likeness {
+                s += params.session_similarity / params.rrf_k * l.of_group(group_key(&payload));
+            }
             if let Some(h) = &hint
                 && (h.contains(payload.ts_ms) || c.event_ms.iter().any(|&e| h.contains(e)))
             {
@@ -443,14 +452,8 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
     let groups: Vec<usize> = scored[..pool]
         .iter()
         .map(|(_, p)| {
-            // A memory chunk is in no session: each is its own group.
-            let key = if p.session_id.is_empty() {
-                p.fragment_id.as_str()
-            } else {
-                p.session_id.as_str()
-            };
             let next = session_ids.len();
-            *session_ids.entry(key).or_insert(next)
+            *session_ids.entry(group_key(p)).or_insert(next)
         })
         .collect();
     let picked = rank::mmr_grouped(
@@ -471,6 +474,13 @@ pub(crate) async fn deep(query: &Query<'_>) -> Result<Outcome, StoreError> {
     let observations = novel_observations(&obs_ranked, &all_turns, observation_share(query.top_k));
     let mut turns = all_turns;
     turns.truncate(query.top_k - observations.len());
+    cover_sessions(
+        &mut turns,
+        &scored,
+        query.top_k - observations.len(),
+        query.top_k / 2,
+        params.min_sessions,
+    );
 
     let returned: HashSet<&str> = turns
         .iter()
