@@ -652,24 +652,7 @@ mod tests {
     }
 
     fn turn_in(session: &str, id: &str, turn_rank: usize) -> (String, Candidate) {
-        let payload = engram_core::PointPayload {
-            fragment_id: id.into(),
-            org_id: "o".into(),
-            user_id: "u".into(),
-            session_id: session.into(),
-            kind: Kind::Turn,
-            role: None,
-            text: String::new(),
-            ts_ms: 0,
-            job_id: String::new(),
-            source_ids: Vec::new(),
-            entity_kind: None,
-            mentions: None,
-            subject: None,
-            event_ms: None,
-            metadata: Default::default(),
-            memory: None,
-        };
+        let payload = crate::sessions::test_turn(session, id);
         (
             id.into(),
             Candidate {

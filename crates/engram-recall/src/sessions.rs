@@ -123,30 +123,35 @@ impl Likeness {
     }
 }
 
+/// A turn of `session` with id `id` and nothing else, for tests.
+#[cfg(test)]
+pub(crate) fn test_turn(session: &str, id: &str) -> PointPayload {
+    PointPayload {
+        fragment_id: id.into(),
+        org_id: "o".into(),
+        user_id: "u".into(),
+        session_id: session.into(),
+        kind: engram_core::Kind::Turn,
+        role: None,
+        text: String::new(),
+        ts_ms: 0,
+        job_id: String::new(),
+        source_ids: Vec::new(),
+        entity_kind: None,
+        mentions: None,
+        subject: None,
+        event_ms: None,
+        metadata: Default::default(),
+        memory: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use engram_core::Kind;
 
     fn payload(session: &str, id: &str) -> PointPayload {
-        PointPayload {
-            fragment_id: id.into(),
-            org_id: "o".into(),
-            user_id: "u".into(),
-            session_id: session.into(),
-            kind: Kind::Turn,
-            role: None,
-            text: String::new(),
-            ts_ms: 0,
-            job_id: String::new(),
-            source_ids: Vec::new(),
-            entity_kind: None,
-            mentions: None,
-            subject: None,
-            event_ms: None,
-            metadata: Default::default(),
-            memory: None,
-        }
+        test_turn(session, id)
     }
 
     fn hit(session: &str, id: &str, cosine: Option<f32>) -> ScoredPoint {
