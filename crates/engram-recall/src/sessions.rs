@@ -150,13 +150,9 @@ pub(crate) fn test_turn(session: &str, id: &str) -> PointPayload {
 mod tests {
     use super::*;
 
-    fn payload(session: &str, id: &str) -> PointPayload {
-        test_turn(session, id)
-    }
-
     fn hit(session: &str, id: &str, cosine: Option<f32>) -> ScoredPoint {
         ScoredPoint {
-            payload: payload(session, id),
+            payload: test_turn(session, id),
             score: 0.0,
             dense_score: cosine,
             dense_rank: None,
@@ -194,7 +190,7 @@ mod tests {
     #[test]
     fn the_tail_of_the_list_reaches_more_conversations() {
         let ranked = |session: &str, id: &str, score: f32| Ranked {
-            payload: payload(session, id),
+            payload: test_turn(session, id),
             score,
         };
         let ids = |turns: &[Ranked]| -> Vec<String> {
