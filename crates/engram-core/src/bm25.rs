@@ -1,9 +1,11 @@
 //! BM25 sparse vectors, computed here so every backend scores alike.
 //!
 //! Documents carry the BM25 term-frequency part
-//! `tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`; the store's IDF
-//! modifier supplies the inverse document frequency at query time, so the
-//! dot product of a query (weight 1 per term) with a document is BM25.
+//! `tf * (k1 + 1) / (tf + k1 * (1 - b + b * dl / avgdl))`; a query carries
+//! each of its terms weighted by the term's inverse document frequency
+//! ([`idf`]) in the searching user's own memory, so the dot product the
+//! store computes is BM25. The store multiplies nothing in: an IDF the
+//! store computed would count every tenant's points.
 
 use crate::model::SparseVector;
 use std::collections::BTreeMap;
@@ -106,11 +108,29 @@ pub fn document_vector_at(text: &str, avgdl: f32) -> SparseVector {
     SparseVector { indices, values }
 }
 
-/// The BM25 query vector of `text`: weight 1 per distinct term.
-pub fn query_vector(text: &str) -> SparseVector {
+/// The distinct term ids of `text`, increasing.
+pub fn terms(text: &str) -> Vec<u32> {
     let mut ids: Vec<u32> = tokenize(text).iter().map(|t| term_id(t)).collect();
     ids.sort_unstable();
     ids.dedup();
+    ids
+}
+
+/// BM25's inverse document frequency of a term found in `df` of `n`
+/// documents, in the form that is never negative (Lucene's, and Qdrant's
+/// IDF modifier): `ln(1 + (n - df + 0.5) / (df + 0.5))`. `df` above `n`
+/// counts as `n`; non-finite or negative inputs count as 0.
+pub fn idf(n: f64, df: f64) -> f32 {
+    let clean = |x: f64| if x.is_finite() { x.max(0.0) } else { 0.0 };
+    let n = clean(n);
+    let df = clean(df).min(n);
+    ((n - df + 0.5) / (df + 0.5)).ln_1p() as f32
+}
+
+/// The BM25 query vector of `text`: weight 1 per distinct term (term
+/// frequencies only; see [`idf`] for the weights recall gives them).
+pub fn query_vector(text: &str) -> SparseVector {
+    let ids = terms(text);
     let values = vec![1.0; ids.len()];
     SparseVector {
         indices: ids,
@@ -167,6 +187,29 @@ mod tests {
         let q = query_vector("shellfish shellfish allergy");
         assert_eq!(q.indices.len(), 2);
         assert!(q.values.iter().all(|v| *v == 1.0));
+    }
+
+    #[test]
+    fn idf_falls_with_document_frequency_and_stays_positive() {
+        assert!(idf(100.0, 1.0) > idf(100.0, 10.0));
+        assert!(idf(100.0, 10.0) > idf(100.0, 100.0));
+        assert!(idf(100.0, 100.0) > 0.0);
+        // Lucene's value for a term in half the documents: ln(1 + 50.5/50.5).
+        assert!((idf(100.0, 50.0) - 2f32.ln()).abs() < 1e-6);
+        assert_eq!(idf(10.0, 50.0), idf(10.0, 10.0));
+        for (n, df) in [
+            (0.0, 0.0),
+            (f64::NAN, 1.0),
+            (5.0, -1.0),
+            (f64::INFINITY, 2.0),
+        ] {
+            let v = idf(n, df);
+            assert!(v.is_finite() && v > 0.0, "idf({n}, {df}) = {v}");
+        }
+        assert_eq!(
+            terms("Shellfish, shellfish allergy"),
+            query_vector("allergy shellfish").indices
+        );
     }
 
     #[test]

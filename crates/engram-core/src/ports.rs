@@ -25,7 +25,8 @@ pub struct HybridQuery {
     pub filter: ScopeFilter,
     /// Query embedding.
     pub dense: Vec<f32>,
-    /// Query terms (weight 1 each; the store applies IDF).
+    /// Query terms with their weights (recall gives each its IDF in the
+    /// searching user's memory); the store multiplies nothing in.
     pub sparse: crate::SparseVector,
     /// How many candidates each prefetch contributes to the fusion.
     pub prefetch: usize,

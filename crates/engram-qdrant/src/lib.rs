@@ -4,7 +4,9 @@
 //! It behaves exactly like the embedded store (`engram-store`, Qdrant Edge)
 //! and is held to the same contract suite (`engram-store-contract`). Layout
 //! (DESIGN.md §4): one collection for all tenants with the named dense
-//! vector `dense` (cosine) and the sparse vector `bm25` (IDF modifier); the
+//! vector `dense` (cosine) and the sparse vector `bm25` (no modifier:
+//! queries carry each user's own IDF; a collection with Qdrant's IDF
+//! modifier is moved on connect); the
 //! payload is the JSON of [`engram_core::PointPayload`]; `org_id` is a
 //! keyword index marked as tenant, the other filter fields are indexed as
 //! on Edge; the point id is the UUID of the fragment id's first 16 bytes.

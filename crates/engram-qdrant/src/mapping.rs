@@ -13,9 +13,9 @@ use qdrant_client::qdrant::r#match::MatchValue;
 use qdrant_client::qdrant::{
     Condition, CreateCollection, Distance, FieldType, Filter, IntegerIndexParams,
     KeywordIndexParams, Modifier, NamedVectors, PointId, PointStruct, PrefetchQuery, Query,
-    QueryPoints, Rrf, SparseVectorConfig, SparseVectorParams, Value, VectorInput, VectorParams,
-    VectorParamsMap, VectorsConfig, VectorsOutput, VectorsSelector, WithPayloadSelector,
-    WithVectorsSelector, payload_index_params, vector_output, vectors_config,
+    QueryPoints, Rrf, SparseVectorConfig, SparseVectorParams, UpdateCollection, Value, VectorInput,
+    VectorParams, VectorParamsMap, VectorsConfig, VectorsOutput, VectorsSelector,
+    WithPayloadSelector, WithVectorsSelector, payload_index_params, vector_output, vectors_config,
     with_payload_selector, with_vectors_selector,
 };
 use std::collections::HashMap;
@@ -41,7 +41,7 @@ pub(crate) const KEYWORD_FIELDS: &[&str] = &[
 ];
 
 /// The collection to create: named dense vector `dense` (cosine) of
-/// `dense_dim` and sparse vector `bm25` with the IDF modifier.
+/// `dense_dim` and sparse vector `bm25` without a modifier.
 pub(crate) fn create_collection(name: &str, dense_dim: usize) -> CreateCollection {
     let dense = VectorParams {
         size: dense_dim as u64,
@@ -49,10 +49,11 @@ pub(crate) fn create_collection(name: &str, dense_dim: usize) -> CreateCollectio
         ..VectorParams::default()
     };
     let sparse = SparseVectorParams {
-        // Documents carry only the BM25 term-frequency part; the IDF
-        // modifier makes Qdrant multiply in the inverse document frequency
-        // at query time, so the dot product is the full BM25 score.
-        modifier: Some(Modifier::Idf.into()),
+        // Documents carry the BM25 term-frequency part and queries the IDF
+        // of each term in the searching user's memory, so the dot product
+        // is BM25. No IDF modifier: Qdrant's would count every tenant's
+        // points.
+        modifier: None,
         ..SparseVectorParams::default()
     };
     CreateCollection {
@@ -149,18 +150,41 @@ pub(crate) fn layout_mismatch(
              Engram needs Cosine"
         ));
     }
-    let Some(bm25) = sparse.and_then(|s| s.map.get(BM25)) else {
+    // With or without Qdrant's IDF modifier: a collection written before
+    // queries carried each user's IDF has it, and is moved (see
+    // `has_store_idf`).
+    if sparse.and_then(|s| s.map.get(BM25)).is_none() {
         return Some(format!(
             "collection {name:?} has no sparse vector {BM25:?}; it was not created by Engram"
         ));
-    };
-    if bm25.modifier != Some(Modifier::Idf.into()) {
-        return Some(format!(
-            "collection {name:?} has sparse vector {BM25:?} without the IDF modifier, \
-             so BM25 scores would lack IDF"
-        ));
     }
     None
+}
+
+/// Whether the collection's BM25 vector has Qdrant's IDF modifier, as
+/// collections written before queries carried each user's own IDF do.
+pub(crate) fn has_store_idf(sparse: Option<&SparseVectorConfig>) -> bool {
+    sparse
+        .and_then(|s| s.map.get(BM25))
+        .is_some_and(|p| p.modifier == Some(Modifier::Idf.into()))
+}
+
+/// The collection update that drops the IDF modifier from the BM25 vector
+/// (its stored vectors stay as they are: term-frequency parts).
+pub(crate) fn drop_store_idf(name: &str) -> UpdateCollection {
+    UpdateCollection {
+        collection_name: name.to_owned(),
+        sparse_vectors_config: Some(SparseVectorConfig {
+            map: HashMap::from([(
+                BM25.to_owned(),
+                SparseVectorParams {
+                    modifier: Some(Modifier::None.into()),
+                    ..SparseVectorParams::default()
+                },
+            )]),
+        }),
+        ..UpdateCollection::default()
+    }
 }
 
 /// One payload index the store makes sure of on connect.
@@ -427,11 +451,23 @@ mod tests {
 
         let err = layout_mismatch("mem", 4, v, None).unwrap();
         assert!(err.contains("bm25"), "{err}");
-        let no_idf = SparseVectorConfig {
-            map: HashMap::from([(BM25.to_owned(), SparseVectorParams::default())]),
+        // The old layout (Qdrant's IDF) fits: the store moves it.
+        let store_idf = SparseVectorConfig {
+            map: HashMap::from([(
+                BM25.to_owned(),
+                SparseVectorParams {
+                    modifier: Some(Modifier::Idf.into()),
+                    ..SparseVectorParams::default()
+                },
+            )]),
         };
-        let err = layout_mismatch("mem", 4, v, Some(&no_idf)).unwrap();
-        assert!(err.contains("IDF"), "{err}");
+        assert_eq!(layout_mismatch("mem", 4, v, Some(&store_idf)), None);
+        assert!(has_store_idf(Some(&store_idf)));
+        assert!(!has_store_idf(s));
+        let update = drop_store_idf("mem");
+        assert_eq!(update.collection_name, "mem");
+        let bm25 = &update.sparse_vectors_config.unwrap().map[BM25];
+        assert_eq!(bm25.modifier, Some(Modifier::None.into()));
         let err = layout_mismatch("mem", 4, None, s).unwrap();
         assert!(err.contains("dense"), "{err}");
     }

@@ -194,8 +194,8 @@ impl QdrantStore {
 
     /// Makes sure the collection is there, once: it is created with its
     /// payload indexes when missing; when it exists its vectors must match
-    /// the options (`dense` of `dense_dim`, cosine; `bm25` with IDF), or
-    /// this fails naming the mismatch. The payload indexes are (re)created,
+    /// the options (`dense` of `dense_dim`, cosine; `bm25`), or this fails
+    /// naming the mismatch; a `bm25` with Qdrant's IDF modifier loses it. The payload indexes are (re)created,
     /// which is a no-op for indexes that exist, so this is safe from several
     /// processes at once. Once it succeeded it returns at once.
     ///
@@ -340,6 +340,9 @@ impl QdrantStore {
         ) {
             return Err(StoreError::Internal(mismatch));
         }
+        if mapping::has_store_idf(params.sparse_vectors_config.as_ref()) {
+            self.drop_store_idf().await?;
+        }
         if let Some(model) = &self.embedding_model {
             mapping::tag_of_metadata(&config.metadata)
                 .check(
@@ -348,6 +351,35 @@ impl QdrantStore {
                 )
                 .map_err(StoreError::Internal)?;
         }
+        Ok(())
+    }
+
+    /// Moves a collection written with Qdrant's IDF modifier (which counts
+    /// every tenant's points) to the current layout, where queries carry
+    /// each user's own IDF. The stored vectors already are what the layout
+    /// wants (term-frequency parts), so only the modifier goes; the update
+    /// is idempotent, so processes starting together may all send it.
+    async fn drop_store_idf(&self) -> Result<(), StoreError> {
+        let update = mapping::drop_store_idf(&self.collection);
+        self.request("collection update", |c| async move {
+            c.update_collection(update).await
+        })
+        .await?;
+        let config = self.collection_config().await?;
+        let params = config.params.unwrap_or_default();
+        if mapping::has_store_idf(params.sparse_vectors_config.as_ref()) {
+            return Err(StoreError::Internal(format!(
+                "collection {:?} on Qdrant at {} keeps the IDF modifier on {:?} after an \
+                 update; this Qdrant cannot move it to per-user BM25 weights",
+                self.collection,
+                self.url,
+                mapping::BM25
+            )));
+        }
+        tracing::info!(
+            collection = %self.collection,
+            "collection moved to per-user bm25 weights (qdrant idf modifier dropped)"
+        );
         Ok(())
     }
 

@@ -250,6 +250,87 @@ async fn the_model_tag_guards_the_collection() {
     drop_collection(&url, &old).await;
 }
 
+/// A collection written when the store applied Qdrant's IDF modifier (as
+/// Engram's collections were before queries carried each user's IDF) is
+/// moved on connect: the modifier goes, the points stay, and BM25 follows
+/// the query's weights.
+#[tokio::test]
+async fn a_collection_with_qdrants_idf_is_moved_on_connect() {
+    use qdrant_client::qdrant::{
+        Modifier, SparseVectorConfig, SparseVectorParams, UpdateCollection,
+    };
+    let Some(url) = server_or_skip("a_collection_with_qdrants_idf_is_moved_on_connect") else {
+        return;
+    };
+    let collection = unique_collection("engram_store_idf");
+    let store = QdrantStore::connect(options(&url, &collection))
+        .await
+        .unwrap();
+    let u = scope("org", "u", "s");
+    let mut points: Vec<_> = (0..4)
+        .map(|i| {
+            point(
+                &u,
+                Kind::Turn,
+                &format!("lyon note{i}"),
+                i,
+                [1.0, 0.0, 0.0, 0.0],
+            )
+        })
+        .collect();
+    points.push(point(&u, Kind::Turn, "rome", 9, [0.0, 1.0, 0.0, 0.0]));
+    points.extend((0..30).map(|i| {
+        point(
+            &scope("other", "x", "s"),
+            Kind::Turn,
+            &format!("paris w{i}"),
+            i,
+            [0.0, 0.0, 1.0, 0.0],
+        )
+    }));
+    store.upsert(points).await.unwrap();
+    store.close().await.unwrap();
+
+    // Back to the old layout, as an earlier Engram created it.
+    let mut config = qdrant_client::Qdrant::from_url(&url).skip_compatibility_check();
+    config.api_key = std::env::var("QDRANT_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    let client = config.build().unwrap();
+    let old = UpdateCollection {
+        collection_name: collection.clone(),
+        sparse_vectors_config: Some(SparseVectorConfig {
+            map: std::collections::HashMap::from([(
+                "bm25".to_owned(),
+                SparseVectorParams {
+                    modifier: Some(Modifier::Idf.into()),
+                    ..SparseVectorParams::default()
+                },
+            )]),
+        }),
+        ..UpdateCollection::default()
+    };
+    client.update_collection(old).await.unwrap();
+    // A store that connects moves the collection.
+    let store = QdrantStore::connect(options(&url, &collection))
+        .await
+        .unwrap();
+    assert_eq!(store.count(&ScopeFilter::tenant("org")).await.unwrap(), 5);
+    let store: Arc<dyn VectorStore> = Arc::new(store);
+    engram_store_contract::checks::bm25_weights_are_the_querys_own(Arc::clone(&store)).await;
+    store.close().await.unwrap();
+    let info = client
+        .collection_info(collection.as_str())
+        .await
+        .unwrap()
+        .result
+        .unwrap();
+    let params = info.config.unwrap().params.unwrap();
+    let bm25 = &params.sparse_vectors_config.unwrap().map["bm25"];
+    assert_eq!(bm25.modifier.unwrap_or(0), i32::from(Modifier::None));
+    drop_collection(&url, &collection).await;
+}
+
 #[tokio::test]
 async fn the_collection_has_the_layout_of_the_embedded_store() {
     use qdrant_client::qdrant::{
@@ -283,8 +364,9 @@ async fn the_collection_has_the_layout_of_the_embedded_store() {
     let dense = &vectors.map["dense"];
     assert_eq!(dense.size, DIM as u64);
     assert_eq!(dense.distance, i32::from(Distance::Cosine));
+    // No IDF modifier: queries carry each user's own IDF.
     let bm25 = &params.sparse_vectors_config.unwrap().map["bm25"];
-    assert_eq!(bm25.modifier, Some(i32::from(Modifier::Idf)));
+    assert_eq!(bm25.modifier.unwrap_or(0), i32::from(Modifier::None));
 
     let schema = &info.payload_schema;
     let keyword = i32::from(PayloadSchemaType::Keyword);

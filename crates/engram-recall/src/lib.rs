@@ -11,6 +11,7 @@
 
 mod confidence;
 mod filter;
+mod idf;
 mod params;
 mod rank;
 mod render;

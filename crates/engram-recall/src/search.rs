@@ -12,8 +12,8 @@ use crate::sessions::{Likeness, cover_sessions, group_key};
 use crate::timeq::{self, TimeHint};
 use crate::{DeepParams, rank};
 use engram_core::{
-    Cond, HybridQuery, Kind, MemoryAccess, PointPayload, ScopeFilter, ScoredPoint, SparseVector,
-    StoreError, VectorStore,
+    Cond, HybridQuery, Kind, MemoryAccess, PointPayload, ScopeFilter, ScoredPoint, StoreError,
+    VectorStore,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -31,8 +31,8 @@ pub(crate) struct Query<'a> {
     pub q: &'a str,
     /// Query embedding.
     pub dense: Vec<f32>,
-    /// Query terms.
-    pub sparse: SparseVector,
+    /// Query terms, weighed by their IDF in each corpus searched.
+    pub terms: crate::idf::QueryTerms,
     /// Candidates per retriever.
     pub prefetch: usize,
     /// Hits to return across turns and observations.
@@ -111,11 +111,12 @@ impl Query<'_> {
         filter: ScopeFilter,
         limit: usize,
     ) -> Result<Vec<ScoredPoint>, StoreError> {
+        let sparse = self.terms.for_kinds(&filter.kinds);
         self.store
             .hybrid_search(&HybridQuery {
                 filter,
                 dense: self.dense.clone(),
-                sparse: self.sparse.clone(),
+                sparse,
                 prefetch: self.prefetch.max(limit),
                 limit,
             })

@@ -1,7 +1,8 @@
 //! `RecallService.Recall`.
 
+use crate::idf::{Corpus, QueryTerms, TermStats};
 use crate::{DeepParams, confidence, filter, render, search};
-use engram_core::{Collections, Cond, Embedder, Kind, MemoryAccess, VectorStore, bm25, ids};
+use engram_core::{Collections, Cond, Embedder, Kind, MemoryAccess, VectorStore, ids};
 use engram_proto::v1::recall_service_server::RecallService;
 use engram_proto::v1::{
     Entity, Hit, HitKind, Hits, RecallMode, RecallRequest, RecallResponse, Usage,
@@ -66,6 +67,8 @@ pub struct RecallServiceImpl {
     collections: Option<Arc<dyn Collections>>,
     /// Team collections by tenant: (read at, collection id → members).
     teams: parking_lot::Mutex<HashMap<String, (Instant, Teams)>>,
+    /// BM25 document frequencies of each user's memory.
+    terms: TermStats,
 }
 
 impl RecallServiceImpl {
@@ -81,6 +84,7 @@ impl RecallServiceImpl {
             config,
             collections: None,
             teams: parking_lot::Mutex::new(HashMap::new()),
+            terms: TermStats::new(),
         }
     }
 
@@ -281,13 +285,28 @@ impl RecallService for RecallServiceImpl {
         }
         .max(top_k * 2);
 
-        let dense = self
-            .embedder
-            .embed_queries(std::slice::from_ref(&req.q))
-            .await
+        let corpora: &[Corpus] = match mode {
+            RecallMode::Deep => &[Corpus::Text, Corpus::Observations, Corpus::Entities],
+            _ => &[Corpus::Mixed],
+        };
+        // The term statistics are cached, so this is a lookup but for a
+        // user's first search; then it runs beside the embedding.
+        let (dense, terms) = tokio::join!(
+            self.embedder.embed_queries(std::slice::from_ref(&req.q)),
+            QueryTerms::weigh(
+                &self.terms,
+                &self.store,
+                &scope.org_id,
+                &scope.user_id,
+                &req.q,
+                corpora,
+            ),
+        );
+        let dense = dense
             .map_err(engram_rpc::embed_status)?
             .pop()
             .ok_or_else(|| Status::internal("embedder returned no vector"))?;
+        let terms = terms.map_err(engram_rpc::store_status)?;
         let query = search::Query {
             store: self.store.as_ref(),
             org_id: &scope.org_id,
@@ -295,7 +314,7 @@ impl RecallService for RecallServiceImpl {
             session_id: Some(scope.session_id.as_str()).filter(|s| !s.is_empty()),
             q: &req.q,
             dense,
-            sparse: bm25::query_vector(&req.q),
+            terms,
             prefetch,
             top_k,
             now_ms: chrono::Utc::now().timestamp_millis(),

@@ -13,7 +13,9 @@ pub use filters::*;
 pub use memories::*;
 pub use scan::*;
 
-use crate::fixtures::{bulk, bulk_data, check_bulk_search, ids, point, query, scope};
+use crate::fixtures::{
+    bulk, bulk_data, check_bulk_search, ids, point, query, scope, weighted_query,
+};
 use engram_core::{HybridQuery, Kind, RRF_K, ScopeFilter, StoreError, VectorStore};
 use std::sync::Arc;
 
@@ -26,6 +28,7 @@ pub const ALL: &[&str] = &[
     "tenants_never_see_each_other_even_with_identical_vectors",
     "user_and_session_filters_narrow_results",
     "hybrid_search_fuses_a_semantic_and_a_lexical_match_by_rrf",
+    "bm25_weights_are_the_querys_own",
     "hybrid_search_checks_the_query_and_honours_a_zero_limit",
     "kinds_filter_matches_any_of_the_kinds",
     "time_range_includes_from_and_excludes_until",
@@ -327,6 +330,62 @@ pub async fn hybrid_search_fuses_a_semantic_and_a_lexical_match_by_rrf(
         ids(&hits),
         vec![lexical.fragment_id.as_str(), semantic.fragment_id.as_str()]
     );
+}
+
+/// The store scores BM25 as the dot product of the query's term weights
+/// and the stored term-frequency parts, multiplying in nothing of its own:
+/// recall weighs terms by the IDF of the searching user's memory, and an
+/// IDF the store counted over its points (Qdrant's modifier) would mix in
+/// every tenant (here another tenant's 30 "lyon" points would make "lyon"
+/// worth almost nothing). Ranks are read off the exact RRF scores: the
+/// dense list is fixed (lyon, quiet, rome), so the score of "rome" tells
+/// where the BM25 list put it. Tenants of its own, so a store that holds
+/// other points can be checked too.
+pub async fn bm25_weights_are_the_querys_own(store: Arc<dyn VectorStore>) {
+    let u = scope("weights-org", "u", "s");
+    let rome = point(&u, Kind::Turn, "rome", 3, [0.0, 1.0, 0.0, 0.0]);
+    let mut points = vec![
+        point(&u, Kind::Turn, "lyon", 1, [1.0, 0.0, 0.0, 0.0]),
+        point(&u, Kind::Turn, "quiet evening", 2, [0.0, 0.0, 1.0, 0.0]),
+        rome.clone(),
+    ];
+    let other = scope("weights-other", "x", "s");
+    points.extend((0..30).map(|i| {
+        point(
+            &other,
+            Kind::Turn,
+            &format!("lyon w{i}"),
+            i,
+            [0.0, 0.0, 0.0, 1.0],
+        )
+    }));
+    store.upsert(points).await.unwrap();
+    let score_of_rome = |weights: &'static [(&'static str, f32)]| {
+        let store = Arc::clone(&store);
+        let rome = rome.fragment_id.clone();
+        async move {
+            // Dense: lyon (cosine 0.6), quiet (0.4), rome (0.1).
+            let mut q = weighted_query(
+                ScopeFilter::tenant("weights-org"),
+                [0.6, 0.1, 0.4, 0.0],
+                weights,
+            );
+            q.prefetch = 3;
+            q.limit = 3;
+            let hits = store.hybrid_search(&q).await.unwrap();
+            assert_eq!(hits.len(), 3, "{:?}", ids(&hits));
+            hits.into_iter()
+                .find(|h| h.payload.fragment_id == rome)
+                .map(|h| h.score)
+                .expect("rome is found")
+        }
+    };
+    assert_eq!(RRF_K, 2, "the expected scores below assume k = 2");
+    // Weighed higher, "lyon" leads the BM25 list: rome is second there.
+    let second = score_of_rome(&[("lyon", 1.5), ("rome", 1.0)]).await;
+    assert!((second - (1.0 / 4.0 + 1.0 / 3.0)).abs() < 1e-5, "{second}");
+    let first = score_of_rome(&[("lyon", 1.0), ("rome", 1.5)]).await;
+    assert!((first - (1.0 / 4.0 + 1.0 / 2.0)).abs() < 1e-5, "{first}");
 }
 
 /// A query vector of the wrong dimension is refused as `Internal`; a zero

@@ -132,6 +132,28 @@ pub fn query(filter: ScopeFilter, dense: [f32; DIM], text: &str) -> HybridQuery 
     }
 }
 
+/// A hybrid query with the normalized `dense` vector and BM25 query terms
+/// with the given weights (as recall weighs them, by IDF); 20 candidates
+/// per prefetch, 10 results.
+pub fn weighted_query(
+    filter: ScopeFilter,
+    dense: [f32; DIM],
+    terms: &[(&str, f32)],
+) -> HybridQuery {
+    let mut terms: Vec<(u32, f32)> = terms.iter().map(|(t, w)| (bm25::term_id(t), *w)).collect();
+    terms.sort_by_key(|(t, _)| *t);
+    HybridQuery {
+        filter,
+        dense: normalized(dense.to_vec()),
+        sparse: engram_core::SparseVector {
+            indices: terms.iter().map(|(t, _)| *t).collect(),
+            values: terms.iter().map(|(_, w)| *w).collect(),
+        },
+        prefetch: 20,
+        limit: 10,
+    }
+}
+
 /// The fragment ids of `hits`, in order.
 pub fn ids(hits: &[ScoredPoint]) -> Vec<&str> {
     hits.iter()

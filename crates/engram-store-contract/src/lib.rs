@@ -98,6 +98,7 @@ macro_rules! contract_tests {
             tenants_never_see_each_other_even_with_identical_vectors,
             user_and_session_filters_narrow_results,
             hybrid_search_fuses_a_semantic_and_a_lexical_match_by_rrf,
+            bm25_weights_are_the_querys_own,
             hybrid_search_checks_the_query_and_honours_a_zero_limit,
             kinds_filter_matches_any_of_the_kinds,
             time_range_includes_from_and_excludes_until,

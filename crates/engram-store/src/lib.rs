@@ -2,7 +2,8 @@
 //! Qdrant Edge (`qdrant-edge` 0.7.2) shard in the data directory.
 //!
 //! Layout (DESIGN.md §4): named vectors `dense` (cosine) and sparse `bm25`
-//! (IDF modifier); payload is the JSON of [`engram_core::PointPayload`];
+//! (no modifier: queries carry each user's own IDF; a shard written with
+//! Qdrant's IDF modifier is moved to this layout on open, see `layout`); payload is the JSON of [`engram_core::PointPayload`];
 //! `org_id` is a tenant keyword index; the point id is the UUID of the
 //! fragment id's first 16 bytes. Hybrid search is Qdrant's query API: a
 //! dense and a BM25 prefetch fused by reciprocal rank fusion.
@@ -14,6 +15,7 @@
 
 mod filter;
 mod journal;
+mod layout;
 mod maintenance;
 mod mapping;
 mod options;

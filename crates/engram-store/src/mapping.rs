@@ -11,9 +11,9 @@ use engram_core::{HybridQuery, Point, PointPayload, StoreError};
 use qdrant_edge::{
     CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig, EdgeSparseVectorParams,
     EdgeVectorParams, FieldIndexOperations, Fusion, HnswIndexConfig, IntegerIndexParams, JsonPath,
-    KeywordIndexParams, Modifier, NamedQuery, Payload, PayloadFieldSchema, PayloadSchemaParams,
-    PointId, PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum,
-    QueryRequest, ScoringQuery, UpdateOperation, Vector, VectorInternal, VectorStructInternal,
+    KeywordIndexParams, NamedQuery, Payload, PayloadFieldSchema, PayloadSchemaParams, PointId,
+    PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum, QueryRequest,
+    ScoringQuery, UpdateOperation, Vector, VectorInternal, VectorStructInternal,
     WithPayloadInterface, WithVector,
 };
 
@@ -58,12 +58,11 @@ pub(crate) fn edge_config(options: &EdgeStoreOptions) -> EdgeConfig {
         )
         .sparse_vector(
             BM25,
-            // Documents carry only the BM25 term-frequency part; the IDF
-            // modifier makes Qdrant multiply in the inverse document frequency
-            // at query time, so the dot product is the full BM25 score.
-            EdgeSparseVectorParams::builder()
-                .modifier(Modifier::Idf)
-                .build(),
+            // Documents carry the BM25 term-frequency part and queries the
+            // IDF of each term in the searching user's memory, so the dot
+            // product is BM25. No IDF modifier: Qdrant's would count every
+            // tenant's points.
+            EdgeSparseVectorParams::builder().build(),
         )
         .hnsw_config(hnsw)
         .optimizers(optimizers)

@@ -107,7 +107,9 @@ impl EdgeStore {
 
         let started = Instant::now();
         let config = mapping::edge_config(&options);
+        crate::layout::recover(dir)?;
         let existed = dir.join(EDGE_CONFIG_FILE).exists();
+        let legacy = existed && crate::layout::is_legacy(dir)?;
         if let Some(model) = &options.embedding_model {
             match read_model_tag(dir, existed)? {
                 Some(tag) => tag
@@ -116,14 +118,17 @@ impl EdgeStore {
                 None => write_model_tag(dir, &engram_core::ModelTag::of(model.clone()))?,
             }
         }
-        let shard = if existed {
-            EdgeShard::load(dir, Some(config))
+        let cannot_open =
+            |e| StoreError::Internal(format!("cannot open shard in {}: {e}", dir.display()));
+        let shard = if legacy {
+            // Its own configuration: the current one would not fit its segments.
+            EdgeShard::load(dir, None)
+        } else if existed {
+            EdgeShard::load(dir, Some(config.clone()))
         } else {
-            EdgeShard::new(dir, config)
+            EdgeShard::new(dir, config.clone())
         }
-        .map_err(|e| {
-            StoreError::Internal(format!("cannot open shard in {}: {e}", dir.display()))
-        })?;
+        .map_err(cannot_open)?;
         for op in mapping::index_operations() {
             shard.update(op).map_err(internal)?;
         }
@@ -148,6 +153,17 @@ impl EdgeStore {
         // an empty journal.
         shard.flush();
         journal.reset().map_err(internal)?;
+        let shard = if legacy {
+            let points = crate::layout::migrate(dir, shard, config.clone())?;
+            tracing::info!(
+                dir = %dir.display(),
+                points,
+                "embedded store moved to per-user bm25 weights"
+            );
+            EdgeShard::load(dir, Some(config)).map_err(cannot_open)?
+        } else {
+            shard
+        };
 
         let inner = Arc::new(Inner {
             dir: dir.to_path_buf(),

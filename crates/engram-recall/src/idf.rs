@@ -1,0 +1,543 @@
+//! BM25 inverse document frequencies from each user's own stored memory.
+//!
+//! A store-side IDF (Qdrant's modifier) counts every point of the
+//! collection: every tenant and user, so one user's vocabulary would decide
+//! how rare a word is in another's memory. Recall instead weighs each query
+//! term by its IDF among the searching user's own points of the kinds the
+//! search covers, and the store takes the weights as they are.
+//!
+//! Document frequencies come from the store: the number of the user's
+//! points (a count) and the terms of up to [`SAMPLE`] of them (a scroll,
+//! tokenized here exactly as documents are). Above [`SAMPLE`] points the
+//! frequencies are scaled from the sample; a term the sample lacks counts
+//! as the rarest. The first search of a user waits for its statistics;
+//! after that they are re-checked in the background at most every
+//! [`CHECK_EVERY`] and re-read when the user's point count moved by more
+//! than [`RESAMPLE_CHANGE`], so a search never waits for a refresh.
+
+use engram_core::{Kind, ScopeFilter, SparseVector, StoreError, VectorStore, bm25};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Points whose terms are read per user and corpus.
+pub(crate) const SAMPLE: usize = 2_000;
+
+/// How often a user's statistics are compared with the store.
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// The relative change of a user's point count that makes its statistics
+/// be read again (plus one point, so a small memory follows every write).
+const RESAMPLE_CHANGE: f64 = 0.05;
+
+/// Users (× corpora) kept; each holds up to a few hundred KB of term
+/// counts, and the least recently searched goes first.
+const MAX_ENTRIES: usize = 256;
+
+/// The sets of kinds recall searches, each its own corpus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) enum Corpus {
+    /// Turns and memory chunks.
+    Text,
+    /// Observations.
+    Observations,
+    /// Entities.
+    Entities,
+    /// Turns, memory chunks and observations together (`active`'s search).
+    Mixed,
+}
+
+impl Corpus {
+    /// The corpus a search over `kinds` ranks within.
+    pub(crate) fn of(kinds: &[Kind]) -> Self {
+        let has = |k: Kind| kinds.contains(&k);
+        let text = has(Kind::Turn) || has(Kind::Memory);
+        match (text, has(Kind::Observation)) {
+            (true, true) => Corpus::Mixed,
+            (false, true) => Corpus::Observations,
+            (true, false) => Corpus::Text,
+            (false, false) if has(Kind::Entity) => Corpus::Entities,
+            // No kinds named: everything; the mixed corpus is the closest.
+            (false, false) => Corpus::Mixed,
+        }
+    }
+
+    fn kinds(self) -> Vec<Kind> {
+        match self {
+            Corpus::Text => vec![Kind::Turn, Kind::Memory],
+            Corpus::Observations => vec![Kind::Observation],
+            Corpus::Entities => vec![Kind::Entity],
+            Corpus::Mixed => vec![Kind::Turn, Kind::Memory, Kind::Observation],
+        }
+    }
+}
+
+/// Document frequencies of one user's corpus.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Frequencies {
+    /// Points in the corpus.
+    docs: u64,
+    /// Points whose terms were counted.
+    sampled: u64,
+    /// (term id, points of the sample containing it), by term id.
+    df: Vec<(u32, u32)>,
+}
+
+impl Frequencies {
+    /// Counts the terms of `texts`, a sample of a corpus of `docs` points.
+    pub(crate) fn from_sample<'t>(docs: u64, texts: impl IntoIterator<Item = &'t str>) -> Self {
+        let mut df: HashMap<u32, u32> = HashMap::new();
+        let mut sampled = 0u64;
+        for text in texts {
+            sampled += 1;
+            for term in bm25::terms(text) {
+                *df.entry(term).or_default() += 1;
+            }
+        }
+        let mut df: Vec<(u32, u32)> = df.into_iter().collect();
+        df.sort_unstable();
+        Self {
+            // A count taken before a write the scroll saw is still a floor.
+            docs: docs.max(sampled),
+            sampled,
+            df,
+        }
+    }
+
+    /// The IDF of `term` in the corpus.
+    pub(crate) fn idf(&self, term: u32) -> f32 {
+        let in_sample = self
+            .df
+            .binary_search_by_key(&term, |(t, _)| *t)
+            .map_or(0, |i| self.df[i].1);
+        let df = if self.sampled == 0 {
+            0.0
+        } else {
+            f64::from(in_sample) * self.docs as f64 / self.sampled as f64
+        };
+        bm25::idf(self.docs as f64, df)
+    }
+
+    /// The query vector of `terms` (distinct, increasing) weighted by IDF.
+    pub(crate) fn weigh(&self, terms: &[u32]) -> SparseVector {
+        SparseVector {
+            indices: terms.to_vec(),
+            values: terms.iter().map(|t| self.idf(*t)).collect(),
+        }
+    }
+
+    /// Whether a corpus now holding `docs` points differs enough from the
+    /// one these frequencies were read from to read them again.
+    fn stale_at(&self, docs: u64) -> bool {
+        let drift = (docs as f64 - self.docs as f64).abs();
+        drift > 1.0 + RESAMPLE_CHANGE * self.docs as f64 || (docs != self.docs && docs < 20)
+    }
+}
+
+type Key = (String, String, Corpus);
+
+#[derive(Debug)]
+struct Entry {
+    freq: Arc<Frequencies>,
+    checked: Instant,
+    refreshing: bool,
+    used: u64,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    entries: HashMap<Key, Entry>,
+    clock: u64,
+}
+
+/// Per-user document frequencies, shared by every search of a process.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TermStats {
+    table: Arc<Mutex<Table>>,
+}
+
+impl TermStats {
+    /// An empty table.
+    pub(crate) fn new() -> Self {
+        Self::default()
+    }
+
+    /// The document frequencies of `user`'s corpus: cached, read from the
+    /// store on the first call, re-checked in the background afterwards.
+    pub(crate) async fn frequencies(
+        &self,
+        store: &Arc<dyn VectorStore>,
+        org_id: &str,
+        user_id: &str,
+        corpus: Corpus,
+    ) -> Result<Arc<Frequencies>, StoreError> {
+        let key: Key = (org_id.to_owned(), user_id.to_owned(), corpus);
+        let cached = {
+            let mut table = self.table.lock();
+            table.clock += 1;
+            let clock = table.clock;
+            table.entries.get_mut(&key).map(|e| {
+                e.used = clock;
+                let check = !e.refreshing && e.checked.elapsed() >= CHECK_EVERY;
+                if check {
+                    e.refreshing = true;
+                }
+                (Arc::clone(&e.freq), check)
+            })
+        };
+        match cached {
+            Some((freq, check)) => {
+                if check {
+                    self.spawn_check(Arc::clone(store), key, Arc::clone(&freq));
+                }
+                Ok(freq)
+            }
+            None => {
+                let freq = Arc::new(read(store.as_ref(), &key).await?);
+                self.put(key, Arc::clone(&freq));
+                Ok(freq)
+            }
+        }
+    }
+
+    fn spawn_check(&self, store: Arc<dyn VectorStore>, key: Key, freq: Arc<Frequencies>) {
+        let stats = self.clone();
+        tokio::spawn(async move {
+            let result = async {
+                let docs = store.count(&filter_of(&key)).await?;
+                if freq.stale_at(docs) {
+                    Ok(Some(read(store.as_ref(), &key).await?))
+                } else {
+                    Ok::<_, StoreError>(None)
+                }
+            }
+            .await;
+            let mut table = stats.table.lock();
+            let Some(entry) = table.entries.get_mut(&key) else {
+                return;
+            };
+            entry.refreshing = false;
+            entry.checked = Instant::now();
+            match result {
+                Ok(Some(fresh)) => entry.freq = Arc::new(fresh),
+                Ok(None) => {}
+                // The old figures stay; the next check tries again.
+                Err(err) => tracing::warn!(error = %err, "term statistics refresh failed"),
+            }
+        });
+    }
+
+    fn put(&self, key: Key, freq: Arc<Frequencies>) {
+        let mut table = self.table.lock();
+        if table.entries.len() >= MAX_ENTRIES && !table.entries.contains_key(&key) {
+            let oldest = table
+                .entries
+                .iter()
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone());
+            if let Some(oldest) = oldest {
+                table.entries.remove(&oldest);
+            }
+        }
+        table.clock += 1;
+        let used = table.clock;
+        // A concurrent first search may have put one meanwhile; the later
+        // read is as good.
+        table.entries.insert(
+            key,
+            Entry {
+                freq,
+                checked: Instant::now(),
+                refreshing: false,
+                used,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.table.lock().entries.len()
+    }
+}
+
+/// A query's BM25 vectors, one per corpus its searches rank within.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct QueryTerms {
+    terms: Vec<u32>,
+    by_corpus: Vec<(Corpus, SparseVector)>,
+}
+
+impl QueryTerms {
+    /// The terms of `text` weighed in each of `corpora` of the user's memory.
+    pub(crate) async fn weigh(
+        stats: &TermStats,
+        store: &Arc<dyn VectorStore>,
+        org_id: &str,
+        user_id: &str,
+        text: &str,
+        corpora: &[Corpus],
+    ) -> Result<Self, StoreError> {
+        let terms = bm25::terms(text);
+        if terms.is_empty() {
+            // Nothing to weigh: the searches run without a BM25 prefetch.
+            return Ok(Self::default());
+        }
+        let freqs = futures::future::try_join_all(
+            corpora
+                .iter()
+                .map(|c| stats.frequencies(store, org_id, user_id, *c)),
+        )
+        .await?;
+        let by_corpus = corpora
+            .iter()
+            .zip(freqs)
+            .map(|(c, f)| (*c, f.weigh(&terms)))
+            .collect();
+        Ok(Self { terms, by_corpus })
+    }
+
+    /// The BM25 query vector for a search over `kinds`. A corpus that was
+    /// not weighed gets weight 1 per term (term frequencies alone).
+    pub(crate) fn for_kinds(&self, kinds: &[Kind]) -> SparseVector {
+        let corpus = Corpus::of(kinds);
+        self.by_corpus
+            .iter()
+            .find(|(c, _)| *c == corpus)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| {
+                debug_assert!(self.terms.is_empty(), "corpus {corpus:?} was not weighed");
+                SparseVector {
+                    indices: self.terms.clone(),
+                    values: vec![1.0; self.terms.len()],
+                }
+            })
+    }
+}
+
+fn filter_of((org, user, corpus): &Key) -> ScopeFilter {
+    ScopeFilter {
+        user_id: Some(user.clone()),
+        kinds: corpus.kinds(),
+        ..ScopeFilter::tenant(org.clone())
+    }
+}
+
+async fn read(store: &dyn VectorStore, key: &Key) -> Result<Frequencies, StoreError> {
+    let filter = filter_of(key);
+    let (docs, sample) = tokio::try_join!(store.count(&filter), store.scroll(&filter, SAMPLE))?;
+    Ok(Frequencies::from_sample(
+        docs,
+        sample.iter().map(|p| p.text.as_str()),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn corpus_of_kinds() {
+        assert_eq!(Corpus::of(&[Kind::Turn, Kind::Memory]), Corpus::Text);
+        assert_eq!(Corpus::of(&[Kind::Turn]), Corpus::Text);
+        assert_eq!(Corpus::of(&[Kind::Observation]), Corpus::Observations);
+        assert_eq!(Corpus::of(&[Kind::Entity]), Corpus::Entities);
+        assert_eq!(
+            Corpus::of(&[Kind::Turn, Kind::Observation, Kind::Memory]),
+            Corpus::Mixed
+        );
+        assert_eq!(Corpus::of(&[]), Corpus::Mixed);
+    }
+
+    #[test]
+    fn rare_terms_weigh_more_and_unseen_terms_most() {
+        let texts = ["lyon paris", "paris rome", "paris berlin", "rome"];
+        let f = Frequencies::from_sample(4, texts);
+        // Through the tokenizer: "paris" is stemmed to "pari".
+        let [paris, rome, lyon, tokyo] =
+            ["paris", "rome", "lyon", "tokyo"].map(|w| bm25::terms(w)[0]);
+        assert!(f.idf(lyon) > f.idf(rome) && f.idf(rome) > f.idf(paris));
+        assert!(f.idf(tokyo) > f.idf(lyon));
+        assert!((f.idf(paris) - bm25::idf(4.0, 3.0)).abs() < 1e-6);
+        let mut q = vec![paris, lyon];
+        q.sort_unstable();
+        let v = f.weigh(&q);
+        assert_eq!(v.indices, q);
+        assert!(v.values.iter().all(|w| *w > 0.0));
+    }
+
+    #[test]
+    fn a_sample_is_scaled_to_the_corpus() {
+        // 10 of 100 sampled points hold "lyon": about 100 of 1000 do.
+        let texts: Vec<String> = (0..100)
+            .map(|i| {
+                if i % 10 == 0 {
+                    "lyon".into()
+                } else {
+                    format!("w{i}")
+                }
+            })
+            .collect();
+        let f = Frequencies::from_sample(1_000, texts.iter().map(String::as_str));
+        let lyon = bm25::term_id("lyon");
+        assert!((f.idf(lyon) - bm25::idf(1_000.0, 100.0)).abs() < 1e-5);
+        // A count older than the sample never undercuts it.
+        let g = Frequencies::from_sample(3, texts.iter().map(String::as_str));
+        assert_eq!(g.docs, 100);
+    }
+
+    #[test]
+    fn staleness_follows_relative_change() {
+        let big = Frequencies {
+            docs: 1_000,
+            sampled: 1_000,
+            df: Vec::new(),
+        };
+        assert!(!big.stale_at(1_040));
+        assert!(big.stale_at(1_060));
+        assert!(big.stale_at(900));
+        let small = Frequencies {
+            docs: 4,
+            sampled: 4,
+            df: Vec::new(),
+        };
+        assert!(small.stale_at(5));
+        assert!(!small.stale_at(4));
+        assert!(Frequencies::default().stale_at(1));
+    }
+
+    #[test]
+    fn each_search_gets_the_weights_of_its_corpus() {
+        let text = Frequencies::from_sample(2, ["lyon", "rome"]);
+        let obs = Frequencies::from_sample(2, ["lyon", "lyon paris"]);
+        let terms = bm25::terms("lyon");
+        let q = QueryTerms {
+            terms: terms.clone(),
+            by_corpus: vec![
+                (Corpus::Text, text.weigh(&terms)),
+                (Corpus::Observations, obs.weigh(&terms)),
+            ],
+        };
+        let turns = q.for_kinds(&[Kind::Turn]);
+        let facts = q.for_kinds(&[Kind::Observation]);
+        assert_eq!(turns.indices, terms);
+        assert!(turns.values[0] > facts.values[0]);
+        // Nothing to weigh: no terms at all.
+        assert!(
+            QueryTerms::default()
+                .for_kinds(&[Kind::Entity])
+                .indices
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn empty_corpus_gives_finite_weights() {
+        let f = Frequencies::from_sample(0, std::iter::empty());
+        let v = f.weigh(&[1, 2, 3]);
+        assert!(v.values.iter().all(|w| w.is_finite() && *w > 0.0));
+    }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::{hostile_text, long_text};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            #[test]
+            fn weights_of_hostile_text_are_finite_and_positive(
+                docs in proptest::collection::vec(
+                    prop_oneof![8 => hostile_text(), 1 => long_text(20_000)], 0..8),
+                query in hostile_text(),
+                extra in 0u64..10_000,
+            ) {
+                let f = Frequencies::from_sample(
+                    docs.len() as u64 + extra,
+                    docs.iter().map(String::as_str),
+                );
+                let terms = bm25::terms(&query);
+                let v = f.weigh(&terms);
+                prop_assert_eq!(&v.indices, &terms);
+                prop_assert!(v.values.iter().all(|w| w.is_finite() && *w > 0.0));
+            }
+        }
+    }
+
+    /// The table itself: the first read waits, later reads are cached, a
+    /// grown corpus is read again in the background.
+    #[tokio::test]
+    async fn statistics_follow_the_store() {
+        use engram_store_contract::fixtures::{point, scope};
+        let dir = tempfile::tempdir().unwrap();
+        let edge = Arc::new(
+            engram_store::EdgeStore::open(
+                dir.path(),
+                engram_store::EdgeStoreOptions {
+                    dense_dim: engram_store_contract::DIM,
+                    ..engram_store::EdgeStoreOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let store: Arc<dyn VectorStore> = edge.clone();
+        let write = |user: &str, ts: std::ops::Range<i64>, text: &str| {
+            let points = ts
+                .map(|t| {
+                    point(
+                        &scope("org", user, "s"),
+                        Kind::Turn,
+                        text,
+                        t,
+                        [1.0, 0.0, 0.0, 0.0],
+                    )
+                })
+                .collect();
+            let store = Arc::clone(&store);
+            async move { store.upsert(points).await.unwrap() }
+        };
+        write("u", 0..3, "lyon paris").await;
+        write("u", 3..4, "rome").await;
+        write("v", 0..50, "rome rome").await;
+        let stats = TermStats::new();
+        let (lyon, rome) = (bm25::term_id("lyon"), bm25::term_id("rome"));
+        let f = stats
+            .frequencies(&store, "org", "u", Corpus::Text)
+            .await
+            .unwrap();
+        // Only u's own points count: rome is rare for u whatever v wrote.
+        assert_eq!(f.docs, 4);
+        assert!(f.idf(rome) > f.idf(lyon));
+        assert_eq!(stats.len(), 1);
+        let none = stats
+            .frequencies(&store, "org", "u", Corpus::Observations)
+            .await
+            .unwrap();
+        assert_eq!(none.docs, 0);
+        assert_eq!(stats.len(), 2);
+
+        write("u", 4..40, "rome").await;
+        tokio::time::sleep(CHECK_EVERY).await;
+        // This call starts the check and still answers with what it had.
+        let before = stats
+            .frequencies(&store, "org", "u", Corpus::Text)
+            .await
+            .unwrap();
+        assert_eq!(before.docs, 4);
+        let mut fresh = before;
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            fresh = stats
+                .frequencies(&store, "org", "u", Corpus::Text)
+                .await
+                .unwrap();
+            if fresh.docs != 4 {
+                break;
+            }
+        }
+        assert_eq!(fresh.docs, 40);
+        assert!(fresh.idf(rome) < fresh.idf(lyon));
+        edge.close().await.unwrap();
+    }
+}
