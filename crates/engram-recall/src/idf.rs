@@ -31,9 +31,11 @@ pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// be read again (plus one point, so a small memory follows every write).
 const RESAMPLE_CHANGE: f64 = 0.05;
 
-/// Users (× corpora) kept; each holds up to a few hundred KB of term
-/// counts, and the least recently searched goes first.
-const MAX_ENTRIES: usize = 256;
+/// Term counts kept across all users and corpora (8 bytes each, so 64 MiB):
+/// a chat user's corpus holds a few thousand distinct terms, so several
+/// thousand users stay cached; past the budget the least recently searched
+/// go first (and are read again on their next search).
+const TERM_BUDGET: usize = 8 << 20;
 
 /// The sets of kinds recall searches, each its own corpus.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -149,18 +151,29 @@ struct Entry {
 struct Table {
     entries: HashMap<Key, Entry>,
     clock: u64,
+    /// Term counts held by all entries.
+    terms: usize,
 }
 
 /// Per-user document frequencies, shared by every search of a process.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct TermStats {
     table: Arc<Mutex<Table>>,
+    /// Term counts kept before the least recently searched entries go.
+    budget: usize,
 }
 
 impl TermStats {
-    /// An empty table.
+    /// An empty table holding up to [`TERM_BUDGET`] term counts.
     pub(crate) fn new() -> Self {
-        Self::default()
+        Self::with_budget(TERM_BUDGET)
+    }
+
+    fn with_budget(budget: usize) -> Self {
+        Self {
+            table: Arc::default(),
+            budget,
+        }
     }
 
     /// The document frequencies of `user`'s corpus: cached, read from the
@@ -220,7 +233,11 @@ impl TermStats {
             entry.refreshing = false;
             entry.checked = Instant::now();
             match result {
-                Ok(Some(fresh)) => entry.freq = Arc::new(fresh),
+                Ok(Some(fresh)) => {
+                    let (old, new) = (entry.freq.df.len(), fresh.df.len());
+                    entry.freq = Arc::new(fresh);
+                    table.terms = table.terms + new - old;
+                }
                 Ok(None) => {}
                 // The old figures stay; the next check tries again.
                 Err(err) => tracing::warn!(error = %err, "term statistics refresh failed"),
@@ -230,22 +247,13 @@ impl TermStats {
 
     fn put(&self, key: Key, freq: Arc<Frequencies>) {
         let mut table = self.table.lock();
-        if table.entries.len() >= MAX_ENTRIES && !table.entries.contains_key(&key) {
-            let oldest = table
-                .entries
-                .iter()
-                .min_by_key(|(_, e)| e.used)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                table.entries.remove(&oldest);
-            }
-        }
         table.clock += 1;
         let used = table.clock;
+        table.terms += freq.df.len();
         // A concurrent first search may have put one meanwhile; the later
         // read is as good.
-        table.entries.insert(
-            key,
+        let replaced = table.entries.insert(
+            key.clone(),
             Entry {
                 freq,
                 checked: Instant::now(),
@@ -253,6 +261,21 @@ impl TermStats {
                 used,
             },
         );
+        if let Some(old) = replaced {
+            table.terms -= old.freq.df.len();
+        }
+        while table.terms > self.budget && table.entries.len() > 1 {
+            let oldest = table
+                .entries
+                .iter()
+                .filter(|(k, _)| **k != key)
+                .min_by_key(|(_, e)| e.used)
+                .map(|(k, _)| k.clone());
+            let Some(oldest) = oldest else { break };
+            if let Some(gone) = table.entries.remove(&oldest) {
+                table.terms -= gone.freq.df.len();
+            }
+        }
     }
 
     #[cfg(test)]
@@ -429,6 +452,29 @@ mod tests {
                 .indices
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn the_least_recently_searched_go_past_the_budget() {
+        let stats = TermStats::with_budget(5);
+        let key = |u: &str| ("org".to_owned(), u.to_owned(), Corpus::Text);
+        let two = || Arc::new(Frequencies::from_sample(1, ["lyon rome"]));
+        stats.put(key("a"), two());
+        stats.put(key("b"), two());
+        assert_eq!(stats.len(), 2);
+        // Replacing an entry does not count it twice.
+        stats.put(key("b"), two());
+        assert_eq!(stats.table.lock().terms, 4);
+        stats.put(key("c"), two());
+        let table = stats.table.lock();
+        assert_eq!(table.terms, 4);
+        assert!(!table.entries.contains_key(&key("a")));
+        assert!(table.entries.contains_key(&key("c")));
+        drop(table);
+        // One entry over the budget alone is still kept.
+        let big = Arc::new(Frequencies::from_sample(1, ["a1 b1 c1 d1 e1 f1 g1"]));
+        stats.put(key("d"), big);
+        assert_eq!(stats.len(), 1);
     }
 
     #[test]
