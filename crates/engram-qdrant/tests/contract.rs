@@ -266,28 +266,18 @@ async fn a_collection_with_qdrants_idf_is_moved_on_connect() {
     let store = QdrantStore::connect(options(&url, &collection))
         .await
         .unwrap();
-    let u = scope("org", "u", "s");
-    let mut points: Vec<_> = (0..4)
+    let points = (0..5)
         .map(|i| {
+            let text = format!("note {i}");
             point(
-                &u,
+                &scope("org", "u", "s"),
                 Kind::Turn,
-                &format!("lyon note{i}"),
+                &text,
                 i,
                 [1.0, 0.0, 0.0, 0.0],
             )
         })
         .collect();
-    points.push(point(&u, Kind::Turn, "rome", 9, [0.0, 1.0, 0.0, 0.0]));
-    points.extend((0..30).map(|i| {
-        point(
-            &scope("other", "x", "s"),
-            Kind::Turn,
-            &format!("paris w{i}"),
-            i,
-            [0.0, 0.0, 1.0, 0.0],
-        )
-    }));
     store.upsert(points).await.unwrap();
     store.close().await.unwrap();
 
