@@ -81,7 +81,7 @@ impl Default for DeepParams {
             neighbour_window_ms: 5 * 60 * 1000,
             mmr_lambda: 1.0,
             max_entities: 5,
-            session_weight: 0.2,
+            session_weight: 0.5,
             session_repeat: 1.0,
             session_similarity: 1.0,
             min_sessions: 10,
