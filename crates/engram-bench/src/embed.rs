@@ -136,34 +136,70 @@ pub async fn run(args: &EmbedArgs) -> anyhow::Result<EmbedReport> {
         }
     };
 
+    let floor = measure(embedder.as_ref(), &queries, &texts, args.batch).await?;
+    Ok(EmbedReport {
+        model: embedder.model().to_owned(),
+        dim: embedder.dim(),
+        single_query: floor.single_query,
+        texts: floor.texts,
+        tokens: floor.tokens,
+        batch: args.batch,
+        texts_per_sec: floor.texts_per_sec,
+        tokens_per_sec: floor.tokens_per_sec,
+        peak_rss_mib: Memory::of_this_process().map_or(0.0, |m| m.hwm_mib()),
+    })
+}
+
+/// What the model alone does on a run's texts: the floor of `bench embed`
+/// and `bench speed`.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Floor {
+    /// One query per call (after 20 warm-up calls).
+    pub single_query: Latency,
+    /// Texts embedded in the throughput run.
+    pub texts: usize,
+    /// Their tokens.
+    pub tokens: usize,
+    /// Texts per call.
+    pub batch: usize,
+    /// Texts per second.
+    pub texts_per_sec: f64,
+    /// Tokens per second.
+    pub tokens_per_sec: f64,
+}
+
+/// Times `embedder` on single `queries`, then on `texts` in calls of
+/// `batch`, one call at a time.
+pub async fn measure(
+    embedder: &dyn Embedder,
+    queries: &[String],
+    texts: &[String],
+    batch: usize,
+) -> anyhow::Result<Floor> {
+    anyhow::ensure!(batch > 0, "batch must be above 0");
     for q in queries.iter().cycle().take(20) {
         embedder.embed_queries(std::slice::from_ref(q)).await?;
     }
     let mut samples: Vec<Duration> = Vec::with_capacity(queries.len());
-    for q in &queries {
+    for q in queries {
         let t = Instant::now();
         let v = embedder.embed_queries(std::slice::from_ref(q)).await?;
         samples.push(t.elapsed());
         anyhow::ensure!(v.len() == 1 && v[0].len() == embedder.dim(), "bad vector");
     }
-
     let tokens: usize = texts.iter().map(|t| embedder.count_tokens(t)).sum();
     let t = Instant::now();
-    for chunk in texts.chunks(args.batch) {
+    for chunk in texts.chunks(batch) {
         let v = embedder.embed(chunk).await?;
         anyhow::ensure!(v.len() == chunk.len(), "lost vectors");
     }
     let secs = t.elapsed().as_secs_f64().max(1e-9);
-
-    Ok(EmbedReport {
-        model: embedder.model().to_owned(),
-        dim: embedder.dim(),
+    Ok(Floor {
         single_query: Latency::of(&samples),
         texts: texts.len(),
         tokens,
-        batch: args.batch,
+        batch,
         texts_per_sec: texts.len() as f64 / secs,
         tokens_per_sec: tokens as f64 / secs,
-        peak_rss_mib: Memory::of_this_process().map_or(0.0, |m| m.hwm_mib()),
     })
 }

@@ -14,6 +14,7 @@
 //! default each run spawns the `engram` binary on a fresh data directory
 //! and stops it at the end; `--addr` targets a running server.
 
+mod bulk;
 mod calibrate;
 mod consume;
 mod dataset;
@@ -47,8 +48,12 @@ struct Cli {
 enum Command {
     /// LoCoMo retrieval: recall@5/10/25 by category, confidence calibration.
     Locomo(locomo::LocomoArgs),
-    /// Ingest throughput, recall latency and server memory as the store grows.
+    /// Recall and Remember against the embedding model alone, as the store
+    /// grows, quiet and while enrichment drains a backlog.
     Speed(speed::SpeedArgs),
+    /// A million fragments through the VectorStore port on Qdrant Edge,
+    /// in-process: write, optimize, open, search and memory (no server).
+    Bulk(bulk::BulkArgs),
     /// Remember → job ready latency and ingest throughput with the stream in the path.
     Enrich(enrich::EnrichArgs),
     /// Enrichment throughput of the consumer alone, in-process, on a LoCoMo backlog.
@@ -106,6 +111,7 @@ async fn run(target: &server::Target, command: &Command) -> anyhow::Result<()> {
         Command::Consume(_) => anyhow::bail!("bench consume runs in-process, without a server"),
         Command::Calibrate(_) => anyhow::bail!("bench calibrate reads files, without a server"),
         Command::Embed(_) => anyhow::bail!("bench embed runs in-process, without a server"),
+        Command::Bulk(_) => anyhow::bail!("bench bulk runs in-process, without a server"),
         Command::Speed(args) => {
             let report = speed::run(target, args).await?;
             emit(&report.markdown(), args.out.as_deref(), &report)?;
@@ -124,6 +130,10 @@ async fn main() -> anyhow::Result<()> {
     // In-process commands: no server to start.
     if let Command::Consume(args) = &cli.command {
         let report = consume::run(args).await?;
+        return emit(&report.markdown(), args.out.as_deref(), &report);
+    }
+    if let Command::Bulk(args) = &cli.command {
+        let report = bulk::run(args).await?;
         return emit(&report.markdown(), args.out.as_deref(), &report);
     }
     if let Command::Embed(args) = &cli.command {

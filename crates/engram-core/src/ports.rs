@@ -131,6 +131,14 @@ pub trait Embedder: Send + Sync + 'static {
     fn count_tokens(&self, text: &str) -> usize;
 }
 
+/// Whether calls a person waits for (Recall, Remember) are being served
+/// right now. Background work (enrichment) takes less at once while they
+/// are, so an interactive burst gets the CPU; the embedding lanes answer.
+pub trait Pressure: Send + Sync + 'static {
+    /// True while interactive calls wait or were served very recently.
+    fn interactive_busy(&self) -> bool;
+}
+
 /// Reciprocal rank fusion constant of every [`VectorStore`]: the point at
 /// 0-based position `r` of a retriever's list contributes `1 / (r + RRF_K)`
 /// (Qdrant's formula and default), so a hybrid score lies in

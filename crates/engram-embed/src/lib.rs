@@ -10,8 +10,10 @@
 //! the pinned `onnxruntime` wheel, because `ort`'s own binary download
 //! cannot work offline.
 
+mod lanes;
 mod openai;
 
+pub use lanes::{LaneOptions, LaneStats, Lanes};
 pub use openai::{OpenAiEmbedder, OpenAiEmbedderOptions};
 
 use engram_core::{EmbedError, Embedder};

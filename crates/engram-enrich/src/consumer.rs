@@ -52,6 +52,9 @@ impl EnrichConfig {
     }
 }
 
+/// How often a consumer held back by interactive load looks again.
+const PRESSURE_RECHECK: Duration = Duration::from_millis(50);
+
 /// Pause after the stream fails to hand out a message.
 const STREAM_RETRY: Duration = Duration::from_secs(1);
 
@@ -76,6 +79,28 @@ pub async fn run(
     let mut tasks = JoinSet::new();
     loop {
         while tasks.try_join_next().is_some() {}
+        // Under interactive load one event at a time: the others' CPU goes
+        // to the calls people wait for. Checked before each new event, so
+        // concurrency comes back as soon as the load is gone.
+        let mut stopping = false;
+        while !tasks.is_empty()
+            && enricher
+                .pressure
+                .as_ref()
+                .is_some_and(|p| p.interactive_busy())
+        {
+            tokio::select! {
+                () = &mut shutdown => {
+                    stopping = true;
+                    break;
+                }
+                _ = tasks.join_next() => {}
+                () = tokio::time::sleep(PRESSURE_RECHECK) => {}
+            }
+        }
+        if stopping {
+            break;
+        }
         let permit = tokio::select! {
             () = &mut shutdown => break,
             p = Arc::clone(&permits).acquire_owned() => p.expect("semaphore never closes"),

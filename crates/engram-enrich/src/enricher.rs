@@ -41,6 +41,9 @@ pub struct Enricher {
     /// BM25 average lengths of each user's observations, entities and
     /// memory chunks.
     pub(crate) lengths: engram_core::CorpusLengths,
+    /// Interactive load: the consumer runs one event at a time while it
+    /// is high. `None`: always the configured concurrency.
+    pub(crate) pressure: Option<Arc<dyn engram_core::Pressure>>,
 }
 
 pub(crate) fn now_ms() -> i64 {
@@ -65,6 +68,7 @@ impl Enricher {
             entity_lock: tokio::sync::Mutex::new(()),
             label_vectors: parking_lot::Mutex::new(std::collections::HashMap::new()),
             lengths: engram_core::CorpusLengths::new(),
+            pressure: None,
         }
     }
 
@@ -72,6 +76,14 @@ impl Enricher {
     /// good through `credits`.
     pub fn with_credits(mut self, credits: Arc<dyn Credits>) -> Self {
         self.credits = Some(credits);
+        self
+    }
+
+    /// Makes the consumer adapt to interactive load: while `pressure`
+    /// says calls a person waits for are being served, it takes one event
+    /// at a time instead of the configured concurrency.
+    pub fn with_pressure(mut self, pressure: Arc<dyn engram_core::Pressure>) -> Self {
+        self.pressure = Some(pressure);
         self
     }
 

@@ -23,5 +23,6 @@ mod mapping;
 mod options;
 mod store;
 
+pub use mapping::DenseLayout;
 pub use options::QdrantOptions;
 pub use store::QdrantStore;

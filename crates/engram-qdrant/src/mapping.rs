@@ -11,11 +11,13 @@ use engram_core::{HybridQuery, Point, PointPayload, RRF_K, StoreError};
 use qdrant_client::Payload;
 use qdrant_client::qdrant::r#match::MatchValue;
 use qdrant_client::qdrant::{
-    Condition, CreateCollection, Distance, FieldType, Filter, IntegerIndexParams,
-    KeywordIndexParams, Modifier, NamedVectors, PointId, PointStruct, PrefetchQuery, Query,
-    QueryPoints, Rrf, SparseVectorConfig, SparseVectorParams, UpdateCollection, Value, VectorInput,
-    VectorParams, VectorParamsMap, VectorsConfig, VectorsOutput, VectorsSelector,
-    WithPayloadSelector, WithVectorsSelector, payload_index_params, vector_output, vectors_config,
+    Condition, CreateCollection, Disabled, Distance, FieldType, Filter, IntegerIndexParams,
+    KeywordIndexParams, Modifier, NamedVectors, PointId, PointStruct, PrefetchQuery,
+    QuantizationConfig, QuantizationConfigDiff, QuantizationSearchParams, QuantizationType, Query,
+    QueryPoints, Rrf, ScalarQuantization, SearchParams, SparseVectorConfig, SparseVectorParams,
+    UpdateCollection, Value, VectorInput, VectorParams, VectorParamsMap, VectorsConfig,
+    VectorsOutput, VectorsSelector, WithPayloadSelector, WithVectorsSelector, payload_index_params,
+    quantization_config, quantization_config_diff, vector_output, vectors_config,
     with_payload_selector, with_vectors_selector,
 };
 use std::collections::HashMap;
@@ -41,11 +43,19 @@ pub(crate) const KEYWORD_FIELDS: &[&str] = &[
 ];
 
 /// The collection to create: named dense vector `dense` (cosine) of
-/// `dense_dim` and sparse vector `bm25` without a modifier.
-pub(crate) fn create_collection(name: &str, dense_dim: usize) -> CreateCollection {
+/// `dense_dim` and sparse vector `bm25` without a modifier; the dense
+/// vectors quantized and kept as `dense` says.
+#[allow(deprecated)] // `on_disk`: see `int8_quantization`.
+pub(crate) fn create_collection(
+    name: &str,
+    dense_dim: usize,
+    dense: DenseLayout,
+) -> CreateCollection {
+    let layout = dense;
     let dense = VectorParams {
         size: dense_dim as u64,
         distance: Distance::Cosine.into(),
+        on_disk: layout.on_disk.then_some(true),
         ..VectorParams::default()
     };
     let sparse = SparseVectorParams {
@@ -66,9 +76,67 @@ pub(crate) fn create_collection(name: &str, dense_dim: usize) -> CreateCollectio
         sparse_vectors_config: Some(SparseVectorConfig {
             map: HashMap::from([(BM25.to_owned(), sparse)]),
         }),
+        quantization_config: layout.quantization.then(|| QuantizationConfig {
+            quantization: Some(quantization_config::Quantization::Scalar(
+                int8_quantization(),
+            )),
+        }),
         ..CreateCollection::default()
     }
 }
+
+/// How the dense vectors are kept (the same choices as the embedded
+/// store's options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DenseLayout {
+    /// Scalar int8 quantization with rescoring.
+    pub quantization: bool,
+    /// Original vectors in memory-mapped files.
+    pub on_disk: bool,
+}
+
+/// Scalar int8 quantization kept in RAM, quantile 0.99: the embedded
+/// store's settings.
+// The deprecated `always_ram` / `on_disk` flags rather than their `memory`
+// successors: servers before 1.20 know only the flags, newer ones still
+// read them.
+#[allow(deprecated)]
+fn int8_quantization() -> ScalarQuantization {
+    ScalarQuantization {
+        r#type: QuantizationType::Int8.into(),
+        quantile: Some(0.99),
+        always_ram: Some(true),
+        memory: None,
+    }
+}
+
+/// Whether an existing collection quantizes its vectors.
+pub(crate) fn has_quantization(config: &qdrant_client::qdrant::CollectionConfig) -> bool {
+    config
+        .quantization_config
+        .as_ref()
+        .is_some_and(|q| q.quantization.is_some())
+}
+
+/// The update turning quantization on or off for an existing collection;
+/// the server rebuilds the segments in the background.
+pub(crate) fn quantization_update(name: &str, on: bool) -> UpdateCollection {
+    let quantization = if on {
+        quantization_config_diff::Quantization::Scalar(int8_quantization())
+    } else {
+        quantization_config_diff::Quantization::Disabled(Disabled {})
+    };
+    UpdateCollection {
+        collection_name: name.to_owned(),
+        quantization_config: Some(QuantizationConfigDiff {
+            quantization: Some(quantization),
+        }),
+        ..UpdateCollection::default()
+    }
+}
+
+/// Oversampling of quantized dense searches (the embedded store's).
+pub(crate) const QUANTIZATION_OVERSAMPLING: f64 = 2.0;
 
 /// Metadata keys of the model tag.
 const TAG_MODEL: &str = "embedding_model";
@@ -235,6 +303,31 @@ pub(crate) fn index_specs() -> Vec<IndexSpec> {
     .collect()
 }
 
+/// The index type of an existing payload index (a `PayloadSchemaType`
+/// number), as the metadata index registry counts it. Types it never
+/// creates count as keyword: the key is then known, and left alone.
+pub(crate) fn metadata_index_kind(data_type: i32) -> engram_core::MetadataIndexKind {
+    use engram_core::MetadataIndexKind as K;
+    use qdrant_client::qdrant::PayloadSchemaType as T;
+    match T::try_from(data_type) {
+        Ok(T::Bool) => K::Bool,
+        Ok(T::Float) => K::Float,
+        Ok(T::Datetime) => K::Datetime,
+        _ => K::Keyword,
+    }
+}
+
+/// The field type of a metadata key's payload index.
+pub(crate) fn metadata_field_type(kind: engram_core::MetadataIndexKind) -> FieldType {
+    use engram_core::MetadataIndexKind as K;
+    match kind {
+        K::Keyword => FieldType::Keyword,
+        K::Bool => FieldType::Bool,
+        K::Float => FieldType::Float,
+        K::Datetime => FieldType::Datetime,
+    }
+}
+
 /// The Qdrant point id of a fragment: the UUID of its first 16 bytes.
 pub(crate) fn point_id(fragment_id: &str) -> Result<PointId, StoreError> {
     engram_core::ids::point_uuid(fragment_id)
@@ -297,7 +390,18 @@ pub(crate) fn hybrid_query(collection: &str, query: &HybridQuery) -> QueryPoints
         limit: Some(query.prefetch as u64),
         ..PrefetchQuery::default()
     };
-    let mut prefetches = vec![prefetch(DENSE, VectorInput::new_dense(query.dense.clone()))];
+    let mut dense = prefetch(DENSE, VectorInput::new_dense(query.dense.clone()));
+    // Rescoring with the original vectors wherever a segment searches its
+    // quantized copy; harmless where it has none.
+    dense.params = Some(SearchParams {
+        quantization: Some(QuantizationSearchParams {
+            ignore: Some(false),
+            rescore: Some(true),
+            oversampling: Some(QUANTIZATION_OVERSAMPLING),
+        }),
+        ..SearchParams::default()
+    });
+    let mut prefetches = vec![dense];
     if !query.sparse.indices.is_empty() {
         prefetches.push(prefetch(
             BM25,
@@ -422,7 +526,7 @@ mod tests {
 
     #[test]
     fn a_new_collection_fits_and_mismatches_are_named() {
-        let c = create_collection("mem", 4);
+        let c = create_collection("mem", 4, DenseLayout::default());
         let (v, s) = (c.vectors_config.as_ref(), c.sparse_vectors_config.as_ref());
         assert_eq!(layout_mismatch("mem", 4, v, s), None);
 

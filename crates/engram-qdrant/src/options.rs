@@ -40,6 +40,10 @@ pub struct QdrantOptions {
     /// `None` accepts any collection and tags nothing (`engram reembed`).
     #[serde(skip)]
     pub embedding_model: Option<String>,
+    /// How the dense vectors are kept (quantization, on disk); set by the
+    /// server from `[storage]`, shared with the embedded store.
+    #[serde(skip)]
+    pub dense: crate::mapping::DenseLayout,
 }
 
 impl Default for QdrantOptions {
@@ -51,6 +55,7 @@ impl Default for QdrantOptions {
             dense_dim: 384,
             timeout: Duration::from_secs(5),
             embedding_model: None,
+            dense: crate::mapping::DenseLayout::default(),
         }
     }
 }
@@ -65,6 +70,7 @@ impl fmt::Debug for QdrantOptions {
             .field("dense_dim", &self.dense_dim)
             .field("timeout", &self.timeout)
             .field("embedding_model", &self.embedding_model)
+            .field("dense", &self.dense)
             .finish()
     }
 }

@@ -41,12 +41,15 @@ pub struct QdrantStore {
     collection: String,
     dense_dim: usize,
     embedding_model: Option<String>,
+    dense: mapping::DenseLayout,
     timeout: Duration,
     /// Set once the collection is known to be there with this layout and
     /// its payload indexes; until then every call provisions first.
     provisioned: AtomicBool,
     /// One provisioning attempt at a time, and how the last one failed.
     provisioning: tokio::sync::Mutex<Option<Failed>>,
+    /// Caller metadata keys indexed so far (see `engram_core::metadata_index`).
+    metadata_indexes: engram_core::MetadataIndexes,
 }
 
 /// A failed provisioning attempt, kept so that the callers that queued
@@ -187,8 +190,10 @@ impl QdrantStore {
             dense_dim: options.dense_dim,
             timeout: options.timeout,
             embedding_model: options.embedding_model,
+            dense: options.dense,
             provisioned: AtomicBool::new(false),
             provisioning: tokio::sync::Mutex::new(None),
+            metadata_indexes: engram_core::MetadataIndexes::default(),
         })
     }
 
@@ -288,7 +293,8 @@ impl QdrantStore {
             .await?;
         let mut created = false;
         if !exists {
-            let mut request = mapping::create_collection(&self.collection, self.dense_dim);
+            let mut request =
+                mapping::create_collection(&self.collection, self.dense_dim, self.dense);
             if let Some(model) = &self.embedding_model {
                 request.metadata = mapping::tag_metadata(&engram_core::ModelTag::of(model.clone()));
             }
@@ -324,13 +330,70 @@ impl QdrantStore {
             })
             .await?;
         }
+        // Metadata keys indexed by earlier processes keep their type.
+        let request = GetCollectionInfoRequest {
+            collection_name: self.collection.clone(),
+        };
+        let info = self
+            .request("collection info", |c| async move {
+                c.collection_info(request).await
+            })
+            .await?;
+        if let Some(info) = info.result {
+            self.metadata_indexes.seed(
+                info.payload_schema
+                    .into_iter()
+                    .map(|(field, schema)| (field, mapping::metadata_index_kind(schema.data_type))),
+            );
+        }
         Ok(created)
+    }
+
+    /// Creates the payload indexes `filter`'s metadata conditions can use
+    /// and the collection does not have yet (once per key; see
+    /// `engram_core::metadata_index`), waiting until they are built.
+    async fn index_metadata(&self, filter: &ScopeFilter) -> Result<(), StoreError> {
+        let missing = self.metadata_indexes.missing(filter.metadata.as_ref());
+        for (field, kind) in missing {
+            let started = Instant::now();
+            let request = CreateFieldIndexCollection {
+                collection_name: self.collection.clone(),
+                wait: Some(true),
+                field_name: field.clone(),
+                field_type: Some(mapping::metadata_field_type(kind).into()),
+                ..CreateFieldIndexCollection::default()
+            };
+            match self
+                .call("metadata index create", |c| async move {
+                    c.create_field_index(request).await
+                })
+                .await
+            {
+                Ok(_) => tracing::info!(
+                    field = %field,
+                    kind = kind.as_str(),
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "metadata payload index created"
+                ),
+                Err(err) => {
+                    self.metadata_indexes.failed(&field);
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The caller metadata keys indexed so far, with their index types.
+    pub fn metadata_indexes(&self) -> Vec<(String, engram_core::MetadataIndexKind)> {
+        self.metadata_indexes.known()
     }
 
     /// Fails naming the mismatch when the existing collection's vectors do
     /// not fit this store, or its model tag is not this process's model.
     async fn check_collection(&self) -> Result<(), StoreError> {
         let config = self.collection_config().await?;
+        let quantized = mapping::has_quantization(&config);
         let params = config.params.unwrap_or_default();
         if let Some(mismatch) = mapping::layout_mismatch(
             &self.collection,
@@ -342,6 +405,20 @@ impl QdrantStore {
         }
         if mapping::has_store_idf(params.sparse_vectors_config.as_ref()) {
             self.drop_store_idf().await?;
+        }
+        if quantized != self.dense.quantization {
+            // The server rebuilds segments in the background; searches stay
+            // exact meanwhile (rescoring, or no quantized copy yet).
+            let update = mapping::quantization_update(&self.collection, self.dense.quantization);
+            self.request("collection update", |c| async move {
+                c.update_collection(update).await
+            })
+            .await?;
+            tracing::info!(
+                collection = %self.collection,
+                quantization = self.dense.quantization,
+                "collection quantization changed"
+            );
         }
         if let Some(model) = &self.embedding_model {
             mapping::tag_of_metadata(&config.metadata)
@@ -529,6 +606,8 @@ impl VectorStore for QdrantStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
+        self.provision().await?;
+        self.index_metadata(&query.filter).await?;
         let mut query = query.clone();
         // A prefetch shorter than the limit would starve the fused list.
         query.prefetch = query.prefetch.max(query.limit);
@@ -561,6 +640,9 @@ impl VectorStore for QdrantStore {
     }
 
     async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
+        self.client()?;
+        self.provision().await?;
+        self.index_metadata(filter).await?;
         let request = CountPoints {
             collection_name: self.collection.clone(),
             filter: Some(crate::filter::scope_filter(filter)),
@@ -579,6 +661,8 @@ impl VectorStore for QdrantStore {
         limit: usize,
     ) -> Result<Vec<PointPayload>, StoreError> {
         self.client()?;
+        self.provision().await?;
+        self.index_metadata(filter).await?;
         let filter = crate::filter::scope_filter(filter);
         let mut out = Vec::new();
         let mut offset = None;

@@ -9,7 +9,7 @@
 
 use async_trait::async_trait;
 use engram_core::{Kind, ScopeFilter, StoreError, VectorStore};
-use engram_qdrant::{QdrantOptions, QdrantStore};
+use engram_qdrant::{DenseLayout, QdrantOptions, QdrantStore};
 use engram_store_contract::fixtures::{point, query, scope};
 use engram_store_contract::{DIM, StoreFactory};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -67,7 +67,28 @@ fn options(url: &str, collection: &str) -> QdrantOptions {
         // batches, and these tests check behaviour, not speed.
         timeout: Duration::from_secs(30),
         embedding_model: None,
+        // The server's default: every contract check runs quantized.
+        dense: DenseLayout {
+            quantization: true,
+            on_disk: false,
+        },
     }
+}
+
+/// The collection's info, through a client of its own.
+async fn collection_info(url: &str, collection: &str) -> qdrant_client::qdrant::CollectionInfo {
+    let mut config = qdrant_client::Qdrant::from_url(url).skip_compatibility_check();
+    config.api_key = std::env::var("QDRANT_API_KEY")
+        .ok()
+        .filter(|k| !k.is_empty());
+    config
+        .build()
+        .unwrap()
+        .collection_info(collection)
+        .await
+        .unwrap()
+        .result
+        .unwrap()
 }
 
 /// Drops a test collection through a client of its own (the store under
@@ -386,6 +407,120 @@ async fn the_collection_has_the_layout_of_the_embedded_store() {
         i32::from(PayloadSchemaType::Integer)
     );
     assert_eq!(schema.len(), 10, "{:?}", schema.keys());
+}
+
+/// Quantization follows the config on create and on connect (turned off
+/// and on again for an existing collection); a metadata key filtered on
+/// gets its payload index on first use, of the condition's type, and keeps
+/// it across processes.
+#[tokio::test]
+async fn quantization_follows_the_config_and_metadata_keys_get_indexes() {
+    use engram_core::{Cond, HybridQuery, SparseVector};
+    use engram_store_contract::fixtures::{vector, with_metadata};
+    use qdrant_client::qdrant::PayloadSchemaType;
+    let Some(url) = server_or_skip("quantization_follows_the_config_and_metadata_keys_get_indexes")
+    else {
+        return;
+    };
+    let collection = unique_collection("engram_quant");
+    let quantized = |on: bool| QdrantOptions {
+        dense: DenseLayout {
+            quantization: on,
+            on_disk: false,
+        },
+        ..options(&url, &collection)
+    };
+    let has_quantization = |info: &qdrant_client::qdrant::CollectionInfo| {
+        info.config
+            .as_ref()
+            .and_then(|c| c.quantization_config.as_ref())
+            .is_some_and(|q| {
+                matches!(
+                    q.quantization,
+                    Some(qdrant_client::qdrant::quantization_config::Quantization::Scalar(_))
+                )
+            })
+    };
+    let store = QdrantStore::connect(quantized(true)).await.unwrap();
+    assert!(has_quantization(&collection_info(&url, &collection).await));
+    let s = scope("org", "u", "s");
+    let points: Vec<_> = (0..40)
+        .map(|i| {
+            let p = point(&s, Kind::Turn, &format!("note {i}"), i, vector(i as u64));
+            with_metadata(
+                p,
+                serde_json::json!({"tier": format!("t{}", i % 4), "score": i as f64 / 2.0}),
+            )
+        })
+        .collect();
+    store.upsert(points.clone()).await.unwrap();
+    let mut filter = ScopeFilter::tenant("org");
+    filter.metadata = Some(Cond::All(vec![
+        Cond::eq("metadata.tier", "t1"),
+        Cond::Range {
+            field: "metadata.score".into(),
+            bounds: engram_core::Bounds {
+                gte: Some(5.0),
+                ..Default::default()
+            },
+        },
+    ]));
+    let hits = store
+        .hybrid_search(&HybridQuery {
+            filter: filter.clone(),
+            dense: vector(3).to_vec(),
+            sparse: SparseVector::default(),
+            prefetch: 40,
+            limit: 40,
+        })
+        .await
+        .unwrap();
+    // i % 4 == 1 and i / 2 >= 5: 13, 17, ..., 37.
+    let mut got: Vec<String> = hits.iter().map(|h| h.payload.text.clone()).collect();
+    got.sort();
+    let mut want: Vec<String> = (0..40)
+        .filter(|i| i % 4 == 1 && *i >= 10)
+        .map(|i| format!("note {i}"))
+        .collect();
+    want.sort();
+    assert_eq!(got, want);
+    let mut indexed = store.metadata_indexes();
+    indexed.sort();
+    assert_eq!(
+        indexed,
+        vec![
+            (
+                "metadata.score".to_owned(),
+                engram_core::MetadataIndexKind::Float
+            ),
+            (
+                "metadata.tier".to_owned(),
+                engram_core::MetadataIndexKind::Keyword
+            ),
+        ]
+    );
+    store.close().await.unwrap();
+    let info = collection_info(&url, &collection).await;
+    assert_eq!(
+        info.payload_schema["metadata.tier"].data_type,
+        i32::from(PayloadSchemaType::Keyword)
+    );
+    assert_eq!(
+        info.payload_schema["metadata.score"].data_type,
+        i32::from(PayloadSchemaType::Float)
+    );
+
+    // Another process without quantization turns it off, and one with
+    // turns it on again; both read the existing metadata indexes.
+    let store = QdrantStore::connect(quantized(false)).await.unwrap();
+    assert!(!has_quantization(&collection_info(&url, &collection).await));
+    assert_eq!(store.metadata_indexes().len(), 2);
+    store.close().await.unwrap();
+    let store = QdrantStore::connect(quantized(true)).await.unwrap();
+    let info = collection_info(&url, &collection).await;
+    store.close().await.unwrap();
+    drop_collection(&url, &collection).await;
+    assert!(has_quantization(&info));
 }
 
 /// A TCP forwarder in front of the server, so a test can make the server

@@ -11,8 +11,15 @@ use std::time::Duration;
 pub struct Backends {
     /// Where memory is stored.
     pub store: Arc<dyn VectorStore>,
-    /// How text is embedded.
+    /// How text is embedded for calls a person waits for (Recall,
+    /// Remember, StoreMemory): the interactive lane.
     pub embedder: Arc<dyn Embedder>,
+    /// How enrichment embeds: the background lane of the same model, which
+    /// yields to the interactive one.
+    pub background_embedder: Arc<dyn Embedder>,
+    /// The lanes' interactive load, which enrichment adapts its
+    /// concurrency to.
+    pub pressure: Arc<dyn engram_core::Pressure>,
     /// Where writes go for enrichment (absent in a recall-only process).
     pub stream: Option<Arc<dyn TurnStream>>,
     /// Where job records live (absent in a recall-only process).
@@ -41,7 +48,10 @@ impl Backends {
     /// model always; Qdrant Edge in the data directory or a Qdrant server;
     /// the local queue in the data directory or NATS JetStream.
     pub async fn open(config: &Config, role: Role) -> Result<Self, ServerError> {
-        let embedder = load_embedder(config).await?;
+        let model = load_embedder(config).await?;
+        let lanes = engram_embed::Lanes::start(model, config.embedder.lanes());
+        let (embedder, background_embedder) = (lanes.interactive(), lanes.background());
+        let pressure = lanes.pressure();
         let store = open_store(config, embedder.dim(), Some(embedder.model().to_owned())).await?;
         let ports = match config.backends.stream {
             StreamKind::Local => {
@@ -78,6 +88,8 @@ impl Backends {
         Ok(Self {
             store,
             embedder,
+            background_embedder,
+            pressure,
             stream: ports.stream.filter(|_| !recall_only),
             jobs: ports.jobs.filter(|_| !recall_only),
             credits: ports.credits.filter(|_| !recall_only),
@@ -94,6 +106,8 @@ impl Backends {
         Self {
             store: Arc::new(InstrumentedStore::new(self.store)),
             embedder: Arc::new(InstrumentedEmbedder::new(self.embedder)),
+            background_embedder: Arc::new(InstrumentedEmbedder::new(self.background_embedder)),
+            pressure: self.pressure,
             stream: self
                 .stream
                 .map(|s| Arc::new(InstrumentedStream::new(s)) as Arc<dyn TurnStream>),
@@ -165,6 +179,8 @@ fn open_edge(
             indexing_threads: std::thread::available_parallelism()
                 .map_or(1, |n| (n.get() / 2).max(1)),
             embedding_model: model,
+            quantization: config.storage.quantization,
+            dense_on_disk: config.storage.dense_on_disk,
             ..Default::default()
         },
     )?)
@@ -184,6 +200,10 @@ async fn open_qdrant(
     let mut options = config.qdrant.clone();
     options.dense_dim = dim;
     options.embedding_model = model;
+    options.dense = engram_qdrant::DenseLayout {
+        quantization: config.storage.quantization,
+        on_disk: config.storage.dense_on_disk,
+    };
     let store = engram_qdrant::QdrantStore::open(options)?;
     match tokio::time::timeout(STARTUP_CHECK.min(config.qdrant.timeout), store.provision()).await {
         Ok(Ok(())) => {}

@@ -381,12 +381,22 @@ impl Default for ServerSettings {
 pub struct StorageSettings {
     /// The one directory holding all data of the embedded default.
     pub data_dir: PathBuf,
+    /// Scalar (int8) quantization of the dense vectors, with rescoring on
+    /// the originals, on either vector store: a quarter of the memory for
+    /// the vectors searches scan. Changing it on an existing store takes
+    /// effect as segments are rebuilt.
+    pub quantization: bool,
+    /// Keep the original dense vectors in memory-mapped files instead of
+    /// RAM (with quantization, only rescored candidates are read).
+    pub dense_on_disk: bool,
 }
 
 impl Default for StorageSettings {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from(".engram-data"),
+            quantization: true,
+            dense_on_disk: false,
         }
     }
 }
@@ -423,6 +433,17 @@ pub struct EmbedderSettings {
     pub passage_prefix: String,
     /// `openai`: `dimensions` to request; unset: the model's own.
     pub dimensions: Option<usize>,
+    /// Longest wait, microseconds, for concurrent Recall/Remember calls to
+    /// share one model run; applied only while calls arrive together, never
+    /// when idle (0: never wait).
+    pub batch_window_us: u64,
+    /// Most texts of concurrent Recall/Remember calls run together.
+    pub max_batch: usize,
+    /// Texts per background (enrichment) model run: an interactive call
+    /// waits for at most one such run.
+    pub background_chunk: usize,
+    /// Recent query vectors kept in memory (0: none).
+    pub query_cache: usize,
 }
 
 impl std::fmt::Debug for EmbedderSettings {
@@ -441,6 +462,10 @@ impl std::fmt::Debug for EmbedderSettings {
             .field("query_prefix", &self.query_prefix)
             .field("passage_prefix", &self.passage_prefix)
             .field("dimensions", &self.dimensions)
+            .field("batch_window_us", &self.batch_window_us)
+            .field("max_batch", &self.max_batch)
+            .field("background_chunk", &self.background_chunk)
+            .field("query_cache", &self.query_cache)
             .finish()
     }
 }
@@ -461,11 +486,25 @@ impl Default for EmbedderSettings {
             query_prefix: String::new(),
             passage_prefix: String::new(),
             dimensions: None,
+            batch_window_us: 1_000,
+            max_batch: 64,
+            background_chunk: 8,
+            query_cache: 4_096,
         }
     }
 }
 
 impl EmbedderSettings {
+    /// How the embedding lanes batch and yield.
+    pub fn lanes(&self) -> engram_embed::LaneOptions {
+        engram_embed::LaneOptions {
+            window: Duration::from_micros(self.batch_window_us),
+            max_batch: self.max_batch,
+            background_chunk: self.background_chunk,
+            query_cache: self.query_cache,
+        }
+    }
+
     /// The options of the `openai` embedder. Usage tokens are counted with
     /// the all-MiniLM-L6-v2 tokenizer when `models_dir` has it.
     pub fn openai(&self) -> engram_embed::OpenAiEmbedderOptions {
@@ -755,6 +794,17 @@ impl Config {
             return Err(ServerError::Config(
                 "embedder.threads must be at least 1".into(),
             ));
+        }
+        if self.embedder.max_batch == 0 || self.embedder.background_chunk == 0 {
+            return Err(ServerError::Config(
+                "embedder.max_batch and embedder.background_chunk must be at least 1".into(),
+            ));
+        }
+        if self.embedder.batch_window_us > 100_000 {
+            return Err(ServerError::Config(format!(
+                "embedder.batch_window_us = {} is more than 100000 (0.1 s): every concurrent call would wait that long",
+                self.embedder.batch_window_us
+            )));
         }
         if self.embedder.kind == EmbedderKind::Openai {
             self.embedder

@@ -185,11 +185,12 @@ pub async fn run_with(
         let enricher = Arc::new(
             Enricher::new(
                 backends.store.clone(),
-                backends.embedder.clone(),
+                backends.background_embedder.clone(),
                 jobs,
                 config.extract.extractor()?,
             )
-            .with_credits(credits),
+            .with_credits(credits)
+            .with_pressure(backends.pressure.clone()),
         );
         Some(tokio::spawn(engram_enrich::run(
             enricher,

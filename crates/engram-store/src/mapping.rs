@@ -12,8 +12,9 @@ use qdrant_edge::{
     CreateIndex, Distance, EdgeConfig, EdgeOptimizersConfig, EdgeSparseVectorParams,
     EdgeVectorParams, FieldIndexOperations, Fusion, HnswIndexConfig, IntegerIndexParams, JsonPath,
     KeywordIndexParams, NamedQuery, Payload, PayloadFieldSchema, PayloadSchemaParams, PointId,
-    PointInsertOperations, PointOperations, PointStruct, Prefetch, QueryEnum, QueryRequest,
-    ScoringQuery, UpdateOperation, Vector, VectorInternal, VectorStructInternal,
+    PointInsertOperations, PointOperations, PointStruct, Prefetch, QuantizationConfig,
+    QuantizationSearchParams, QueryEnum, QueryRequest, ScalarQuantizationConfig, ScalarType,
+    ScoringQuery, SearchParams, UpdateOperation, Vector, VectorInternal, VectorStructInternal,
     WithPayloadInterface, WithVector,
 };
 
@@ -51,11 +52,13 @@ pub(crate) fn edge_config(options: &EdgeStoreOptions) -> EdgeConfig {
         default_segment_number: Some(options.segment_number),
         ..EdgeOptimizersConfig::default()
     };
+    let mut dense = EdgeVectorParams::builder(options.dense_dim, Distance::Cosine)
+        .on_disk(options.dense_on_disk);
+    if options.quantization {
+        dense = dense.quantization_config(int8_quantization());
+    }
     EdgeConfig::builder()
-        .vector(
-            DENSE,
-            EdgeVectorParams::builder(options.dense_dim, Distance::Cosine).build(),
-        )
+        .vector(DENSE, dense.build())
         .sparse_vector(
             BM25,
             // Documents carry the BM25 term-frequency part and queries the
@@ -67,6 +70,38 @@ pub(crate) fn edge_config(options: &EdgeStoreOptions) -> EdgeConfig {
         .hnsw_config(hnsw)
         .optimizers(optimizers)
         .build()
+}
+
+/// Scalar int8 quantization, kept in RAM. The 0.99 quantile drops the
+/// extreme 1% of component values from the scale, which keeps the other
+/// 99% finely resolved (Qdrant's recommendation for sentence embeddings).
+fn int8_quantization() -> QuantizationConfig {
+    let scalar = ScalarQuantizationConfig {
+        r#type: ScalarType::Int8,
+        quantile: Some(0.99),
+        always_ram: Some(true),
+    };
+    // Edge does not export the `ScalarQuantization` wrapper; its serde form
+    // (`{"scalar": {...}}`, Qdrant's REST spelling) builds the variant.
+    serde_json::from_value(serde_json::json!({ "scalar": scalar }))
+        .expect("the scalar quantization config round-trips through serde")
+}
+
+/// Oversampling of quantized dense searches: twice the asked candidates
+/// are scored on int8 vectors, then rescored on the originals.
+pub(crate) const QUANTIZATION_OVERSAMPLING: f64 = 2.0;
+
+/// Search parameters of the dense prefetch: rescoring with the original
+/// vectors whenever a segment searches its quantized copy.
+fn dense_search_params() -> SearchParams {
+    SearchParams {
+        quantization: Some(QuantizationSearchParams {
+            ignore: false,
+            rescore: Some(true),
+            oversampling: Some(QUANTIZATION_OVERSAMPLING),
+        }),
+        ..SearchParams::default()
+    }
 }
 
 /// The payload index operations the store issues on every open. Creating an
@@ -97,6 +132,47 @@ pub(crate) fn index_operations() -> Vec<UpdateOperation> {
             }))
         })
         .collect()
+}
+
+/// The index type of an existing payload index, as the metadata index
+/// registry counts it. Types it never creates count as keyword: the key is
+/// then known, and left alone.
+pub(crate) fn metadata_index_kind(
+    t: qdrant_edge::PayloadSchemaType,
+) -> engram_core::MetadataIndexKind {
+    use engram_core::MetadataIndexKind as K;
+    use qdrant_edge::PayloadSchemaType as T;
+    match t {
+        T::Bool => K::Bool,
+        T::Float => K::Float,
+        T::Datetime => K::Datetime,
+        _ => K::Keyword,
+    }
+}
+
+/// The operation creating the payload index of a caller metadata key. The
+/// key comes from a caller, so a path that does not parse is an error.
+pub(crate) fn metadata_index_operation(
+    field: &str,
+    kind: engram_core::MetadataIndexKind,
+) -> Result<UpdateOperation, StoreError> {
+    use engram_core::MetadataIndexKind as K;
+    use qdrant_edge::PayloadSchemaType as T;
+    let field_name: JsonPath = field
+        .parse()
+        .map_err(|()| internal(format!("invalid payload field path {field:?}")))?;
+    let schema = match kind {
+        K::Keyword => T::Keyword,
+        K::Bool => T::Bool,
+        K::Float => T::Float,
+        K::Datetime => T::Datetime,
+    };
+    Ok(UpdateOperation::FieldIndexOperation(
+        FieldIndexOperations::CreateIndex(CreateIndex {
+            field_name,
+            field_schema: Some(PayloadFieldSchema::FieldType(schema)),
+        }),
+    ))
 }
 
 /// The Qdrant point id of a fragment.
@@ -141,11 +217,15 @@ fn point_struct(point: &Point) -> Result<PointStruct, StoreError> {
 /// propagated into both prefetches by Qdrant's planner, so each prefetch
 /// searches inside the filter and `limit` results are exact.
 pub(crate) fn hybrid_request(query: &HybridQuery) -> Result<QueryRequest, StoreError> {
-    let mut prefetches = vec![prefetch(
+    let mut dense = prefetch(
         DENSE,
         VectorInternal::Dense(query.dense.clone()),
         query.prefetch,
-    )];
+    );
+    // Harmless where a segment has no quantized copy (small, unindexed
+    // segments are searched on the originals anyway).
+    dense.params = Some(dense_search_params());
+    let mut prefetches = vec![dense];
     if !query.sparse.indices.is_empty() {
         let sparse = Vector::new_sparse(query.sparse.indices.clone(), query.sparse.values.clone())
             .map_err(internal)?;
@@ -267,6 +347,40 @@ mod tests {
         ] {
             assert!(fields.iter().any(|f| f == field), "{field} in {fields:?}");
         }
+    }
+
+    #[test]
+    fn dense_vectors_are_quantized_and_rescored_when_asked() {
+        let on = edge_config(&EdgeStoreOptions::default());
+        let json = serde_json::to_value(&on).unwrap();
+        let dense = &json["vectors"][DENSE];
+        assert_eq!(dense["quantization_config"]["scalar"]["type"], "int8");
+        assert_eq!(dense["quantization_config"]["scalar"]["always_ram"], true);
+        let off = edge_config(&EdgeStoreOptions {
+            quantization: false,
+            dense_on_disk: true,
+            ..EdgeStoreOptions::default()
+        });
+        let json = serde_json::to_value(&off).unwrap();
+        assert!(json["vectors"][DENSE]["quantization_config"].is_null());
+        assert_eq!(json["vectors"][DENSE]["on_disk"], true);
+
+        let query = HybridQuery {
+            filter: engram_core::ScopeFilter::tenant("org"),
+            dense: vec![1.0, 0.0],
+            sparse: engram_core::SparseVector::default(),
+            prefetch: 5,
+            limit: 5,
+        };
+        let request = hybrid_request(&query).unwrap();
+        let q = request.prefetches[0]
+            .params
+            .and_then(|p| p.quantization)
+            .unwrap();
+        assert_eq!(
+            (q.ignore, q.rescore, q.oversampling),
+            (false, Some(true), Some(2.0))
+        );
     }
 
     #[test]

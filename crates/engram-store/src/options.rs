@@ -29,6 +29,15 @@ pub struct EdgeStoreOptions {
     /// Threads an HNSW build may use; 0 lets Qdrant choose. On small machines
     /// a low value leaves cores to searches while an index is built.
     pub indexing_threads: usize,
+    /// Scalar (int8) quantization of the dense vectors: HNSW-indexed
+    /// segments keep a 1-byte-per-dimension copy in RAM that searches scan
+    /// first, then rescore the best candidates with the original vectors
+    /// (so results stay exact up to the oversampling). Changing it on an
+    /// existing store takes effect as the optimizer rebuilds segments.
+    pub quantization: bool,
+    /// Keep the original dense vectors in memory-mapped files rather than
+    /// in RAM: with quantization on, only the rescored candidates are read.
+    pub dense_on_disk: bool,
     /// The embedding model of the process: a store tagged with another
     /// one (or being re-embedded) fails to open, a new store is tagged with
     /// it. `None` opens any store and tags nothing (`engram reembed`, tests).
@@ -44,6 +53,8 @@ impl Default for EdgeStoreOptions {
             indexing_threshold_kb: None,
             segment_number: 8,
             indexing_threads: 0,
+            quantization: true,
+            dense_on_disk: false,
             embedding_model: None,
         }
     }

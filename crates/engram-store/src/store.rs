@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) epoch: Instant,
     /// Wakes the background task early when enough points are pending.
     pub(crate) wake: Arc<Notify>,
+    /// Caller metadata keys indexed so far (see `engram_core::metadata_index`).
+    pub(crate) metadata_indexes: engram_core::MetadataIndexes,
 }
 
 pub(crate) fn closed() -> StoreError {
@@ -132,6 +134,13 @@ impl EdgeStore {
         for op in mapping::index_operations() {
             shard.update(op).map_err(internal)?;
         }
+        let metadata_indexes = engram_core::MetadataIndexes::default();
+        metadata_indexes.seed(shard.info().payload_schema.into_iter().map(|(key, info)| {
+            (
+                key.to_string(),
+                mapping::metadata_index_kind(info.data_type),
+            )
+        }));
 
         let (mut journal, entries) = Journal::open(dir).map_err(|e| {
             StoreError::Internal(format!("cannot open journal in {}: {e}", dir.display()))
@@ -176,6 +185,7 @@ impl EdgeStore {
             last_write_ms: AtomicU64::new(0),
             epoch: Instant::now(),
             wake: Arc::new(Notify::new()),
+            metadata_indexes,
         });
         let task = runtime.spawn(crate::maintenance::run(
             Arc::downgrade(&inner),
@@ -238,6 +248,49 @@ impl EdgeStore {
             f(&inner, shard)
         })
         .await
+    }
+
+    /// Creates the payload indexes `filter`'s metadata conditions can use
+    /// and the store does not have yet (once per key; see
+    /// `engram_core::metadata_index`). The first filtered search on a key
+    /// pays for building its index; every later one starts from it.
+    async fn index_metadata(&self, filter: &ScopeFilter) -> Result<(), StoreError> {
+        let missing = self
+            .inner
+            .metadata_indexes
+            .missing(filter.metadata.as_ref());
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.with_shard("create metadata index", move |inner, shard| {
+            for (field, kind) in missing {
+                let started = Instant::now();
+                let made = mapping::metadata_index_operation(&field, kind).and_then(|op| {
+                    // Edge's `update` must not run while a checkpoint flushes.
+                    let _journal = inner.journal.lock();
+                    shard.update(op).map_err(internal)
+                });
+                match made {
+                    Ok(()) => tracing::info!(
+                        field = %field,
+                        kind = kind.as_str(),
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "metadata payload index created"
+                    ),
+                    Err(err) => {
+                        inner.metadata_indexes.failed(&field);
+                        return Err(err);
+                    }
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// The caller metadata keys indexed so far, with their index types.
+    pub fn metadata_indexes(&self) -> Vec<(String, engram_core::MetadataIndexKind)> {
+        self.inner.metadata_indexes.known()
     }
 
     fn stop_maintenance(&self) {
@@ -609,6 +662,7 @@ impl VectorStore for EdgeStore {
         if query.limit == 0 {
             return self.ready().await.map(|()| Vec::new());
         }
+        self.index_metadata(&query.filter).await?;
         let mut query = query.clone();
         // A prefetch shorter than the limit would starve the fused list.
         query.prefetch = query.prefetch.max(query.limit);
@@ -646,6 +700,7 @@ impl VectorStore for EdgeStore {
             filter: Some(crate::filter::scope_filter(filter)?),
             exact: true,
         };
+        self.index_metadata(filter).await?;
         self.with_shard("count", move |_, shard| {
             shard.count(request).map(|n| n as u64).map_err(internal)
         })
@@ -657,7 +712,9 @@ impl VectorStore for EdgeStore {
         filter: &ScopeFilter,
         limit: usize,
     ) -> Result<Vec<PointPayload>, StoreError> {
-        let filter = crate::filter::scope_filter(filter)?;
+        let edge_filter = crate::filter::scope_filter(filter)?;
+        self.index_metadata(filter).await?;
+        let filter = edge_filter;
         self.with_shard("scroll", move |_, shard| {
             scroll_payloads(shard, filter, limit)
         })

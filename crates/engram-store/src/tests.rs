@@ -416,9 +416,17 @@ async fn selective_filters_stay_exact_after_optimize() {
     assert!(store.optimize_now().await.unwrap());
     assert!(store.stats().await.unwrap().indexed_vectors >= 6_000);
     check_selective_filters(&store, &target, &rare).await;
+    // The first search filtered on `metadata.tier` created its index.
+    let tier = (
+        "metadata.tier".to_owned(),
+        engram_core::MetadataIndexKind::Keyword,
+    );
+    assert_eq!(store.metadata_indexes(), vec![tier.clone()]);
 
     store.close().await.unwrap();
     let store = EdgeStore::open(dir.path(), indexing_options()).unwrap();
+    // Read back from the shard's schema: the index outlived the process.
+    assert_eq!(store.metadata_indexes(), vec![tier]);
     check_selective_filters(&store, &target, &rare).await;
     store.close().await.unwrap();
 }

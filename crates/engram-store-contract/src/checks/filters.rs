@@ -304,6 +304,14 @@ pub async fn metadata_exists_and_combinations(store: Arc<dyn VectorStore>) {
     assert_matches(s, &meta(Cond::All(Vec::new())), &points).await;
     assert_matches(s, &meta(Cond::Any(Vec::new())), &[]).await;
     assert_matches(s, &meta(not(Cond::Any(Vec::new()))), &points).await;
+
+    // A key filtered on by equality gets a payload index (on first use);
+    // values that index does not hold (the number 0 under a keyword index,
+    // the empty string) still exist, and null and [] still do not.
+    assert_matches(s, &meta(Cond::eq("metadata.note", "x")), &[&text]).await;
+    assert_matches(s, &meta(exists("note")), &[&text, &list, &zero, &blank]).await;
+    assert_matches(s, &meta(not(exists("note"))), &[&null, &empty, &absent]).await;
+    assert_matches(s, &meta(Cond::eq("metadata.note", "y")), &[&list]).await;
 }
 
 /// 200 points closer to the query than any other and 5 farther ones

@@ -1,0 +1,364 @@
+//! `bench bulk`: a million fragments through the `VectorStore` port, and
+//! what search, the optimizer, start-up and memory cost at that size.
+//!
+//! Runs in-process on Qdrant Edge (the embedded default), without a
+//! server: the question is the store's, not the service's. Vectors come
+//! from real embeddings: every LoCoMo turn and question is embedded once
+//! with the real model, and fragment `i` gets the normalized blend of two
+//! of them plus a little noise (seeded), so the million vectors spread like
+//! sentence embeddings do rather than like random points. Payloads are
+//! real too: the turn's text (and its BM25 vector), an org, one of many
+//! users, a session, a timestamp and metadata `tier`.
+//!
+//! Measured: write throughput through `upsert`, the optimizer's time to
+//! index everything, search latency (one user's memory, top 10, a real
+//! question's vector and BM25 terms) after optimizing, the time to open the
+//! store again, and this process's resident memory (the store is the only
+//! large thing in it) per fragment beyond the texts.
+
+use crate::dataset;
+use crate::server::Memory;
+use crate::stats::Latency;
+use anyhow::Context;
+use clap::Args;
+use engram_core::{
+    HybridQuery, Kind, Point, PointPayload, Role, ScopeFilter, VectorStore, bm25, ids,
+};
+use serde::Serialize;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Options of `bench bulk`.
+#[derive(Debug, Clone, Args)]
+pub struct BulkArgs {
+    /// The LoCoMo data file (texts and questions).
+    #[arg(long, default_value = "../shared/bench/locomo10.json")]
+    pub data: PathBuf,
+    /// The models directory (scripts/setup.sh).
+    #[arg(long, default_value = "models")]
+    pub models_dir: PathBuf,
+    /// Fragments to write.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub fragments: usize,
+    /// Fragments per user.
+    #[arg(long, default_value_t = 100)]
+    pub per_user: usize,
+    /// Points per upsert call.
+    #[arg(long, default_value_t = 1_000)]
+    pub batch: usize,
+    /// Searches measured.
+    #[arg(long, default_value_t = 1_000)]
+    pub queries: usize,
+    /// Store directory (a temporary one when unset; kept when set).
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+    /// Scalar int8 quantization (the server default).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub quantization: bool,
+    /// Seed of the blends and the query choice.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Write the report as JSON here.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+}
+
+/// What `bench bulk` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct BulkReport {
+    /// Fragments written.
+    pub fragments: usize,
+    /// Users holding them.
+    pub users: usize,
+    /// Quantization on.
+    pub quantization: bool,
+    /// Seconds to embed the source texts (not part of the store's cost).
+    pub embed_seconds: f64,
+    /// Seconds of `upsert` calls.
+    pub write_seconds: f64,
+    /// Points per second through `upsert`.
+    pub write_per_sec: f64,
+    /// Seconds the optimizer took to index everything afterwards.
+    pub optimize_seconds: f64,
+    /// Seconds to open the store again (journal replay, segment load).
+    pub open_seconds: f64,
+    /// One user's memory, top 10, after optimizing, store reopened.
+    pub search: Latency,
+    /// The same, unfiltered by user (the whole tenant).
+    pub search_tenant: Latency,
+    /// Resident memory of the process before the store was opened, MiB.
+    pub rss_before_mib: f64,
+    /// Resident memory after reopening and searching, MiB.
+    pub rss_after_mib: f64,
+    /// (after − before) per fragment, bytes.
+    pub bytes_per_fragment: f64,
+    /// Mean text length of the fragments, bytes.
+    pub mean_text_bytes: f64,
+}
+
+/// SplitMix64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+
+    /// Uniform in [-1, 1).
+    fn unit(&mut self) -> f32 {
+        ((self.next() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
+    }
+}
+
+fn normalize(mut v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= n);
+    v
+}
+
+const ORG: &str = "bulk";
+
+/// Fragment `i`: text `j`, blended vector, payload of its user.
+fn fragment(
+    i: usize,
+    per_user: usize,
+    texts: &[String],
+    vectors: &[Vec<f32>],
+    rng: &mut Rng,
+) -> Point {
+    let j = rng.below(texts.len());
+    let k = rng.below(vectors.len());
+    let w = 0.25 + 0.2 * rng.unit().abs();
+    let dense = normalize(
+        vectors[j]
+            .iter()
+            .zip(&vectors[k])
+            .map(|(a, b)| (1.0 - w) * a + w * b + 0.02 * rng.unit())
+            .collect(),
+    );
+    let (user, n) = (i / per_user, i % per_user);
+    let scope = engram_core::Scope {
+        org_id: ORG.into(),
+        user_id: format!("u{user}"),
+        session_id: format!("s{}", n / 20),
+    };
+    let ts_ms = 1_704_099_600_000 + (n as i64) * 60_000;
+    let text = &texts[j];
+    let fragment_id = ids::fragment_id(&scope, Role::User, &format!("{i}/{text}"), ts_ms);
+    let mut metadata = serde_json::Map::new();
+    metadata.insert("tier".into(), serde_json::json!(format!("t{}", i % 100)));
+    Point {
+        fragment_id: fragment_id.clone(),
+        payload: PointPayload {
+            fragment_id,
+            org_id: scope.org_id,
+            user_id: scope.user_id,
+            session_id: scope.session_id,
+            kind: Kind::Turn,
+            role: Some(if n % 2 == 0 {
+                Role::User
+            } else {
+                Role::Assistant
+            }),
+            text: text.clone(),
+            ts_ms,
+            job_id: format!("{:032x}", i),
+            source_ids: Vec::new(),
+            entity_kind: None,
+            mentions: None,
+            subject: None,
+            event_ms: None,
+            metadata,
+            memory: None,
+        },
+        dense,
+        sparse: bm25::document_vector(text),
+    }
+}
+
+fn options(quantization: bool) -> engram_store::EdgeStoreOptions {
+    engram_store::EdgeStoreOptions {
+        quantization,
+        // As `engram serve` opens it on a 2-core machine.
+        indexing_threads: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
+        // Writes are measured alone; the optimizer runs after them.
+        optimize_after_points: u64::MAX,
+        optimize_when_idle: Duration::from_secs(3_600),
+        ..engram_store::EdgeStoreOptions::default()
+    }
+}
+
+/// Runs `bench bulk`.
+pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
+    anyhow::ensure!(
+        args.fragments > 0 && args.per_user > 0 && args.batch > 0,
+        "sizes must be positive"
+    );
+    let convs = dataset::load(&args.data)?;
+    let texts: Vec<String> = convs
+        .iter()
+        .flat_map(|c| c.sessions.iter())
+        .flat_map(|s| s.turns.iter().map(dataset::DialogTurn::indexed_text))
+        .collect();
+    let questions: Vec<String> = convs
+        .iter()
+        .flat_map(|c| c.qa.iter().map(|q| q.question.clone()))
+        .collect();
+    anyhow::ensure!(
+        !texts.is_empty() && !questions.is_empty(),
+        "no text in --data"
+    );
+
+    let started = Instant::now();
+    let model = {
+        let opts = engram_embed::OrtEmbedderOptions::from_models_dir(&args.models_dir);
+        tokio::task::spawn_blocking(move || engram_embed::OrtEmbedder::load(opts))
+            .await?
+            .context("embedding model (run scripts/setup.sh)")?
+    };
+    let text_vectors = model.embed_blocking(&texts)?;
+    let question_vectors = model.embed_blocking(&questions)?;
+    drop(model);
+    let embed_seconds = started.elapsed().as_secs_f64();
+    eprintln!(
+        "bulk: embedded {} texts and {} questions in {embed_seconds:.0} s",
+        texts.len(),
+        questions.len()
+    );
+
+    let scratch = tempfile::tempdir()?;
+    let dir = args
+        .dir
+        .clone()
+        .unwrap_or_else(|| scratch.path().join("store"));
+    let rss_before = Memory::of_this_process().map_or(0.0, |m| m.rss_mib());
+    let store = engram_store::EdgeStore::open(&dir, options(args.quantization))?;
+    let mut rng = Rng(args.seed);
+    let mut write = Duration::ZERO;
+    let mut text_bytes = 0usize;
+    let mut i = 0;
+    while i < args.fragments {
+        let end = (i + args.batch).min(args.fragments);
+        let points: Vec<Point> = (i..end)
+            .map(|f| fragment(f, args.per_user, &texts, &text_vectors, &mut rng))
+            .collect();
+        text_bytes += points.iter().map(|p| p.payload.text.len()).sum::<usize>();
+        let t = Instant::now();
+        store.upsert(points).await?;
+        write += t.elapsed();
+        i = end;
+        if i % (args.fragments / 10).max(1) < args.batch {
+            eprintln!(
+                "bulk: {i} of {} written ({:.0} points/s)",
+                args.fragments,
+                i as f64 / write.as_secs_f64().max(1e-9)
+            );
+        }
+    }
+    let t = Instant::now();
+    store.optimize_now().await?;
+    let optimize_seconds = t.elapsed().as_secs_f64();
+    eprintln!("bulk: optimized in {optimize_seconds:.0} s");
+    store.close().await?;
+    drop(store);
+
+    let t = Instant::now();
+    let store = engram_store::EdgeStore::open(&dir, options(args.quantization))?;
+    let open_seconds = t.elapsed().as_secs_f64();
+    let users = args.fragments.div_ceil(args.per_user);
+    let searches = |tenant: bool, rng: &mut Rng| {
+        (0..args.queries + 20)
+            .map(|_| {
+                let q = rng.below(questions.len());
+                let mut filter = ScopeFilter::tenant(ORG);
+                if !tenant {
+                    filter.user_id = Some(format!("u{}", rng.below(users)));
+                }
+                HybridQuery {
+                    filter,
+                    dense: question_vectors[q].clone(),
+                    sparse: bm25::query_vector(&questions[q]),
+                    prefetch: 30,
+                    limit: 10,
+                }
+            })
+            .collect::<Vec<_>>()
+    };
+    let measure = async |queries: Vec<HybridQuery>| -> anyhow::Result<Latency> {
+        let mut samples = Vec::with_capacity(queries.len());
+        for (n, q) in queries.iter().enumerate() {
+            let t = Instant::now();
+            let hits = store.hybrid_search(q).await?;
+            if n >= 20 {
+                samples.push(t.elapsed());
+            }
+            anyhow::ensure!(!hits.is_empty(), "a search found nothing");
+        }
+        Ok(Latency::of(&samples))
+    };
+    let search = measure(searches(false, &mut rng)).await?;
+    let search_tenant = measure(searches(true, &mut rng)).await?;
+    let rss_after = Memory::of_this_process().map_or(0.0, |m| m.rss_mib());
+    store.close().await?;
+    let per = (rss_after - rss_before) * 1024.0 * 1024.0 / args.fragments as f64;
+    Ok(BulkReport {
+        fragments: args.fragments,
+        users,
+        quantization: args.quantization,
+        embed_seconds,
+        write_seconds: write.as_secs_f64(),
+        write_per_sec: args.fragments as f64 / write.as_secs_f64().max(1e-9),
+        optimize_seconds,
+        open_seconds,
+        search,
+        search_tenant,
+        rss_before_mib: rss_before,
+        rss_after_mib: rss_after,
+        bytes_per_fragment: per,
+        mean_text_bytes: text_bytes as f64 / args.fragments as f64,
+    })
+}
+
+impl BulkReport {
+    /// A markdown summary.
+    pub fn markdown(&self) -> String {
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "## Bulk: {} fragments of {} users on Qdrant Edge (quantization {})\n",
+            self.fragments,
+            self.users,
+            if self.quantization { "int8" } else { "off" }
+        );
+        let _ = writeln!(
+            s,
+            "| write points/s | optimize s | open s | search p50 / p99 ms (one user) | search p50 / p99 ms (tenant) | RSS before / after MiB | bytes per fragment | mean text bytes |"
+        );
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "| {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} | {:.0} |",
+            self.write_per_sec,
+            self.optimize_seconds,
+            self.open_seconds,
+            self.search.p50_ms,
+            self.search.p99_ms,
+            self.search_tenant.p50_ms,
+            self.search_tenant.p99_ms,
+            self.rss_before_mib,
+            self.rss_after_mib,
+            self.bytes_per_fragment,
+            self.mean_text_bytes
+        );
+        s
+    }
+}
