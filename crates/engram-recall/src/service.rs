@@ -69,7 +69,15 @@ pub struct RecallServiceImpl {
     teams: parking_lot::Mutex<HashMap<String, (Instant, Teams)>>,
     /// BM25 document frequencies of each user's memory.
     terms: TermStats,
+    /// Model tokens of returned texts by fragment id, for `usage.tokens_out`:
+    /// tokenizing every hit again was the costliest step of a Recall after
+    /// the embedding and the search. A fragment id digests its text, so a
+    /// count never goes stale.
+    token_counts: quick_cache::sync::Cache<String, u32>,
 }
+
+/// Fragments whose token counts are kept (about 100 bytes each).
+const TOKEN_COUNTS: usize = 65_536;
 
 impl RecallServiceImpl {
     /// A service reading from `store`, embedding queries with `embedder`.
@@ -85,7 +93,18 @@ impl RecallServiceImpl {
             collections: None,
             teams: parking_lot::Mutex::new(HashMap::new()),
             terms: TermStats::new(),
+            token_counts: quick_cache::sync::Cache::new(TOKEN_COUNTS),
         }
+    }
+
+    /// Model tokens of a returned fragment's text, counted once per id.
+    fn tokens_of(&self, id: &str, text: &str) -> u64 {
+        if let Some(n) = self.token_counts.get(id) {
+            return u64::from(n);
+        }
+        let n = u32::try_from(self.embedder.count_tokens(text)).unwrap_or(u32::MAX);
+        self.token_counts.insert(id.to_owned(), n);
+        u64::from(n)
     }
 
     /// Lets members read the memories of the team collections they belong to.
@@ -338,7 +357,7 @@ impl RecallService for RecallServiceImpl {
             .turns
             .iter()
             .chain(&hits.observations)
-            .map(|h| self.embedder.count_tokens(&h.text) as u64)
+            .map(|h| self.tokens_of(&h.id, &h.text))
             .sum();
         let timeline = req.include_timeline.then(|| {
             let mut payloads: Vec<&engram_core::PointPayload> = outcome

@@ -151,10 +151,11 @@ pub(crate) async fn load_embedder(config: &Config) -> Result<Arc<dyn Embedder>, 
         return Ok(Arc::new(embedder));
     }
     let models = config.embedder.models_dir.clone();
-    let threads = config.embedder.threads;
+    let (threads, spinning) = (config.embedder.threads, config.embedder.spinning);
     let embedder = tokio::task::spawn_blocking(move || {
         let mut opts = engram_embed::OrtEmbedderOptions::from_models_dir(&models);
         opts.intra_threads = threads;
+        opts.spinning = spinning;
         engram_embed::OrtEmbedder::load(opts)
     })
     .await

@@ -412,6 +412,9 @@ pub struct EmbedderSettings {
     pub models_dir: PathBuf,
     /// ONNX Runtime intra-op threads.
     pub threads: usize,
+    /// Let ONNX Runtime's threads spin between runs (off: they sleep, and
+    /// leave the cores to searches and request handling).
+    pub spinning: bool,
     /// `openai`: base URL, e.g. `http://127.0.0.1:8000/v1`.
     pub url: String,
     /// `openai`: model name sent with each request; stores are tagged with it.
@@ -452,6 +455,7 @@ impl std::fmt::Debug for EmbedderSettings {
             .field("kind", &self.kind)
             .field("models_dir", &self.models_dir)
             .field("threads", &self.threads)
+            .field("spinning", &self.spinning)
             .field("url", &self.url)
             .field("model", &self.model)
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
@@ -476,6 +480,7 @@ impl Default for EmbedderSettings {
             kind: EmbedderKind::Onnx,
             models_dir: PathBuf::from("models"),
             threads: 2,
+            spinning: false,
             url: String::new(),
             model: String::new(),
             api_key: None,

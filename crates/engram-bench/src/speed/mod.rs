@@ -84,6 +84,11 @@ pub struct SpeedArgs {
     /// while the consumer drains them (0: no backlog phase).
     #[arg(long, default_value_t = 3_000)]
     pub backlog_turns: usize,
+    /// Seconds to wait after each growth step before measuring, so the
+    /// store's optimizer (which runs after writes pause) is not measured
+    /// as query latency.
+    #[arg(long, default_value_t = 20)]
+    pub settle_secs: u64,
     /// Unmeasured Recall calls before each measurement.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
@@ -185,6 +190,7 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
             ingest.turns, ingest.seconds, ingest.turns_per_sec
         );
         have = size;
+        tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
         let users = size.div_ceil(per_user);
         let mut plan = |n: usize| -> Vec<(usize, String)> {
             (0..n)
