@@ -525,6 +525,55 @@ mod tests {
     }
 
     #[test]
+    #[allow(deprecated)] // reads back the flags `create_collection` sets
+    fn quantization_and_on_disk_follow_the_layout() {
+        let plain = create_collection("mem", 4, DenseLayout::default());
+        assert!(plain.quantization_config.is_none());
+        let c = create_collection(
+            "mem",
+            4,
+            DenseLayout {
+                quantization: true,
+                on_disk: true,
+            },
+        );
+        let Some(quantization_config::Quantization::Scalar(q)) =
+            c.quantization_config.and_then(|q| q.quantization)
+        else {
+            panic!("scalar quantization expected");
+        };
+        assert_eq!(q.r#type, i32::from(QuantizationType::Int8));
+        assert_eq!((q.quantile, q.always_ram), (Some(0.99), Some(true)));
+        let Some(vectors_config::Config::ParamsMap(m)) = c.vectors_config.and_then(|v| v.config)
+        else {
+            panic!("named vectors expected");
+        };
+        assert_eq!(m.map[DENSE].on_disk, Some(true));
+        let off = quantization_update("mem", false);
+        assert!(matches!(
+            off.quantization_config.and_then(|q| q.quantization),
+            Some(quantization_config_diff::Quantization::Disabled(_))
+        ));
+
+        let query = HybridQuery {
+            filter: engram_core::ScopeFilter::tenant("org"),
+            dense: vec![1.0, 0.0, 0.0, 0.0],
+            sparse: engram_core::SparseVector::default(),
+            prefetch: 5,
+            limit: 5,
+        };
+        let request = hybrid_query("mem", &query);
+        let params = request.prefetch[0]
+            .params
+            .and_then(|p| p.quantization)
+            .unwrap();
+        assert_eq!(
+            (params.ignore, params.rescore, params.oversampling),
+            (Some(false), Some(true), Some(QUANTIZATION_OVERSAMPLING))
+        );
+    }
+
+    #[test]
     fn a_new_collection_fits_and_mismatches_are_named() {
         let c = create_collection("mem", 4, DenseLayout::default());
         let (v, s) = (c.vectors_config.as_ref(), c.sparse_vectors_config.as_ref());

@@ -418,3 +418,39 @@ async fn the_lanes_are_busy_while_interactive_calls_are_served() {
     tokio::time::sleep(BUSY_AFTER + Duration::from_millis(50)).await;
     assert!(!lanes.interactive_busy());
 }
+
+/// Under an unbroken stream of interactive calls, background pieces are
+/// held back but not starved: each gets its turn within its share period,
+/// so a backlog drains while the traffic goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_work_is_not_starved_by_continuous_traffic() {
+    let lanes = Lanes::start(Arc::new(Recorder::default()), no_cache());
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let traffic = tokio::spawn({
+        let (fg, stop) = (lanes.interactive(), stop.clone());
+        async move {
+            let mut calls = 0u32;
+            // Ends by itself after 5 s, so a starved backlog fails the test
+            // below instead of hanging it.
+            let until = Instant::now() + Duration::from_secs(5);
+            while !stop.load(Ordering::SeqCst) && Instant::now() < until {
+                fg.embed_queries(&[format!("q{calls}")]).await.unwrap();
+                calls += 1;
+            }
+            calls
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // Three pieces of 8: each waits for its share while the traffic runs.
+    let texts = strings("bg", 24);
+    let got = lanes.background().embed(&texts).await.unwrap();
+    let traffic_still_running = !traffic.is_finished();
+    stop.store(true, Ordering::SeqCst);
+    let calls = traffic.await.unwrap();
+    assert_eq!(got, texts.iter().map(|t| identify(t)).collect::<Vec<_>>());
+    assert!(
+        traffic_still_running,
+        "the backlog waited for the traffic to end"
+    );
+    assert!(calls > 3, "{calls} interactive calls");
+}
