@@ -171,7 +171,7 @@ fn fragment(
             }),
             text: text.clone(),
             ts_ms,
-            job_id: format!("{:032x}", i),
+            job_id: format!("{i:032x}"),
             source_ids: Vec::new(),
             entity_kind: None,
             mentions: None,
