@@ -565,6 +565,7 @@ mod tests {
         let request = hybrid_query("mem", &query);
         let params = request.prefetch[0]
             .params
+            .as_ref()
             .and_then(|p| p.quantization)
             .unwrap();
         assert_eq!(

@@ -648,6 +648,7 @@ async fn connecting_to_a_closed_port_fails_unavailable_within_the_timeout() {
         timeout,
         api_key: None,
         embedding_model: None,
+        dense: DenseLayout::default(),
     };
     let started = Instant::now();
     let err = QdrantStore::connect(options).await.unwrap_err();
@@ -704,6 +705,7 @@ async fn opening_needs_no_server_and_every_call_fails_unavailable_within_the_tim
         timeout,
         api_key: None,
         embedding_model: None,
+        dense: DenseLayout::default(),
     })
     .unwrap();
     assert!(
