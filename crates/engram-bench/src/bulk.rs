@@ -17,6 +17,7 @@
 //! large thing in it) per fragment beyond the texts.
 
 use crate::dataset;
+use crate::rng::Rng;
 use crate::server::Memory;
 use crate::stats::Latency;
 use anyhow::Context;
@@ -95,28 +96,6 @@ pub struct BulkReport {
     pub bytes_per_fragment: f64,
     /// Mean text length of the fragments, bytes.
     pub mean_text_bytes: f64,
-}
-
-/// SplitMix64.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    /// Uniform in [-1, 1).
-    fn unit(&mut self) -> f32 {
-        ((self.next() >> 40) as f32 / (1u64 << 23) as f32) - 1.0
-    }
 }
 
 fn normalize(mut v: Vec<f32>) -> Vec<f32> {

@@ -61,19 +61,9 @@ pub struct EmbedReport {
     pub model: String,
     /// Vector dimension.
     pub dim: usize,
-    /// One query per call.
-    pub single_query: Latency,
-    /// Texts embedded in the throughput run.
-    pub texts: usize,
-    /// Their tokens (all-MiniLM-L6-v2 tokenizer for both models, so the
-    /// figure compares).
-    pub tokens: usize,
-    /// Texts per call.
-    pub batch: usize,
-    /// Texts per second.
-    pub texts_per_sec: f64,
-    /// Tokens per second.
-    pub tokens_per_sec: f64,
+    /// The model on the run's texts (the same fields as before, flattened).
+    #[serde(flatten)]
+    pub floor: Floor,
     /// Peak resident memory of this process, MiB (the in-process model's
     /// cost; for a service, its own process is not counted).
     pub peak_rss_mib: f64,
@@ -86,13 +76,13 @@ impl EmbedReport {
             "| model | dim | single query p50 / p99 ms | batch {} texts/s | tokens/s | peak RSS MiB |\n\
              |---|---:|---:|---:|---:|---:|\n\
              | {} | {} | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} |",
-            self.batch,
+            self.floor.batch,
             self.model,
             self.dim,
-            self.single_query.p50_ms,
-            self.single_query.p99_ms,
-            self.texts_per_sec,
-            self.tokens_per_sec,
+            self.floor.single_query.p50_ms,
+            self.floor.single_query.p99_ms,
+            self.floor.texts_per_sec,
+            self.floor.tokens_per_sec,
             self.peak_rss_mib
         )
     }
@@ -145,12 +135,7 @@ pub async fn run(args: &EmbedArgs) -> anyhow::Result<EmbedReport> {
     Ok(EmbedReport {
         model: embedder.model().to_owned(),
         dim: embedder.dim(),
-        single_query: floor.single_query,
-        texts: floor.texts,
-        tokens: floor.tokens,
-        batch: args.batch,
-        texts_per_sec: floor.texts_per_sec,
-        tokens_per_sec: floor.tokens_per_sec,
+        floor,
         peak_rss_mib: Memory::of_this_process().map_or(0.0, |m| m.hwm_mib()),
     })
 }
@@ -163,7 +148,8 @@ pub struct Floor {
     pub single_query: Latency,
     /// Texts embedded in the throughput run.
     pub texts: usize,
-    /// Their tokens.
+    /// Their tokens (all-MiniLM-L6-v2 tokenizer for any model, so the
+    /// figure compares).
     pub tokens: usize,
     /// Texts per call.
     pub batch: usize,

@@ -26,6 +26,7 @@ mod memory;
 mod realmem;
 mod realmem_data;
 mod realmem_report;
+mod rng;
 mod server;
 mod speed;
 mod stats;

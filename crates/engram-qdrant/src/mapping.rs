@@ -49,9 +49,8 @@ pub(crate) const KEYWORD_FIELDS: &[&str] = &[
 pub(crate) fn create_collection(
     name: &str,
     dense_dim: usize,
-    dense: DenseLayout,
+    layout: DenseLayout,
 ) -> CreateCollection {
-    let layout = dense;
     let dense = VectorParams {
         size: dense_dim as u64,
         distance: Distance::Cosine.into(),

@@ -8,7 +8,7 @@ use engram_core::{
     HybridQuery, Point, PointPayload, ScopeFilter, ScoredPoint, StoreError, VectorStore,
 };
 use qdrant_client::qdrant::{
-    CollectionConfig, CountPoints, CreateFieldIndexCollection, DeletePoints,
+    CollectionConfig, CollectionInfo, CountPoints, CreateFieldIndexCollection, DeletePoints,
     GetCollectionInfoRequest, GetPoints, PayloadIncludeSelector, PayloadIndexParams,
     PointsSelector, ScrollPoints, UpdateCollection, UpsertPoints, WithPayloadSelector,
     WithVectorsSelector, points_selector, with_payload_selector, with_vectors_selector,
@@ -249,9 +249,9 @@ impl QdrantStore {
         }
     }
 
-    /// The existing collection's configuration (vectors, metadata), in one
-    /// round trip, without provisioning.
-    async fn collection_config(&self) -> Result<CollectionConfig, StoreError> {
+    /// The existing collection's info (configuration, payload schema), in
+    /// one round trip, without provisioning.
+    async fn collection_info(&self) -> Result<CollectionInfo, StoreError> {
         let request = GetCollectionInfoRequest {
             collection_name: self.collection.clone(),
         };
@@ -260,7 +260,12 @@ impl QdrantStore {
                 c.collection_info(request).await
             })
             .await?;
-        Ok(info.result.and_then(|i| i.config).unwrap_or_default())
+        Ok(info.result.unwrap_or_default())
+    }
+
+    /// The existing collection's configuration (vectors, metadata).
+    async fn collection_config(&self) -> Result<CollectionConfig, StoreError> {
+        Ok(self.collection_info().await?.config.unwrap_or_default())
     }
 
     /// The model tag in the collection's metadata (untagged:
@@ -330,29 +335,18 @@ impl QdrantStore {
             })
             .await?;
         }
-        // Metadata keys indexed by earlier processes keep their type.
-        let request = GetCollectionInfoRequest {
-            collection_name: self.collection.clone(),
-        };
-        let info = self
-            .request("collection info", |c| async move {
-                c.collection_info(request).await
-            })
-            .await?;
-        if let Some(info) = info.result {
-            self.metadata_indexes.seed(
-                info.payload_schema
-                    .into_iter()
-                    .map(|(field, schema)| (field, mapping::metadata_index_kind(schema.data_type))),
-            );
-        }
         Ok(created)
     }
 
     /// Creates the payload indexes `filter`'s metadata conditions can use
     /// and the collection does not have yet (once per key; see
     /// `engram_core::metadata_index`), waiting until they are built.
+    /// Provisions first: provisioning reads the indexes that exist.
     async fn index_metadata(&self, filter: &ScopeFilter) -> Result<(), StoreError> {
+        if filter.metadata.is_none() {
+            return Ok(());
+        }
+        self.provision().await?;
         let missing = self.metadata_indexes.missing(filter.metadata.as_ref());
         for (field, kind) in missing {
             let started = Instant::now();
@@ -391,8 +385,16 @@ impl QdrantStore {
 
     /// Fails naming the mismatch when the existing collection's vectors do
     /// not fit this store, or its model tag is not this process's model.
+    /// Also learns which metadata keys earlier processes indexed, so they
+    /// keep their type.
     async fn check_collection(&self) -> Result<(), StoreError> {
-        let config = self.collection_config().await?;
+        let info = self.collection_info().await?;
+        self.metadata_indexes.seed(
+            info.payload_schema
+                .into_iter()
+                .map(|(field, schema)| (field, mapping::metadata_index_kind(schema.data_type))),
+        );
+        let config = info.config.unwrap_or_default();
         let quantized = mapping::has_quantization(&config);
         let params = config.params.unwrap_or_default();
         if let Some(mismatch) = mapping::layout_mismatch(
@@ -606,7 +608,6 @@ impl VectorStore for QdrantStore {
         if query.limit == 0 {
             return Ok(Vec::new());
         }
-        self.provision().await?;
         self.index_metadata(&query.filter).await?;
         let mut query = query.clone();
         // A prefetch shorter than the limit would starve the fused list.
@@ -640,8 +641,6 @@ impl VectorStore for QdrantStore {
     }
 
     async fn count(&self, filter: &ScopeFilter) -> Result<u64, StoreError> {
-        self.client()?;
-        self.provision().await?;
         self.index_metadata(filter).await?;
         let request = CountPoints {
             collection_name: self.collection.clone(),
@@ -661,7 +660,6 @@ impl VectorStore for QdrantStore {
         limit: usize,
     ) -> Result<Vec<PointPayload>, StoreError> {
         self.client()?;
-        self.provision().await?;
         self.index_metadata(filter).await?;
         let filter = crate::filter::scope_filter(filter);
         let mut out = Vec::new();

@@ -25,12 +25,13 @@ mod report;
 pub use report::{BacklogReport, RecallCell, SizeReport, SpeedReport};
 
 use crate::dataset;
+use crate::rng::Rng;
 use crate::server::Target;
 use anyhow::{Context, bail};
 use chrono::{DateTime, Utc};
 use clap::Args;
 use engram_proto::v1::RecallMode;
-use plan::{Rng, plan_calls, user_name};
+use plan::{plan_calls, user_name};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;

@@ -6,23 +6,6 @@ use engram_proto::v1::{RememberOptions, RememberRequest, Scope, Turn};
 
 use super::ORG;
 
-/// SplitMix64: a tiny seeded generator, so runs pick the same queries.
-pub(crate) struct Rng(pub(crate) u64);
-
-impl Rng {
-    pub(crate) fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    pub(crate) fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
-
 /// One Remember call of the synthetic traffic.
 #[derive(Debug, Clone)]
 pub(crate) struct Call {
@@ -120,14 +103,5 @@ mod tests {
             50
         );
         assert_eq!(more[0].request.turns[0].timestamp, "2024-01-01T09:50:00Z");
-    }
-
-    #[test]
-    fn rng_is_seeded_and_bounded() {
-        let (mut a, mut b) = (Rng(7), Rng(7));
-        let xs: Vec<usize> = (0..100).map(|_| a.below(10)).collect();
-        let ys: Vec<usize> = (0..100).map(|_| b.below(10)).collect();
-        assert_eq!(xs, ys);
-        assert!(xs.iter().all(|&x| x < 10));
     }
 }
