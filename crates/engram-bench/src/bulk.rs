@@ -57,6 +57,14 @@ pub struct BulkArgs {
     /// Scalar int8 quantization (the server default).
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
     pub quantization: bool,
+    /// Keep the original dense vectors in memory-mapped files
+    /// (`storage.dense_on_disk`); only rescored candidates are read.
+    #[arg(long)]
+    pub dense_on_disk: bool,
+    /// Search a store an earlier run left in `--dir` (same `--fragments`
+    /// and `--per-user`) instead of writing one: for profiling searches.
+    #[arg(long, requires = "dir")]
+    pub search_only: bool,
     /// Seed of the blends and the query choice.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -74,6 +82,8 @@ pub struct BulkReport {
     pub users: usize,
     /// Quantization on.
     pub quantization: bool,
+    /// Original dense vectors memory-mapped rather than in RAM.
+    pub dense_on_disk: bool,
     /// Seconds to embed the source texts (not part of the store's cost).
     pub embed_seconds: f64,
     /// Seconds of `upsert` calls.
@@ -86,6 +96,9 @@ pub struct BulkReport {
     pub open_seconds: f64,
     /// One user's memory, top 10, after optimizing, store reopened.
     pub search: Latency,
+    /// The same with the filter an active Recall sends (the user's
+    /// conversation data and the memories the user may read).
+    pub search_recall: Latency,
     /// The same, unfiltered by user (the whole tenant).
     pub search_tenant: Latency,
     /// Resident memory of the process before the store was opened, MiB.
@@ -105,6 +118,17 @@ fn normalize(mut v: Vec<f32>) -> Vec<f32> {
 }
 
 const ORG: &str = "bulk";
+
+/// Which points a measured search may see.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    /// One user's points.
+    User,
+    /// What an active Recall of one user may see.
+    Recall,
+    /// The whole tenant.
+    Tenant,
+}
 
 /// Fragment `i`: text `j`, blended vector, payload of its user.
 fn fragment(
@@ -164,9 +188,10 @@ fn fragment(
     }
 }
 
-fn options(quantization: bool) -> engram_store::EdgeStoreOptions {
+fn options(args: &BulkArgs) -> engram_store::EdgeStoreOptions {
     engram_store::EdgeStoreOptions {
-        quantization,
+        quantization: args.quantization,
+        dense_on_disk: args.dense_on_disk,
         // As `engram serve` opens it on a 2-core machine.
         indexing_threads: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
         // Writes are measured alone; the optimizer runs after them.
@@ -174,6 +199,54 @@ fn options(quantization: bool) -> engram_store::EdgeStoreOptions {
         optimize_when_idle: Duration::from_secs(3_600),
         ..engram_store::EdgeStoreOptions::default()
     }
+}
+
+/// What the write phase measured.
+#[derive(Debug, Default)]
+struct Written {
+    /// Time inside `upsert` calls.
+    write: Duration,
+    /// Bytes of the fragments' texts.
+    text_bytes: usize,
+    /// Seconds of the optimizer run after the writes.
+    optimize_seconds: f64,
+}
+
+/// Writes the fragments into a new store in `dir`, optimizes and closes it.
+async fn write_store(
+    args: &BulkArgs,
+    dir: &std::path::Path,
+    texts: &[String],
+    vectors: &[Vec<f32>],
+    rng: &mut Rng,
+) -> anyhow::Result<Written> {
+    let store = engram_store::EdgeStore::open(dir, options(args))?;
+    let mut out = Written::default();
+    let mut i = 0;
+    while i < args.fragments {
+        let end = (i + args.batch).min(args.fragments);
+        let points: Vec<Point> = (i..end)
+            .map(|f| fragment(f, args.per_user, texts, vectors, rng))
+            .collect();
+        out.text_bytes += points.iter().map(|p| p.payload.text.len()).sum::<usize>();
+        let t = Instant::now();
+        store.upsert(points).await?;
+        out.write += t.elapsed();
+        i = end;
+        if i % (args.fragments / 10).max(1) < args.batch {
+            eprintln!(
+                "bulk: {i} of {} written ({:.0} points/s)",
+                args.fragments,
+                i as f64 / out.write.as_secs_f64().max(1e-9)
+            );
+        }
+    }
+    let t = Instant::now();
+    store.optimize_now().await?;
+    out.optimize_seconds = t.elapsed().as_secs_f64();
+    eprintln!("bulk: optimized in {:.0} s", out.optimize_seconds);
+    store.close().await?;
+    Ok(out)
 }
 
 /// Runs `bench bulk`.
@@ -204,7 +277,11 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
             .await?
             .context("embedding model (run scripts/setup.sh)")?
     };
-    let text_vectors = model.embed_blocking(&texts)?;
+    let text_vectors = if args.search_only {
+        Vec::new()
+    } else {
+        model.embed_blocking(&texts)?
+    };
     let question_vectors = model.embed_blocking(&questions)?;
     drop(model);
     let embed_seconds = started.elapsed().as_secs_f64();
@@ -220,47 +297,31 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         .clone()
         .unwrap_or_else(|| scratch.path().join("store"));
     let rss_before = Memory::of_this_process().map_or(0.0, |m| m.rss_mib());
-    let store = engram_store::EdgeStore::open(&dir, options(args.quantization))?;
     let mut rng = Rng(args.seed);
-    let mut write = Duration::ZERO;
-    let mut text_bytes = 0usize;
-    let mut i = 0;
-    while i < args.fragments {
-        let end = (i + args.batch).min(args.fragments);
-        let points: Vec<Point> = (i..end)
-            .map(|f| fragment(f, args.per_user, &texts, &text_vectors, &mut rng))
-            .collect();
-        text_bytes += points.iter().map(|p| p.payload.text.len()).sum::<usize>();
-        let t = Instant::now();
-        store.upsert(points).await?;
-        write += t.elapsed();
-        i = end;
-        if i % (args.fragments / 10).max(1) < args.batch {
-            eprintln!(
-                "bulk: {i} of {} written ({:.0} points/s)",
-                args.fragments,
-                i as f64 / write.as_secs_f64().max(1e-9)
-            );
-        }
-    }
-    let t = Instant::now();
-    store.optimize_now().await?;
-    let optimize_seconds = t.elapsed().as_secs_f64();
-    eprintln!("bulk: optimized in {optimize_seconds:.0} s");
-    store.close().await?;
-    drop(store);
+    let written = if args.search_only {
+        Written::default()
+    } else {
+        write_store(args, &dir, &texts, &text_vectors, &mut rng).await?
+    };
 
     let t = Instant::now();
-    let store = engram_store::EdgeStore::open(&dir, options(args.quantization))?;
+    let store = engram_store::EdgeStore::open(&dir, options(args))?;
     let open_seconds = t.elapsed().as_secs_f64();
     let users = args.fragments.div_ceil(args.per_user);
-    let searches = |tenant: bool, rng: &mut Rng| {
+    let searches = |reach: Reach, rng: &mut Rng| {
         (0..args.queries + 20)
             .map(|_| {
                 let q = rng.below(questions.len());
                 let mut filter = ScopeFilter::tenant(ORG);
-                if !tenant {
+                if reach != Reach::Tenant {
                     filter.user_id = Some(format!("u{}", rng.below(users)));
+                }
+                if reach == Reach::Recall {
+                    // What an active Recall asks: the user's turns,
+                    // observations and memory chunks, and whatever stored
+                    // memories the user may read.
+                    filter.kinds = vec![Kind::Turn, Kind::Observation, Kind::Memory];
+                    filter.memories = Some(engram_core::MemoryAccess::default());
                 }
                 HybridQuery {
                     filter,
@@ -284,8 +345,9 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         }
         Ok(Latency::of(&samples))
     };
-    let search = measure(searches(false, &mut rng)).await?;
-    let search_tenant = measure(searches(true, &mut rng)).await?;
+    let search = measure(searches(Reach::User, &mut rng)).await?;
+    let search_recall = measure(searches(Reach::Recall, &mut rng)).await?;
+    let search_tenant = measure(searches(Reach::Tenant, &mut rng)).await?;
     let rss_after = Memory::of_this_process().map_or(0.0, |m| m.rss_mib());
     store.close().await?;
     let per = (rss_after - rss_before) * 1024.0 * 1024.0 / args.fragments as f64;
@@ -293,17 +355,25 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         fragments: args.fragments,
         users,
         quantization: args.quantization,
+        dense_on_disk: args.dense_on_disk,
         embed_seconds,
-        write_seconds: write.as_secs_f64(),
-        write_per_sec: args.fragments as f64 / write.as_secs_f64().max(1e-9),
-        optimize_seconds,
+        write_seconds: written.write.as_secs_f64(),
+        // Zero when this run wrote nothing (`--search-only`).
+        write_per_sec: if written.write.is_zero() {
+            0.0
+        } else {
+            args.fragments as f64 / written.write.as_secs_f64()
+        },
+        optimize_seconds: written.optimize_seconds,
         open_seconds,
         search,
+        search_recall,
         search_tenant,
         rss_before_mib: rss_before,
         rss_after_mib: rss_after,
         bytes_per_fragment: per,
-        mean_text_bytes: text_bytes as f64 / args.fragments as f64,
+        // Unknown when searching an earlier run's store.
+        mean_text_bytes: written.text_bytes as f64 / args.fragments as f64,
     })
 }
 
@@ -313,24 +383,27 @@ impl BulkReport {
         let mut s = String::new();
         let _ = writeln!(
             s,
-            "## Bulk: {} fragments of {} users on Qdrant Edge (quantization {})\n",
+            "## Bulk: {} fragments of {} users on Qdrant Edge (quantization {}, dense vectors {})\n",
             self.fragments,
             self.users,
-            if self.quantization { "int8" } else { "off" }
+            if self.quantization { "int8" } else { "off" },
+            if self.dense_on_disk { "mmap" } else { "in RAM" }
         );
         let _ = writeln!(
             s,
-            "| write points/s | optimize s | open s | search p50 / p99 ms (one user) | search p50 / p99 ms (tenant) | RSS before / after MiB | bytes per fragment | mean text bytes |"
+            "| write points/s | optimize s | open s | search p50 / p99 ms (one user) | (Recall's filter) | (tenant) | RSS before / after MiB | bytes per fragment | mean text bytes |"
         );
-        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let _ = writeln!(
             s,
-            "| {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} | {:.0} |",
+            "| {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} | {:.0} |",
             self.write_per_sec,
             self.optimize_seconds,
             self.open_seconds,
             self.search.p50_ms,
             self.search.p99_ms,
+            self.search_recall.p50_ms,
+            self.search_recall.p99_ms,
             self.search_tenant.p50_ms,
             self.search_tenant.p99_ms,
             self.rss_before_mib,

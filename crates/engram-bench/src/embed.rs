@@ -73,9 +73,10 @@ impl EmbedReport {
     /// A markdown summary.
     pub fn markdown(&self) -> String {
         format!(
-            "| model | dim | single query p50 / p99 ms | batch {} texts/s | tokens/s | peak RSS MiB |\n\
-             |---|---:|---:|---:|---:|---:|\n\
-             | {} | {} | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} |",
+            "| model | dim | single query p50 / p99 ms | batch {} texts/s | tokens/s | batch {} queries/s | peak RSS MiB |\n\
+             |---|---:|---:|---:|---:|---:|---:|\n\
+             | {} | {} | {:.2} / {:.2} | {:.0} | {:.0} | {:.0} | {:.0} |",
+            self.floor.batch,
             self.floor.batch,
             self.model,
             self.dim,
@@ -83,6 +84,7 @@ impl EmbedReport {
             self.floor.single_query.p99_ms,
             self.floor.texts_per_sec,
             self.floor.tokens_per_sec,
+            self.floor.queries_per_sec,
             self.peak_rss_mib
         )
     }
@@ -157,10 +159,14 @@ pub struct Floor {
     pub texts_per_sec: f64,
     /// Tokens per second.
     pub tokens_per_sec: f64,
+    /// Queries per second when the queries are embedded in calls of
+    /// `batch`: the most Recalls per second the model allows when
+    /// concurrent calls share model runs.
+    pub queries_per_sec: f64,
 }
 
 /// Times `embedder` on single `queries`, then on `texts` in calls of
-/// `batch`, one call at a time.
+/// `batch`, then on `queries` in calls of `batch`, one call at a time.
 pub async fn measure(
     embedder: &dyn Embedder,
     queries: &[String],
@@ -185,6 +191,12 @@ pub async fn measure(
         anyhow::ensure!(v.len() == chunk.len(), "lost vectors");
     }
     let secs = t.elapsed().as_secs_f64().max(1e-9);
+    let t = Instant::now();
+    for chunk in queries.chunks(batch) {
+        let v = embedder.embed_queries(chunk).await?;
+        anyhow::ensure!(v.len() == chunk.len(), "lost vectors");
+    }
+    let query_secs = t.elapsed().as_secs_f64().max(1e-9);
     Ok(Floor {
         single_query: Latency::of(&samples),
         texts: texts.len(),
@@ -192,5 +204,6 @@ pub async fn measure(
         batch,
         texts_per_sec: texts.len() as f64 / secs,
         tokens_per_sec: tokens as f64 / secs,
+        queries_per_sec: queries.len() as f64 / query_secs,
     })
 }

@@ -167,8 +167,12 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
         crate::embed::measure(&model, &queries, &texts, args.batch).await?
     };
     eprintln!(
-        "speed: floor: query p50 {:.2} ms p99 {:.2} ms; {:.1} texts/s in calls of {}",
-        floor.single_query.p50_ms, floor.single_query.p99_ms, floor.texts_per_sec, args.batch
+        "speed: floor: query p50 {:.2} ms p99 {:.2} ms; {:.1} texts/s and {:.1} queries/s in calls of {}",
+        floor.single_query.p50_ms,
+        floor.single_query.p99_ms,
+        floor.texts_per_sec,
+        floor.queries_per_sec,
+        args.batch
     );
 
     let max = args.fragments.last().copied().unwrap_or_default();

@@ -24,6 +24,9 @@ pub struct RecallCell {
     pub over_floor_ms: f64,
     /// p50 over the model's single-query p50.
     pub floor_ratio: f64,
+    /// Calls per second over the model's queries per second in calls of
+    /// the floor's batch (the ceiling when concurrent calls share runs).
+    pub qps_vs_model: f64,
 }
 
 impl RecallCell {
@@ -36,13 +39,15 @@ impl RecallCell {
     ) -> Self {
         let latency = Latency::of(&run.latencies);
         let embed = floor.single_query.p50_ms;
+        let qps = run.latencies.len() as f64 / run.wall.as_secs_f64().max(1e-9);
         Self {
             mode: mode.to_owned(),
             top_k,
             clients,
-            qps: run.latencies.len() as f64 / run.wall.as_secs_f64().max(1e-9),
             over_floor_ms: latency.p50_ms - embed,
             floor_ratio: latency.p50_ms / embed.max(1e-9),
+            qps_vs_model: qps / floor.queries_per_sec.max(1e-9),
+            qps,
             latency,
         }
     }
@@ -130,14 +135,16 @@ impl SpeedReport {
         let _ = writeln!(s, "## Speed\n");
         let _ = writeln!(
             s,
-            "Floor (the embedding model alone, in process): one query p50 {:.2} ms, p99 {:.2} ms; {} stored texts ({} tokens) in calls of {}: {:.1} texts/s, {:.0} tokens/s.\n",
+            "Floor (the embedding model alone, in process): one query p50 {:.2} ms, p99 {:.2} ms; {} stored texts ({} tokens) in calls of {}: {:.1} texts/s, {:.0} tokens/s; the run's questions in calls of {}: {:.1} queries/s.\n",
             f.single_query.p50_ms,
             f.single_query.p99_ms,
             f.texts,
             f.tokens,
             f.batch,
             f.texts_per_sec,
-            f.tokens_per_sec
+            f.tokens_per_sec,
+            f.batch,
+            f.queries_per_sec
         );
         let _ = writeln!(
             s,
@@ -160,13 +167,13 @@ impl SpeedReport {
         }
         let _ = writeln!(
             s,
-            "\n| fragments | mode | top_k | clients | p50 ms | p99 ms | p99 ÷ p50 | p50 − model p50 ms | p50 ÷ model p50 | calls/s |"
+            "\n| fragments | mode | top_k | clients | p50 ms | p99 ms | p99 ÷ p50 | p50 − model p50 ms | p50 ÷ model p50 | calls/s | ÷ model queries/s |"
         );
-        let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let row = |s: &mut String, fragments: String, c: &RecallCell| {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:+.2} | {:.2} | {:.1} |",
+                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:+.2} | {:.2} | {:.1} | {:.2} |",
                 fragments,
                 c.mode,
                 c.top_k,
@@ -176,7 +183,8 @@ impl SpeedReport {
                 c.latency.p99_ms / c.latency.p50_ms.max(1e-9),
                 c.over_floor_ms,
                 c.floor_ratio,
-                c.qps
+                c.qps,
+                c.qps_vs_model
             );
         };
         for r in &self.sizes {
