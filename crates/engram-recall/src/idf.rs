@@ -6,9 +6,9 @@
 //! term by its IDF among the searching user's own points of the kinds the
 //! search covers, and the store takes the weights as they are.
 //!
-//! Document frequencies come from the store: the number of the user's
-//! points (a count) and the terms of up to [`SAMPLE`] of them (a scroll,
-//! tokenized here exactly as documents are). Above [`SAMPLE`] points the
+//! Document frequencies come from the store: the terms of up to [`SAMPLE`]
+//! of the user's points (a scroll, tokenized here exactly as documents
+//! are) and, when there are more, the number of points (a count). Above [`SAMPLE`] points the
 //! frequencies are scaled from the sample; a term the sample lacks counts
 //! as the rarest. The first search of a user waits for its statistics;
 //! after that they are re-checked in the background at most every
@@ -346,9 +346,18 @@ fn filter_of((org, user, corpus): &Key) -> ScopeFilter {
     }
 }
 
+/// Reads a corpus's frequencies: the scroll alone when it holds the whole
+/// corpus (most users' corpora are far below [`SAMPLE`] points), and a
+/// count besides only when the sample came back full. A first search waits
+/// for this, so one store call instead of two matters.
 async fn read(store: &dyn VectorStore, key: &Key) -> Result<Frequencies, StoreError> {
     let filter = filter_of(key);
-    let (docs, sample) = tokio::try_join!(store.count(&filter), store.scroll(&filter, SAMPLE))?;
+    let sample = store.scroll(&filter, SAMPLE).await?;
+    let docs = if sample.len() < SAMPLE {
+        sample.len() as u64
+    } else {
+        store.count(&filter).await?
+    };
     Ok(Frequencies::from_sample(
         docs,
         sample.iter().map(|p| p.text.as_str()),
@@ -584,6 +593,16 @@ mod tests {
         }
         assert_eq!(fresh.docs, 40);
         assert!(fresh.idf(rome) < fresh.idf(lyon));
+
+        // A corpus larger than the sample: the terms of SAMPLE points, the
+        // size from a count.
+        let big = SAMPLE as i64 + 50;
+        write("w", 0..big, "rome").await;
+        let f = stats
+            .frequencies(&store, "org", "w", Corpus::Text)
+            .await
+            .unwrap();
+        assert_eq!((f.docs, f.sampled), (big as u64, SAMPLE as u64));
         edge.close().await.unwrap();
     }
 }
