@@ -185,6 +185,7 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
     let mut rng = Rng(args.seed);
     let mut sizes = Vec::new();
     let mut have = 0;
+    let mut prev_users = 0;
     for &size in &args.fragments {
         eprintln!("speed: growing the store from {have} to {size} fragments");
         let calls = plan_calls(have, size, per_user, args.batch, &corpus, base, false);
@@ -197,6 +198,33 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
         have = size;
         tokio::time::sleep(Duration::from_secs(args.settle_secs)).await;
         let users = size.div_ceil(per_user);
+        let mut recall = Vec::new();
+        let mut empty = 0;
+        // Each user's first Recall of a mode waits for the user's term
+        // statistics (cached afterwards): measured apart, once per new user
+        // and mode, so the cells below measure the steady state.
+        for (name, mode) in &modes {
+            let first: Vec<(usize, String)> = (prev_users..users)
+                .map(|u| (u, questions[rng.below(questions.len())].clone()))
+                .collect();
+            if first.is_empty() {
+                continue;
+            }
+            let run = load::recall_run(target, &first, &tokens, *mode, first_k, 1).await?;
+            empty += run.empty;
+            recall.push(RecallCell::new(
+                &format!("{name}, a user's first call"),
+                first_k,
+                1,
+                &run,
+                &floor,
+            ));
+            eprintln!(
+                "speed: at {size} fragments {}",
+                recall.last().map(RecallCell::line).unwrap_or_default()
+            );
+        }
+        prev_users = users;
         let mut plan = |n: usize| -> Vec<(usize, String)> {
             (0..n)
                 .map(|_| {
@@ -207,8 +235,6 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
                 })
                 .collect()
         };
-        let mut recall = Vec::new();
-        let mut empty = 0;
         for (name, mode) in &modes {
             for &k in &args.top_ks {
                 let warm = plan(args.warmup);
