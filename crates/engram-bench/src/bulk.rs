@@ -107,6 +107,11 @@ pub struct BulkReport {
     pub rss_after_mib: f64,
     /// (after − before) per fragment, bytes.
     pub bytes_per_fragment: f64,
+    /// The anonymous part of it (heap: what must stay in RAM), bytes.
+    pub anon_bytes_per_fragment: f64,
+    /// The file-backed part (memory-mapped segment files, which the kernel
+    /// may drop and read again), bytes.
+    pub file_bytes_per_fragment: f64,
     /// Mean text length of the fragments, bytes.
     pub mean_text_bytes: f64,
 }
@@ -296,7 +301,8 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         .dir
         .clone()
         .unwrap_or_else(|| scratch.path().join("store"));
-    let rss_before = Memory::of_this_process().map_or(0.0, |m| m.rss_mib());
+    let before = Memory::of_this_process();
+    let rss_before = before.map_or(0.0, |m| m.rss_mib());
     let mut rng = Rng(args.seed);
     let written = if args.search_only {
         Written::default()
@@ -348,7 +354,12 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
     let search = measure(searches(Reach::User, &mut rng)).await?;
     let search_recall = measure(searches(Reach::Recall, &mut rng)).await?;
     let search_tenant = measure(searches(Reach::Tenant, &mut rng)).await?;
-    let rss_after = Memory::of_this_process().map_or(0.0, |m| m.rss_mib());
+    let after = Memory::of_this_process();
+    let rss_after = after.map_or(0.0, |m| m.rss_mib());
+    let grown = |f: fn(&Memory) -> u64| match (before, after) {
+        (Some(b), Some(a)) => f(&a).saturating_sub(f(&b)) as f64 * 1024.0 / args.fragments as f64,
+        _ => 0.0,
+    };
     store.close().await?;
     let per = (rss_after - rss_before) * 1024.0 * 1024.0 / args.fragments as f64;
     Ok(BulkReport {
@@ -372,6 +383,8 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         rss_before_mib: rss_before,
         rss_after_mib: rss_after,
         bytes_per_fragment: per,
+        anon_bytes_per_fragment: grown(|m| m.rss_anon_kib),
+        file_bytes_per_fragment: grown(|m| m.rss_file_kib),
         // Unknown when searching an earlier run's store.
         mean_text_bytes: written.text_bytes as f64 / args.fragments as f64,
     })
@@ -391,12 +404,12 @@ impl BulkReport {
         );
         let _ = writeln!(
             s,
-            "| write points/s | optimize s | open s | search p50 / p99 ms (one user) | (Recall's filter) | (tenant) | RSS before / after MiB | bytes per fragment | mean text bytes |"
+            "| write points/s | optimize s | open s | search p50 / p99 ms (one user) | (Recall's filter) | (tenant) | RSS before / after MiB | bytes per fragment (anon + file) | mean text bytes |"
         );
         let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let _ = writeln!(
             s,
-            "| {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} | {:.0} |",
+            "| {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} ({:.0} + {:.0}) | {:.0} |",
             self.write_per_sec,
             self.optimize_seconds,
             self.open_seconds,
@@ -409,6 +422,8 @@ impl BulkReport {
             self.rss_before_mib,
             self.rss_after_mib,
             self.bytes_per_fragment,
+            self.anon_bytes_per_fragment,
+            self.file_bytes_per_fragment,
             self.mean_text_bytes
         );
         s

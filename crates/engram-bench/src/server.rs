@@ -61,6 +61,12 @@ pub struct Memory {
     pub vm_hwm_kib: u64,
     /// Current resident set size (`VmRSS`), KiB.
     pub vm_rss_kib: u64,
+    /// Its anonymous part (`RssAnon`: heap, never reclaimed without
+    /// swap), KiB; 0 where the kernel does not report it.
+    pub rss_anon_kib: u64,
+    /// Its file-backed part (`RssFile`: memory-mapped files, which the
+    /// kernel may drop under pressure and read again), KiB.
+    pub rss_file_kib: u64,
 }
 
 impl Memory {
@@ -75,6 +81,8 @@ impl Memory {
         Some(Self {
             vm_hwm_kib: field("VmHWM")?,
             vm_rss_kib: field("VmRSS")?,
+            rss_anon_kib: field("RssAnon").unwrap_or(0),
+            rss_file_kib: field("RssFile").unwrap_or(0),
         })
     }
 
@@ -389,7 +397,13 @@ mod tests {
             "Name:\tengram\nVmPeak:\t 900000 kB\nVmHWM:\t  512000 kB\nVmRSS:\t  400000 kB\n";
         let m = Memory::parse_status(status).unwrap();
         assert_eq!((m.vm_hwm_kib, m.vm_rss_kib), (512_000, 400_000));
+        assert_eq!((m.rss_anon_kib, m.rss_file_kib), (0, 0));
         assert_eq!(m.hwm_mib(), 500.0);
+        let split = Memory::parse_status(&format!(
+            "{status}RssAnon:\t  300000 kB\nRssFile:\t   99000 kB\n"
+        ))
+        .unwrap();
+        assert_eq!((split.rss_anon_kib, split.rss_file_kib), (300_000, 99_000));
         assert!(Memory::parse_status("Name:\tx\n").is_none());
     }
 }

@@ -10,9 +10,11 @@
 //!
 //! Edge is an engine without a server around it, so this crate supplies
 //! what a server would: a redo journal for durable upserts (Edge never
-//! replays its WAL on load), a background task that runs the optimizer and
+//! replays its WAL on load, nor truncates it: its old segments are removed
+//! on open, see `edge_wal`), a background task that runs the optimizer and
 //! checkpoints, and a blocking-pool bridge for its synchronous calls.
 
+mod edge_wal;
 mod filter;
 mod journal;
 mod layout;

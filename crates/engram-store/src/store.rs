@@ -112,6 +112,9 @@ impl EdgeStore {
         crate::layout::recover(dir)?;
         let existed = dir.join(EDGE_CONFIG_FILE).exists();
         let legacy = existed && crate::layout::is_legacy(dir)?;
+        if existed {
+            crate::edge_wal::trim(dir)?;
+        }
         if let Some(model) = &options.embedding_model {
             match read_model_tag(dir, existed)? {
                 Some(tag) => tag
