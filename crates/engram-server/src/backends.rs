@@ -182,6 +182,7 @@ fn open_edge(
             embedding_model: model,
             quantization: config.storage.quantization,
             dense_on_disk: config.storage.dense_on_disk,
+            wal_limit_bytes: config.storage.wal_limit_mb.saturating_mul(1 << 20),
             ..Default::default()
         },
     )?)

@@ -389,6 +389,12 @@ pub struct StorageSettings {
     /// Keep the original dense vectors in memory-mapped files instead of
     /// RAM (with quantization, only rescored candidates are read).
     pub dense_on_disk: bool,
+    /// Embedded store: MiB of old write-ahead-log segments Qdrant Edge may
+    /// keep before the store reopens its shard to remove them (Edge never
+    /// truncates its log, about 2.4 KB per written point; calls wait while
+    /// the shard reloads, about 1 s per 100,000 points). Also trimmed at
+    /// every start.
+    pub wal_limit_mb: u64,
 }
 
 impl Default for StorageSettings {
@@ -397,6 +403,7 @@ impl Default for StorageSettings {
             data_dir: PathBuf::from(".engram-data"),
             quantization: true,
             dense_on_disk: false,
+            wal_limit_mb: 1_024,
         }
     }
 }
@@ -817,6 +824,12 @@ impl Config {
                 .validate()
                 .map_err(|e| ServerError::Config(format!("{e} (embedder.kind = \"openai\")")))?;
         }
+        if self.storage.wal_limit_mb < 64 {
+            return Err(ServerError::Config(format!(
+                "storage.wal_limit_mb = {} is below 64: Edge's log grows in 32 MiB segments, and a lower limit would reopen the store's shard on almost every maintenance pass",
+                self.storage.wal_limit_mb
+            )));
+        }
         if self.ingest.max_text_chars == 0 || self.ingest.max_turns_per_call == 0 {
             return Err(ServerError::Config(
                 "ingest.max_text_chars and ingest.max_turns_per_call must be at least 1".into(),
@@ -1067,6 +1080,19 @@ mod tests {
             jail.set_env("ENGRAM__LIMITS__CONCURRENT_CALLS_PER_ORG", "600");
             let e = Config::load(None).unwrap_err();
             assert!(e.to_string().contains("must not exceed"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_wal_limit_comes_from_env_and_is_validated() {
+        figment::Jail::expect_with(|jail| {
+            assert_eq!(Config::load(None).unwrap().storage.wal_limit_mb, 1_024);
+            jail.set_env("ENGRAM__STORAGE__WAL_LIMIT_MB", "256");
+            assert_eq!(Config::load(None).unwrap().storage.wal_limit_mb, 256);
+            jail.set_env("ENGRAM__STORAGE__WAL_LIMIT_MB", "1");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("storage.wal_limit_mb"), "{e}");
             Ok(())
         });
     }

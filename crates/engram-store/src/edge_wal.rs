@@ -9,15 +9,23 @@
 //! log (see the `journal` module), and every open checkpoints the shard
 //! before serving, so the WAL's old entries hold nothing anyone needs.
 //!
-//! Before the shard is loaded, every closed WAL segment but the newest is
+//! Before the shard is loaded (on open, and when a maintenance pass finds
+//! more than [`EdgeStoreOptions::wal_limit_bytes`] of old segments, by
+//! reopening the shard), every closed WAL segment but the newest is
 //! removed. The newest stays because the WAL numbers operations from its
 //! first segment's start index, and those numbers become the points'
 //! versions: a log numbered from 0 again would make the shard ignore every
 //! later update of an existing point as outdated. Removing a prefix of
 //! closed segments is exactly what the WAL's own truncation does.
 
+#[cfg(doc)]
+use crate::EdgeStoreOptions;
+use crate::mapping;
+use crate::store::{Inner, closed};
 use engram_core::StoreError;
-use std::path::Path;
+use qdrant_edge::EdgeShard;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// The shard's WAL directory.
 const WAL_DIR: &str = "wal";
@@ -33,22 +41,18 @@ pub(crate) struct Trimmed {
     pub bytes: u64,
 }
 
-/// Removes every closed segment of the Edge WAL in `dir` but the one with
-/// the highest start index. Call before the shard is loaded, never while
-/// it is open. A directory without a WAL is left alone.
-pub(crate) fn trim(dir: &Path) -> Result<Trimmed, StoreError> {
+/// The closed segments of the Edge WAL in `dir` but the newest: what
+/// [`trim`] removes. A directory without a WAL has none.
+fn old_segments(dir: &Path) -> Result<Vec<(PathBuf, u64)>, StoreError> {
     let wal = dir.join(WAL_DIR);
-    let io = |e: std::io::Error| {
-        StoreError::Internal(format!("cannot trim the WAL in {}: {e}", wal.display()))
-    };
     let entries = match std::fs::read_dir(&wal) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Trimmed::default()),
-        Err(e) => return Err(io(e)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&wal, e)),
     };
-    let mut closed: Vec<(u64, std::path::PathBuf)> = Vec::new();
+    let mut closed: Vec<(u64, PathBuf, u64)> = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(io)?;
+        let entry = entry.map_err(|e| io(&wal, e))?;
         let name = entry.file_name();
         // Names that are not `closed-<index>` are the WAL's open segments
         // or nothing of ours: left as they are.
@@ -59,14 +63,28 @@ pub(crate) fn trim(dir: &Path) -> Result<Trimmed, StoreError> {
         else {
             continue;
         };
-        closed.push((start, entry.path()));
+        let bytes = entry.metadata().map_err(|e| io(&wal, e))?.len();
+        closed.push((start, entry.path(), bytes));
     }
-    closed.sort_unstable_by_key(|(start, _)| *start);
+    closed.sort_unstable_by_key(|(start, _, _)| *start);
     closed.pop();
+    Ok(closed
+        .into_iter()
+        .map(|(_, path, bytes)| (path, bytes))
+        .collect())
+}
+
+fn io(wal: &Path, e: std::io::Error) -> StoreError {
+    StoreError::Internal(format!("cannot trim the WAL in {}: {e}", wal.display()))
+}
+
+/// Removes every closed segment of the Edge WAL in `dir` but the one with
+/// the highest start index. Call only while no shard of `dir` is loaded.
+pub(crate) fn trim(dir: &Path) -> Result<Trimmed, StoreError> {
+    let wal = dir.join(WAL_DIR);
     let mut trimmed = Trimmed::default();
-    for (_, path) in closed {
-        let bytes = std::fs::metadata(&path).map_err(io)?.len();
-        std::fs::remove_file(&path).map_err(io)?;
+    for (path, bytes) in old_segments(dir)? {
+        std::fs::remove_file(&path).map_err(|e| io(&wal, e))?;
         trimmed.segments += 1;
         trimmed.bytes += bytes;
     }
@@ -81,9 +99,58 @@ pub(crate) fn trim(dir: &Path) -> Result<Trimmed, StoreError> {
         // segments stay: the WAL refuses a gap between closed segments.
         std::fs::File::open(&wal)
             .and_then(|d| d.sync_all())
-            .map_err(io)?;
+            .map_err(|e| io(&wal, e))?;
     }
     Ok(trimmed)
+}
+
+impl Inner {
+    /// Reopens the shard when Edge's WAL holds more than the configured
+    /// bytes of old segments, removing them in between; blocking. Calls
+    /// wait meanwhile (the shard's write lock). The journal is empty
+    /// afterwards and nothing is lost: the shard is checkpointed first.
+    /// If the shard cannot be loaded again the store is closed (every call
+    /// then answers unavailable, and the next start retries the load).
+    pub(crate) fn trim_wal_if_over(&self) -> Result<(), StoreError> {
+        let old: u64 = old_segments(&self.dir)?.iter().map(|(_, b)| b).sum();
+        if old <= self.options.wal_limit_bytes {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut guard = self.shard.write();
+        let shard = guard.take().ok_or_else(closed)?;
+        if let Err(err) = self.checkpoint_exclusive(&shard) {
+            *guard = Some(shard);
+            return Err(err);
+        }
+        // Dropping the shard releases its WAL (Edge flushes on drop).
+        drop(shard);
+        let trimmed = trim(&self.dir);
+        let shard =
+            EdgeShard::load(&self.dir, Some(mapping::edge_config(&self.options))).map_err(|e| {
+                StoreError::Internal(format!(
+                    "cannot reopen the shard in {} after trimming its WAL: {e}",
+                    self.dir.display()
+                ))
+            })?;
+        *guard = Some(shard);
+        let trimmed = trimmed?;
+        tracing::info!(
+            dir = %self.dir.display(),
+            segments = trimmed.segments,
+            bytes = trimmed.bytes,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "shard reopened to trim its write-ahead log"
+        );
+        Ok(())
+    }
+
+    /// A checkpoint while holding the shard exclusively (no optimizer can
+    /// run: it needs the shard too).
+    fn checkpoint_exclusive(&self, shard: &EdgeShard) -> Result<(), StoreError> {
+        let _maintenance = self.maintenance.lock();
+        self.checkpoint(shard)
+    }
 }
 
 #[cfg(test)]

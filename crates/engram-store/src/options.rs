@@ -38,6 +38,12 @@ pub struct EdgeStoreOptions {
     /// Keep the original dense vectors in memory-mapped files rather than
     /// in RAM: with quantization on, only the rescored candidates are read.
     pub dense_on_disk: bool,
+    /// Bytes of old segments Qdrant Edge's write-ahead log may hold before
+    /// a maintenance pass reopens the shard to remove them (Edge never
+    /// truncates its log; see the `edge_wal` module). Reopening blocks
+    /// calls for as long as loading the segments takes (about 1 s per
+    /// 100,000 points here), so the limit keeps it rare.
+    pub wal_limit_bytes: u64,
     /// The embedding model of the process: a store tagged with another
     /// one (or being re-embedded) fails to open, a new store is tagged with
     /// it. `None` opens any store and tags nothing (`engram reembed`, tests).
@@ -55,6 +61,7 @@ impl Default for EdgeStoreOptions {
             indexing_threads: 0,
             quantization: true,
             dense_on_disk: false,
+            wal_limit_bytes: 1 << 30,
             embedding_model: None,
         }
     }

@@ -512,9 +512,16 @@ impl Inner {
         self.epoch.elapsed().saturating_sub(last)
     }
 
-    /// Optimizes and checkpoints the shard; blocking. Returns whether the
-    /// optimizer changed any segment.
+    /// Optimizes and checkpoints the shard, then reopens it if Edge's WAL
+    /// grew past its limit; blocking. Returns whether the optimizer changed
+    /// any segment.
     pub(crate) fn maintain(&self, reason: &'static str) -> Result<bool, StoreError> {
+        let optimized = self.optimize_and_checkpoint(reason)?;
+        self.trim_wal_if_over()?;
+        Ok(optimized)
+    }
+
+    fn optimize_and_checkpoint(&self, reason: &'static str) -> Result<bool, StoreError> {
         let guard = self.shard.read();
         let shard = guard.as_ref().ok_or_else(closed)?;
         let _maintenance = self.maintenance.lock();
@@ -547,7 +554,7 @@ impl Inner {
 
     /// Makes the shard durable and empties the journal. The caller holds
     /// `maintenance` (or the shard's write lock), so no optimization runs.
-    fn checkpoint(&self, shard: &EdgeShard) -> Result<(), StoreError> {
+    pub(crate) fn checkpoint(&self, shard: &EdgeShard) -> Result<(), StoreError> {
         let mut journal = self.journal.lock();
         shard.flush();
         journal.reset().map_err(|e| {

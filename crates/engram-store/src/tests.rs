@@ -632,3 +632,52 @@ async fn the_edge_wal_is_trimmed_on_open_and_later_updates_still_apply() {
     assert_eq!(store.get("org", &ids).await.unwrap()[0].text, "changed");
     store.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_maintenance_pass_reopens_the_shard_when_its_wal_is_over_the_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = scope("org", "u", "s");
+    let filler = "y".repeat(4_000);
+    let base: Vec<Point> = (0..200)
+        .map(|i| {
+            point(
+                &s,
+                Kind::Turn,
+                &format!("{i} {filler}"),
+                i,
+                [0.0, 1.0, 0.0, 0.0],
+            )
+        })
+        .collect();
+    let store = EdgeStore::open(
+        dir.path(),
+        EdgeStoreOptions {
+            wal_limit_bytes: 1,
+            ..options()
+        },
+    )
+    .unwrap();
+    for _ in 0..90 {
+        store.upsert(base.clone()).await.unwrap();
+    }
+    assert!(closed_wal_segments(dir.path()) >= 2);
+    store.optimize_now().await.unwrap();
+    // Trimmed while the store stays open and serving.
+    assert_eq!(closed_wal_segments(dir.path()), 1);
+    store.ready().await.unwrap();
+    assert_eq!(store.stats().await.unwrap().journal_bytes, 0);
+    assert_eq!(store.count(&ScopeFilter::tenant("org")).await.unwrap(), 200);
+    let mut changed = base[3].clone();
+    changed.payload.text = "changed after the reopen".into();
+    store.upsert(vec![changed.clone()]).await.unwrap();
+    let hits = store
+        .hybrid_search(&query(
+            ScopeFilter::tenant("org"),
+            [0.0, 1.0, 0.0, 0.0],
+            "changed reopen",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(hits[0].payload.text, "changed after the reopen");
+    store.close().await.unwrap();
+}
