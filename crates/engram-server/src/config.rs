@@ -392,7 +392,7 @@ pub struct StorageSettings {
     /// Embedded store: MiB of old write-ahead-log segments Qdrant Edge may
     /// keep before the store reopens its shard to remove them (Edge never
     /// truncates its log, about 2.4 KB per written point; calls wait while
-    /// the shard reloads, about 1 s per 100,000 points). Also trimmed at
+    /// the shard reloads, 8 s for a million points here). Also trimmed at
     /// every start.
     pub wal_limit_mb: u64,
 }

@@ -41,8 +41,8 @@ pub struct EdgeStoreOptions {
     /// Bytes of old segments Qdrant Edge's write-ahead log may hold before
     /// a maintenance pass reopens the shard to remove them (Edge never
     /// truncates its log; see the `edge_wal` module). Reopening blocks
-    /// calls for as long as loading the segments takes (about 1 s per
-    /// 100,000 points here), so the limit keeps it rare.
+    /// calls for as long as loading the segments takes (8 s for a million
+    /// points here), so the limit keeps it rare.
     pub wal_limit_bytes: u64,
     /// The embedding model of the process: a store tagged with another
     /// one (or being re-embedded) fails to open, a new store is tagged with
