@@ -669,15 +669,22 @@ async fn a_maintenance_pass_reopens_the_shard_when_its_wal_is_over_the_limit() {
     assert_eq!(store.count(&ScopeFilter::tenant("org")).await.unwrap(), 200);
     let mut changed = base[3].clone();
     changed.payload.text = "changed after the reopen".into();
+    // A vector of its own, so the search below has one best answer.
+    changed.dense = vec![1.0, 0.0, 0.0, 0.0];
     store.upsert(vec![changed.clone()]).await.unwrap();
+    let ids = [changed.fragment_id.clone()];
+    assert_eq!(
+        store.get("org", &ids).await.unwrap()[0].text,
+        "changed after the reopen"
+    );
     let hits = store
         .hybrid_search(&query(
             ScopeFilter::tenant("org"),
-            [0.0, 1.0, 0.0, 0.0],
+            [1.0, 0.0, 0.0, 0.0],
             "changed reopen",
         ))
         .await
         .unwrap();
-    assert_eq!(hits[0].payload.text, "changed after the reopen");
+    assert_eq!(hits[0].payload.fragment_id, changed.fragment_id);
     store.close().await.unwrap();
 }
