@@ -589,27 +589,25 @@ fn closed_wal_segments(dir: &Path) -> usize {
         .count()
 }
 
-#[tokio::test]
-async fn the_edge_wal_is_trimmed_on_open_and_later_updates_still_apply() {
-    let dir = tempfile::tempdir().unwrap();
+/// Writes 200 points with 4,000-character texts 90 times over, enough to
+/// fill more than two of Edge's 32 MiB WAL segments; returns the points.
+async fn fill_the_wal(store: &EdgeStore, dense: [f32; 4]) -> Vec<Point> {
     let s = scope("org", "u", "s");
-    // Large payloads fill Edge's 32 MiB WAL segments quickly.
     let filler = "x".repeat(4_000);
     let base: Vec<Point> = (0..200)
-        .map(|i| {
-            point(
-                &s,
-                Kind::Turn,
-                &format!("{i} {filler}"),
-                i,
-                [1.0, 0.0, 0.0, 0.0],
-            )
-        })
+        .map(|i| point(&s, Kind::Turn, &format!("{i} {filler}"), i, dense))
         .collect();
-    let store = open(dir.path());
     for _ in 0..90 {
         store.upsert(base.clone()).await.unwrap();
     }
+    base
+}
+
+#[tokio::test]
+async fn the_edge_wal_is_trimmed_on_open_and_later_updates_still_apply() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let base = fill_the_wal(&store, [1.0, 0.0, 0.0, 0.0]).await;
     store.close().await.unwrap();
     drop(store);
     assert!(closed_wal_segments(dir.path()) >= 2);
@@ -636,19 +634,6 @@ async fn the_edge_wal_is_trimmed_on_open_and_later_updates_still_apply() {
 #[tokio::test]
 async fn a_maintenance_pass_reopens_the_shard_when_its_wal_is_over_the_limit() {
     let dir = tempfile::tempdir().unwrap();
-    let s = scope("org", "u", "s");
-    let filler = "y".repeat(4_000);
-    let base: Vec<Point> = (0..200)
-        .map(|i| {
-            point(
-                &s,
-                Kind::Turn,
-                &format!("{i} {filler}"),
-                i,
-                [0.0, 1.0, 0.0, 0.0],
-            )
-        })
-        .collect();
     let store = EdgeStore::open(
         dir.path(),
         EdgeStoreOptions {
@@ -657,9 +642,7 @@ async fn a_maintenance_pass_reopens_the_shard_when_its_wal_is_over_the_limit() {
         },
     )
     .unwrap();
-    for _ in 0..90 {
-        store.upsert(base.clone()).await.unwrap();
-    }
+    let base = fill_the_wal(&store, [0.0, 1.0, 0.0, 0.0]).await;
     assert!(closed_wal_segments(dir.path()) >= 2);
     store.optimize_now().await.unwrap();
     // Trimmed while the store stays open and serving.
