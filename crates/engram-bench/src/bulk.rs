@@ -61,6 +61,16 @@ pub struct BulkArgs {
     /// (`storage.dense_on_disk`); only rescored candidates are read.
     #[arg(long)]
     pub dense_on_disk: bool,
+    /// Segments the optimizer merges the store into (`EdgeStoreOptions::
+    /// segment_number`; the server's default is 8).
+    #[arg(long, default_value_t = engram_store::EdgeStoreOptions::default().segment_number)]
+    pub segments: usize,
+    /// Run the optimizer after every this many points written, as the
+    /// server does while it ingests (`optimize_after_points`, 2,000), so
+    /// the segments are laid out as a server's that grew; 0: once, after
+    /// all writes.
+    #[arg(long, default_value_t = 0)]
+    pub optimize_every: usize,
     /// Search a store an earlier run left in `--dir` (same `--fragments`
     /// and `--per-user`) instead of writing one: for profiling searches.
     #[arg(long, requires = "dir")]
@@ -90,7 +100,9 @@ pub struct BulkReport {
     pub write_seconds: f64,
     /// Points per second through `upsert`.
     pub write_per_sec: f64,
-    /// Seconds the optimizer took to index everything afterwards.
+    /// Segments of the store as searched.
+    pub segments: usize,
+    /// Seconds the optimizer took to index everything (all its runs).
     pub optimize_seconds: f64,
     /// Seconds to open the store again (journal replay, segment load).
     pub open_seconds: f64,
@@ -197,6 +209,7 @@ fn options(args: &BulkArgs) -> engram_store::EdgeStoreOptions {
     engram_store::EdgeStoreOptions {
         quantization: args.quantization,
         dense_on_disk: args.dense_on_disk,
+        segment_number: args.segments,
         // As `engram serve` opens it on a 2-core machine.
         indexing_threads: std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1)),
         // Writes are measured alone; the optimizer runs after them.
@@ -237,6 +250,11 @@ async fn write_store(
         let t = Instant::now();
         store.upsert(points).await?;
         out.write += t.elapsed();
+        if args.optimize_every > 0 && end / args.optimize_every > i / args.optimize_every {
+            let t = Instant::now();
+            store.optimize_now().await?;
+            out.optimize_seconds += t.elapsed().as_secs_f64();
+        }
         i = end;
         if i % (args.fragments / 10).max(1) < args.batch {
             eprintln!(
@@ -248,7 +266,7 @@ async fn write_store(
     }
     let t = Instant::now();
     store.optimize_now().await?;
-    out.optimize_seconds = t.elapsed().as_secs_f64();
+    out.optimize_seconds += t.elapsed().as_secs_f64();
     eprintln!("bulk: optimized in {:.0} s", out.optimize_seconds);
     store.close().await?;
     Ok(out)
@@ -313,6 +331,7 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
     let t = Instant::now();
     let store = engram_store::EdgeStore::open(&dir, options(args))?;
     let open_seconds = t.elapsed().as_secs_f64();
+    let segments = store.stats().await?.segments;
     let users = args.fragments.div_ceil(args.per_user);
     let searches = |reach: Reach, rng: &mut Rng| {
         (0..args.queries + 20)
@@ -376,6 +395,7 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
             args.fragments as f64 / written.write.as_secs_f64()
         },
         optimize_seconds: written.optimize_seconds,
+        segments,
         open_seconds,
         search,
         search_recall,
@@ -404,14 +424,15 @@ impl BulkReport {
         );
         let _ = writeln!(
             s,
-            "| write points/s | optimize s | open s | search p50 / p99 ms (one user) | (Recall's filter) | (tenant) | RSS before / after MiB | bytes per fragment (anon + file) | mean text bytes |"
+            "| write points/s | optimize s | segments | open s | search p50 / p99 ms (one user) | (Recall's filter) | (tenant) | RSS before / after MiB | bytes per fragment (anon + file) | mean text bytes |"
         );
-        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(s, "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
         let _ = writeln!(
             s,
-            "| {:.0} | {:.0} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} ({:.0} + {:.0}) | {:.0} |",
+            "| {:.0} | {:.0} | {} | {:.1} | {:.2} / {:.2} | {:.2} / {:.2} | {:.2} / {:.2} | {:.0} / {:.0} | {:.0} ({:.0} + {:.0}) | {:.0} |",
             self.write_per_sec,
             self.optimize_seconds,
+            self.segments,
             self.open_seconds,
             self.search.p50_ms,
             self.search.p99_ms,

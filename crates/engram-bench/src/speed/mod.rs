@@ -90,6 +90,12 @@ pub struct SpeedArgs {
     /// as query latency.
     #[arg(long, default_value_t = 20)]
     pub settle_secs: u64,
+    /// The target already holds the fragments of `--fragments` from an
+    /// earlier run with the same `--fragments-per-user` (a kept
+    /// `--data-dir`, or `--addr`): write nothing, measure Recall (the
+    /// Remember figures of such a run are zero).
+    #[arg(long)]
+    pub grown: bool,
     /// Unmeasured Recall calls before each measurement.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
@@ -188,9 +194,14 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
     let mut prev_users = 0;
     for &size in &args.fragments {
         eprintln!("speed: growing the store from {have} to {size} fragments");
-        let calls = plan_calls(have, size, per_user, args.batch, &corpus, base, false);
-        let written = load::ingest(target, calls, tokens.clone(), args.concurrency, true).await?;
-        let ingest = written.run;
+        let ingest = if args.grown {
+            crate::stats::IngestRun::new(0, &[], 0.0)
+        } else {
+            let calls = plan_calls(have, size, per_user, args.batch, &corpus, base, false);
+            load::ingest(target, calls, tokens.clone(), args.concurrency, true)
+                .await?
+                .run
+        };
         eprintln!(
             "speed: wrote {} turns in {:.1} s ({:.1} turns/s)",
             ingest.turns, ingest.seconds, ingest.turns_per_sec
