@@ -235,6 +235,10 @@ pub struct EnrichSettings {
     /// An unfinished job that has not moved for this long is overdue and
     /// its event is published again, seconds.
     pub overdue_after_secs: u64,
+    /// Nice value (0–19) `engram enrich` runs at, so that on a node it
+    /// shares with the ingest and recall roles it yields the CPU to them
+    /// (`engram serve` orders its work with embedding lanes instead).
+    pub nice: i32,
 }
 
 impl Default for EnrichSettings {
@@ -250,6 +254,7 @@ impl Default for EnrichSettings {
             drain_timeout_secs: d.drain_timeout.as_secs(),
             sweep_interval_ms: sweep.interval.as_millis() as u64,
             overdue_after_secs: sweep.overdue_after.as_secs(),
+            nice: 10,
         }
     }
 }
@@ -884,6 +889,12 @@ impl Config {
                 "enrich: backoff_base_ms and progress_interval_ms must be at least 1, backoff_max_ms at least backoff_base_ms".into(),
             ));
         }
+        if !(0..=19).contains(&e.nice) {
+            return Err(ServerError::Config(format!(
+                "enrich.nice = {} is outside 0..=19 (a background role may only lower its priority)",
+                e.nice
+            )));
+        }
         if e.sweep_interval_ms == 0 || e.overdue_after_secs == 0 {
             return Err(ServerError::Config(
                 "enrich.sweep_interval_ms and enrich.overdue_after_secs must be at least 1".into(),
@@ -1040,6 +1051,12 @@ mod tests {
             assert_eq!(c.backends.stream, StreamKind::Nats);
             assert_eq!(c.nats.url, "nats://nats.example:4222");
             assert_eq!(c.enrich.max_deliver, 7);
+            assert_eq!(c.enrich.nice, 10, "enrich yields the CPU by default");
+            jail.set_env("ENGRAM__ENRICH__NICE", "20");
+            let e = Config::load(None).unwrap_err();
+            assert!(e.to_string().contains("enrich.nice"), "{e}");
+            jail.set_env("ENGRAM__ENRICH__NICE", "0");
+            assert_eq!(Config::load(None).expect("loads").enrich.nice, 0);
             jail.set_env("ENGRAM__ENRICH__CONCURRENCY", "0");
             let e = Config::load(None).unwrap_err();
             assert!(e.to_string().contains("enrich.concurrency"), "{e}");

@@ -11,6 +11,7 @@
 mod backends;
 mod config;
 mod limits;
+mod priority;
 mod reembed;
 mod secret;
 mod serve;
@@ -21,6 +22,7 @@ pub use config::{
     ExtractSettings, ExtractorKind, LimitsSettings, LogSettings, MetricsSettings, QueueSettings,
     ServerSettings, StorageSettings, StreamKind, VectorStoreKind,
 };
+pub use priority::lower_priority;
 pub use reembed::{ReembedReport, reembed};
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
 pub use serve::{LIVENESS, OVERDUE_JOBS, Role, run, run_role, run_with};
@@ -43,6 +45,9 @@ pub enum ServerError {
     /// The gRPC transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The process's CPU priority could not be read or lowered.
+    #[error("cpu priority: {0}")]
+    Priority(std::io::Error),
     /// A file could not be read or written.
     #[error("{path}: {source}")]
     Io {

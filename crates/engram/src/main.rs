@@ -135,6 +135,10 @@ fn serve(role: Role, mut config: Config, listen: Option<SocketAddr>) -> anyhow::
     if let Some(l) = listen {
         config.server.listen = l;
     }
+    if role == Role::Enrich {
+        // Before any thread starts, so every one the role creates inherits it.
+        engram_server::lower_priority(config.enrich.nice)?;
+    }
     let options = telemetry_options(&config, role);
     let telemetry = engram_telemetry::Telemetry::init(&options)?;
     config.validate_role(role)?;
