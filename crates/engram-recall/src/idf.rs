@@ -11,9 +11,16 @@
 //! are) and, when there are more, the number of points (a count). Above [`SAMPLE`] points the
 //! frequencies are scaled from the sample; a term the sample lacks counts
 //! as the rarest. The first search of a user waits for its statistics;
-//! after that they are re-checked in the background at most every
-//! [`CHECK_EVERY`] and re-read when the user's point count moved by more
-//! than [`RESAMPLE_CHANGE`], so a search never waits for a refresh.
+//! after that they are re-checked in the background (a count) and re-read
+//! when the user's point count moved by more than [`RESAMPLE_CHANGE`], so
+//! a search never waits for a refresh. A user's checks start
+//! [`CHECK_EVERY`] apart; each check that finds the count unchanged doubles
+//! the wait, up to [`CHECK_AT_MOST_EVERY`], and one that finds it moved
+//! starts again from [`CHECK_EVERY`]: a user who is writing is followed
+//! within seconds, one who only reads costs a count a minute, not one per
+//! Recall (at 100,000 points a count took a millisecond of the core the
+//! next call's embedding needed). Small memories, where one write changes
+//! the weights, are checked every [`CHECK_EVERY`].
 
 use engram_core::{Kind, ScopeFilter, SparseVector, StoreError, VectorStore, bm25};
 use parking_lot::Mutex;
@@ -24,8 +31,24 @@ use std::time::{Duration, Instant};
 /// Points whose terms are read per user and corpus.
 pub(crate) const SAMPLE: usize = 2_000;
 
-/// How often a user's statistics are compared with the store.
+/// Shortest time between two checks of a user's statistics.
 pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// Longest time between two checks of a user's statistics.
+const CHECK_AT_MOST_EVERY: Duration = Duration::from_secs(60);
+
+/// Corpora smaller than this are checked every [`CHECK_EVERY`].
+const SMALL_CORPUS: u64 = 20;
+
+/// The wait before the next check, after one that waited `interval` and
+/// found the corpus at `docs` points where the statistics say `had`.
+fn next_interval(interval: Duration, had: u64, docs: u64) -> Duration {
+    if docs != had || docs < SMALL_CORPUS {
+        CHECK_EVERY
+    } else {
+        (interval * 2).min(CHECK_AT_MOST_EVERY)
+    }
+}
 
 /// The relative change of a user's point count that makes its statistics
 /// be read again (plus one point, so a small memory follows every write).
@@ -133,7 +156,8 @@ impl Frequencies {
     /// one these frequencies were read from to read them again.
     fn stale_at(&self, docs: u64) -> bool {
         let drift = (docs as f64 - self.docs as f64).abs();
-        drift > 1.0 + RESAMPLE_CHANGE * self.docs as f64 || (docs != self.docs && docs < 20)
+        drift > 1.0 + RESAMPLE_CHANGE * self.docs as f64
+            || (docs != self.docs && docs < SMALL_CORPUS)
     }
 }
 
@@ -143,6 +167,8 @@ type Key = (String, String, Corpus);
 struct Entry {
     freq: Arc<Frequencies>,
     checked: Instant,
+    /// Wait from `checked` to the next check.
+    interval: Duration,
     refreshing: bool,
     used: u64,
 }
@@ -192,7 +218,7 @@ impl TermStats {
             let clock = table.clock;
             table.entries.get_mut(&key).map(|e| {
                 e.used = clock;
-                let check = !e.refreshing && e.checked.elapsed() >= CHECK_EVERY;
+                let check = !e.refreshing && e.checked.elapsed() >= e.interval;
                 if check {
                     e.refreshing = true;
                 }
@@ -220,9 +246,9 @@ impl TermStats {
             let result = async {
                 let docs = store.count(&filter_of(&key)).await?;
                 if freq.stale_at(docs) {
-                    Ok(Some(read(store.as_ref(), &key).await?))
+                    Ok((docs, Some(read(store.as_ref(), &key).await?)))
                 } else {
-                    Ok::<_, StoreError>(None)
+                    Ok::<_, StoreError>((docs, None))
                 }
             }
             .await;
@@ -233,12 +259,14 @@ impl TermStats {
             entry.refreshing = false;
             entry.checked = Instant::now();
             match result {
-                Ok(Some(fresh)) => {
-                    let (old, new) = (entry.freq.df.len(), fresh.df.len());
-                    entry.freq = Arc::new(fresh);
-                    table.terms = table.terms + new - old;
+                Ok((docs, fresh)) => {
+                    entry.interval = next_interval(entry.interval, freq.docs, docs);
+                    if let Some(fresh) = fresh {
+                        let (old, new) = (entry.freq.df.len(), fresh.df.len());
+                        entry.freq = Arc::new(fresh);
+                        table.terms = table.terms + new - old;
+                    }
                 }
-                Ok(None) => {}
                 // The old figures stay; the next check tries again.
                 Err(err) => tracing::warn!(error = %err, "term statistics refresh failed"),
             }
@@ -257,6 +285,7 @@ impl TermStats {
             Entry {
                 freq,
                 checked: Instant::now(),
+                interval: CHECK_EVERY,
                 refreshing: false,
                 used,
             },
@@ -518,6 +547,22 @@ mod tests {
                 prop_assert!(v.values.iter().all(|w| w.is_finite() && *w > 0.0));
             }
         }
+    }
+
+    #[test]
+    fn checks_back_off_while_nothing_changes_and_follow_a_writer() {
+        let mut interval = CHECK_EVERY;
+        let mut waits = Vec::new();
+        for _ in 0..8 {
+            interval = next_interval(interval, 500, 500);
+            waits.push(interval.as_secs());
+        }
+        assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60, 60]);
+        // One more point: the user is writing, check again soon.
+        assert_eq!(next_interval(interval, 500, 501), CHECK_EVERY);
+        assert_eq!(next_interval(interval, 501, 500), CHECK_EVERY);
+        // A small memory is followed write by write.
+        assert_eq!(next_interval(CHECK_EVERY, 5, 5), CHECK_EVERY);
     }
 
     /// The table itself: the first read waits, later reads are cached, a
