@@ -889,7 +889,7 @@ impl Config {
                 "enrich: backoff_base_ms and progress_interval_ms must be at least 1, backoff_max_ms at least backoff_base_ms".into(),
             ));
         }
-        if !(0..=19).contains(&e.nice) {
+        if !crate::priority::NICE.contains(&e.nice) {
             return Err(ServerError::Config(format!(
                 "enrich.nice = {} is outside 0..=19 (a background role may only lower its priority)",
                 e.nice

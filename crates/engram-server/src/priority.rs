@@ -12,13 +12,17 @@
 //! weights); niceness only orders threads within one cgroup.
 
 use crate::ServerError;
+use std::ops::RangeInclusive;
+
+/// Nice values an unprivileged process may lower itself to.
+pub(crate) const NICE: RangeInclusive<i32> = 0..=19;
 
 /// Lowers the calling thread's priority to nice value `nice` (0–19); the
 /// threads it starts afterwards inherit it. Call it before building the
 /// runtime. A value at or below the current one changes nothing (raising
 /// priority needs privileges, and is never what a background role wants).
 pub fn lower_priority(nice: i32) -> Result<(), ServerError> {
-    if !(0..=19).contains(&nice) {
+    if !NICE.contains(&nice) {
         return Err(ServerError::Config(format!(
             "nice value {nice} is outside 0..=19"
         )));
@@ -42,7 +46,7 @@ mod tests {
         let stat = std::fs::read_to_string("/proc/thread-self/stat").expect("procfs");
         // Fields after the command name (which may hold spaces) start
         // after the last ')'; nice is field 19, the 17th after it.
-        let rest = &stat[stat.rfind(')').expect("stat format") + 2..];
+        let (_, rest) = stat.rsplit_once(") ").expect("stat format");
         rest.split(' ')
             .nth(16)
             .expect("nice field")
