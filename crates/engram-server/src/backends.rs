@@ -183,6 +183,8 @@ fn open_edge(
             quantization: config.storage.quantization,
             dense_on_disk: config.storage.dense_on_disk,
             wal_limit_bytes: config.storage.wal_limit_mb.saturating_mul(1 << 20),
+            compact_when_idle: (config.storage.compact_when_idle_secs > 0)
+                .then(|| Duration::from_secs(config.storage.compact_when_idle_secs)),
             ..Default::default()
         },
     )?)

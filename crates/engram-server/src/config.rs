@@ -380,6 +380,10 @@ impl Default for ServerSettings {
     }
 }
 
+/// Shortest pause in writes that may start a compaction of the embedded
+/// store.
+const MIN_COMPACT_WHEN_IDLE_SECS: u64 = 30;
+
 /// `[storage]`
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -400,6 +404,14 @@ pub struct StorageSettings {
     /// the shard reloads, 8 s for a million points here). Also trimmed at
     /// every start.
     pub wal_limit_mb: u64,
+    /// Embedded store: seconds without writes after which the store merges
+    /// its segments down to two in one background pass (0: never). A
+    /// growing store keeps eight segments so each pass only indexes new
+    /// points; searching two is faster (a third less for a filtered
+    /// Recall, a third of the time for a tenant-wide search at 100k
+    /// points), and the merge, which rebuilds their HNSW graphs on half the
+    /// cores, is worth doing only while nobody writes.
+    pub compact_when_idle_secs: u64,
 }
 
 impl Default for StorageSettings {
@@ -409,6 +421,7 @@ impl Default for StorageSettings {
             quantization: true,
             dense_on_disk: false,
             wal_limit_mb: 1_024,
+            compact_when_idle_secs: 600,
         }
     }
 }
@@ -835,6 +848,12 @@ impl Config {
                 self.storage.wal_limit_mb
             )));
         }
+        if (1..MIN_COMPACT_WHEN_IDLE_SECS).contains(&self.storage.compact_when_idle_secs) {
+            return Err(ServerError::Config(format!(
+                "storage.compact_when_idle_secs = {} is below {MIN_COMPACT_WHEN_IDLE_SECS}: a merge rebuilds the store's indexes, and pauses that short come between every burst of writes (0 turns compaction off)",
+                self.storage.compact_when_idle_secs
+            )));
+        }
         if self.ingest.max_text_chars == 0 || self.ingest.max_turns_per_call == 0 {
             return Err(ServerError::Config(
                 "ingest.max_text_chars and ingest.max_turns_per_call must be at least 1".into(),
@@ -1110,6 +1129,25 @@ mod tests {
             jail.set_env("ENGRAM__STORAGE__WAL_LIMIT_MB", "1");
             let e = Config::load(None).unwrap_err();
             assert!(e.to_string().contains("storage.wal_limit_mb"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_compaction_pause_comes_from_env_and_is_validated() {
+        figment::Jail::expect_with(|jail| {
+            let storage = |c: Config| c.storage.compact_when_idle_secs;
+            assert_eq!(storage(Config::load(None).unwrap()), 600);
+            jail.set_env("ENGRAM__STORAGE__COMPACT_WHEN_IDLE_SECS", "0");
+            assert_eq!(storage(Config::load(None).unwrap()), 0);
+            jail.set_env("ENGRAM__STORAGE__COMPACT_WHEN_IDLE_SECS", "3600");
+            assert_eq!(storage(Config::load(None).unwrap()), 3_600);
+            jail.set_env("ENGRAM__STORAGE__COMPACT_WHEN_IDLE_SECS", "5");
+            let e = Config::load(None).unwrap_err();
+            assert!(
+                e.to_string().contains("storage.compact_when_idle_secs"),
+                "{e}"
+            );
             Ok(())
         });
     }

@@ -4,7 +4,8 @@
 //! point stays in plain (unindexed) appendable segments and each search
 //! scans them all, and the journal is never emptied.
 
-use crate::store::{Inner, blocking};
+use crate::mapping::internal;
+use crate::store::{Inner, blocking, closed};
 use engram_core::StoreError;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
@@ -36,6 +37,20 @@ fn due(
     }
 }
 
+/// Whether an idle compaction is due: writes paused for `when_idle`, the
+/// regular pass has taken every pending point, and no compaction ran since
+/// the last write (`compacted_at`: the last write's time, in ms since the
+/// store's epoch, when the previous compaction started).
+fn compaction_due(
+    when_idle: Option<Duration>,
+    idle_for: Duration,
+    pending: u64,
+    last_write_ms: u64,
+    compacted_at: Option<u64>,
+) -> bool {
+    when_idle.is_some_and(|w| idle_for >= w) && pending == 0 && compacted_at != Some(last_write_ms)
+}
+
 /// Runs until aborted (by close), until the store is dropped, or until it
 /// finds the store closed.
 ///
@@ -46,15 +61,35 @@ pub(crate) async fn run(store: Weak<Inner>, wake: Arc<Notify>) {
     let Some(inner) = store.upgrade() else { return };
     let when_idle = inner.options.optimize_when_idle;
     let after_points = inner.options.optimize_after_points;
+    let compact_when_idle = inner.options.compact_when_idle;
     let tick = (when_idle / 2).clamp(Duration::from_millis(50), Duration::from_secs(1));
     drop(inner);
     let mut last_pass = Instant::now();
+    let mut compacted_at = None;
     loop {
         tokio::select! {
             () = wake.notified() => {}
             () = tokio::time::sleep(tick) => {}
         }
         let Some(inner) = store.upgrade() else { return };
+        let last_write_ms = inner.last_write_ms.load(Ordering::Acquire);
+        if compaction_due(
+            compact_when_idle,
+            inner.idle_for(),
+            inner.pending.load(Ordering::Acquire),
+            last_write_ms,
+            compacted_at,
+        ) {
+            // Once per pause in writes, whatever the outcome: a failed
+            // merge is not retried in a loop.
+            compacted_at = Some(last_write_ms);
+            match blocking("compaction", move || inner.compact()).await {
+                Ok(_) => {}
+                Err(StoreError::Unavailable(_)) => return,
+                Err(err) => tracing::warn!(error = %err, "vector store compaction failed"),
+            }
+            continue;
+        }
         let Some(reason) = due(
             inner.pending.load(Ordering::Acquire),
             inner.idle_for(),
@@ -80,6 +115,50 @@ pub(crate) async fn run(store: Weak<Inner>, wake: Arc<Notify>) {
     }
 }
 
+impl Inner {
+    /// Merges the shard down to `compact_segment_number` segments, then
+    /// restores the optimizer's usual target; blocking. Returns whether a
+    /// segment changed.
+    ///
+    /// The lower target lives in the shard's optimizer configuration only
+    /// for the pass: should the process stop meanwhile, the next open
+    /// configures the shard from the options again. Searches and writes
+    /// keep running meanwhile (Edge builds the merged segment beside the
+    /// old ones); checkpoints wait for the pass.
+    pub(crate) fn compact(&self) -> Result<bool, StoreError> {
+        let target = self.options.compact_segment_number;
+        let guard = self.shard.read();
+        let shard = guard.as_ref().ok_or_else(closed)?;
+        let _maintenance = self.maintenance.lock();
+        let before = shard.info();
+        if before.segments_count <= target {
+            return Ok(false);
+        }
+        let pending = self.pending.load(Ordering::Acquire);
+        let started = Instant::now();
+        let usual = shard.config().optimizers.clone();
+        let mut merging = usual.clone();
+        merging.default_segment_number = Some(target);
+        shard.set_optimizers_config(merging).map_err(internal)?;
+        let optimized = shard.optimize();
+        let restored = shard.set_optimizers_config(usual);
+        let checkpoint = self.checkpoint(shard);
+        let optimized = optimized.map_err(internal)?;
+        restored.map_err(internal)?;
+        checkpoint?;
+        self.pending.fetch_sub(pending, Ordering::AcqRel);
+        tracing::info!(
+            segments_before = before.segments_count,
+            segments = shard.info().segments_count,
+            points = before.points_count,
+            optimized,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "vector store compacted"
+        );
+        Ok(optimized)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,5 +171,20 @@ mod tests {
         assert_eq!(due(3, s(5), s(0), 10, s(5)), Some("idle"));
         assert_eq!(due(3, s(1), s(0), 10, s(5)), None);
         assert_eq!(due(3, s(1), s(60), 10, s(5)), Some("interval"));
+    }
+
+    #[test]
+    fn compaction_once_per_pause_after_the_regular_pass() {
+        let s = Duration::from_secs;
+        let idle = Some(s(600));
+        // Not idle long enough, or disabled.
+        assert!(!compaction_due(idle, s(599), 0, 7, None));
+        assert!(!compaction_due(None, s(9_999), 0, 7, None));
+        // Points still pending: the regular pass goes first.
+        assert!(!compaction_due(idle, s(600), 3, 7, None));
+        assert!(compaction_due(idle, s(600), 0, 7, None));
+        // Already done for this pause; due again after the next write.
+        assert!(!compaction_due(idle, s(900), 0, 7, Some(7)));
+        assert!(compaction_due(idle, s(600), 0, 8, Some(7)));
     }
 }

@@ -219,6 +219,14 @@ impl EdgeStore {
         blocking("optimize", move || inner.maintain("explicit")).await
     }
 
+    /// Merges the shard down to `compact_segment_number` segments now, as
+    /// the background task does once writes have paused for
+    /// `compact_when_idle`. Returns whether a segment changed.
+    pub async fn compact_now(&self) -> Result<bool, StoreError> {
+        let inner = Arc::clone(&self.inner);
+        blocking("compaction", move || inner.compact()).await
+    }
+
     /// Segment, point and index figures of the shard.
     pub async fn stats(&self) -> Result<EdgeStoreStats, StoreError> {
         self.with_shard("stats", |inner, shard| {

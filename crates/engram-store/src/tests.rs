@@ -14,12 +14,13 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Small vectors so tests can reason about cosines by hand; the background
-/// optimizer only runs when a test asks for it.
+/// optimizer only runs (and compacts) when a test asks for it.
 fn options() -> EdgeStoreOptions {
     EdgeStoreOptions {
         dense_dim: engram_store_contract::DIM,
         optimize_when_idle: Duration::from_secs(3600),
         optimize_after_points: u64::MAX,
+        compact_when_idle: None,
         ..EdgeStoreOptions::default()
     }
 }
@@ -357,6 +358,101 @@ async fn background_task_optimizes_once_writes_go_idle() {
         store.count(&ScopeFilter::tenant("org")).await.unwrap(),
         3_000
     );
+    store.close().await.unwrap();
+}
+
+/// Options under which each optimizer pass over 500 new points makes a
+/// segment of its own, as a growing server's store does.
+fn growing_options() -> EdgeStoreOptions {
+    EdgeStoreOptions {
+        indexing_threshold_kb: Some(5),
+        ..options()
+    }
+}
+
+/// Writes [`bulk_data`] in six batches with an optimizer pass after each:
+/// seven segments (six indexed, one appendable).
+async fn grow(store: &EdgeStore) -> Vec<Point> {
+    let (a, b) = bulk_data();
+    for chunk in a.chunks(500).chain(b.chunks(500)) {
+        store.upsert(chunk.to_vec()).await.unwrap();
+        store.optimize_now().await.unwrap();
+    }
+    a
+}
+
+/// The optimizer target persisted in the shard's configuration file.
+fn persisted_segment_number(dir: &Path) -> u64 {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("edge_config.json")).unwrap()).unwrap();
+    config["optimizers"]["default_segment_number"]
+        .as_u64()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn compaction_merges_segments_and_restores_the_usual_target() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = EdgeStore::open(dir.path(), growing_options()).unwrap();
+    let a = grow(&store).await;
+    let grown = store.stats().await.unwrap();
+    assert!(grown.segments >= 6, "{grown:?}");
+    check_bulk_search(&store, &a).await;
+
+    assert!(store.compact_now().await.unwrap());
+    let compacted = store.stats().await.unwrap();
+    // Two segments, and possibly the empty appendable one Edge adds when
+    // a merge took the last.
+    assert!(compacted.segments <= 3, "{compacted:?}");
+    assert_eq!(compacted.points, 3_000);
+    assert!(compacted.indexed_vectors >= 6_000, "{compacted:?}");
+    assert_eq!(compacted.journal_bytes, 0);
+    check_bulk_search(&store, &a).await;
+    // Nothing left to merge.
+    assert!(!store.compact_now().await.unwrap());
+
+    // The usual target is back: later writes get segments of their own
+    // again instead of a merge of everything on every pass.
+    assert_eq!(persisted_segment_number(dir.path()), 8);
+    for chunk in bulk("org_c", 1_500, 3_000).chunks(500) {
+        store.upsert(chunk.to_vec()).await.unwrap();
+        store.optimize_now().await.unwrap();
+    }
+    let regrown = store.stats().await.unwrap();
+    assert!(regrown.segments > compacted.segments + 1, "{regrown:?}");
+
+    // The compacted layout loads again.
+    store.close().await.unwrap();
+    let store = EdgeStore::open(dir.path(), growing_options()).unwrap();
+    assert_eq!(store.stats().await.unwrap().segments, regrown.segments);
+    check_bulk_search(&store, &a).await;
+    store.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn background_task_compacts_once_writes_pause() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = EdgeStoreOptions {
+        compact_when_idle: Some(Duration::from_secs(1)),
+        ..growing_options()
+    };
+    let store = EdgeStore::open(dir.path(), opts).unwrap();
+    // Without compaction this is seven segments (see the test above).
+    let a = grow(&store).await;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        // Merged, and the pass over: the usual target is back.
+        let stats = store.stats().await.unwrap();
+        if stats.segments <= 3 && persisted_segment_number(dir.path()) == 8 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not compacted in time: {stats:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    check_bulk_search(&store, &a).await;
     store.close().await.unwrap();
 }
 
