@@ -71,10 +71,21 @@ pub struct BulkArgs {
     /// all writes.
     #[arg(long, default_value_t = 0)]
     pub optimize_every: usize,
+    /// After the searches, merge the store down to two segments as the
+    /// server does once writes pause (`storage.compact_when_idle_secs`):
+    /// time the pass, measure Recall's filter while it runs, and every
+    /// search again after it.
+    #[arg(long)]
+    pub compact: bool,
     /// Search a store an earlier run left in `--dir` (same `--fragments`
     /// and `--per-user`) instead of writing one: for profiling searches.
     #[arg(long, requires = "dir")]
     pub search_only: bool,
+    /// Tenant of the fragments, users `u0`, `u1`, … (`speed` makes a store
+    /// `bench speed --grown` can search through a server: copy `--dir` to
+    /// the server's `<data_dir>/qdrant`).
+    #[arg(long, default_value = "bulk")]
+    pub org: String,
     /// Seed of the blends and the query choice.
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
@@ -113,6 +124,8 @@ pub struct BulkReport {
     pub search_recall: Latency,
     /// The same, unfiltered by user (the whole tenant).
     pub search_tenant: Latency,
+    /// The idle compaction (`--compact`).
+    pub compaction: Option<Compaction>,
     /// Resident memory of the process before the store was opened, MiB.
     pub rss_before_mib: f64,
     /// Resident memory after reopening and searching, MiB.
@@ -128,13 +141,28 @@ pub struct BulkReport {
     pub mean_text_bytes: f64,
 }
 
+/// What `bench bulk --compact` measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct Compaction {
+    /// Seconds of the compaction pass.
+    pub seconds: f64,
+    /// Segments after it.
+    pub segments: usize,
+    /// Searches with Recall's filter, back to back while it ran.
+    pub search_recall_during: Latency,
+    /// One user's memory after it.
+    pub search: Latency,
+    /// Recall's filter after it.
+    pub search_recall: Latency,
+    /// The whole tenant after it.
+    pub search_tenant: Latency,
+}
+
 fn normalize(mut v: Vec<f32>) -> Vec<f32> {
     let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
     v.iter_mut().for_each(|x| *x /= n);
     v
 }
-
-const ORG: &str = "bulk";
 
 /// Which points a measured search may see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,6 +177,7 @@ enum Reach {
 
 /// Fragment `i`: text `j`, blended vector, payload of its user.
 fn fragment(
+    org: &str,
     i: usize,
     per_user: usize,
     texts: &[String],
@@ -167,7 +196,7 @@ fn fragment(
     );
     let (user, n) = (i / per_user, i % per_user);
     let scope = engram_core::Scope {
-        org_id: ORG.into(),
+        org_id: org.into(),
         user_id: format!("u{user}"),
         session_id: format!("s{}", n / 20),
     };
@@ -199,6 +228,7 @@ fn fragment(
             event_ms: None,
             metadata,
             memory: None,
+            tokens: None,
         },
         dense,
         sparse: bm25::document_vector(text),
@@ -215,6 +245,8 @@ fn options(args: &BulkArgs) -> engram_store::EdgeStoreOptions {
         // Writes are measured alone; the optimizer runs after them.
         optimize_after_points: u64::MAX,
         optimize_when_idle: Duration::from_secs(3_600),
+        // Only `--compact` merges, at a known moment.
+        compact_when_idle: None,
         ..engram_store::EdgeStoreOptions::default()
     }
 }
@@ -237,6 +269,7 @@ async fn write_store(
     texts: &[String],
     vectors: &[Vec<f32>],
     rng: &mut Rng,
+    count: &dyn Fn(&str) -> usize,
 ) -> anyhow::Result<Written> {
     let store = engram_store::EdgeStore::open(dir, options(args))?;
     let mut out = Written::default();
@@ -244,7 +277,11 @@ async fn write_store(
     while i < args.fragments {
         let end = (i + args.batch).min(args.fragments);
         let points: Vec<Point> = (i..end)
-            .map(|f| fragment(f, args.per_user, texts, vectors, rng))
+            .map(|f| {
+                let mut p = fragment(&args.org, f, args.per_user, texts, vectors, rng);
+                p.payload.count_tokens(count);
+                p
+            })
             .collect();
         out.text_bytes += points.iter().map(|p| p.payload.text.len()).sum::<usize>();
         let t = Instant::now();
@@ -306,7 +343,6 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         model.embed_blocking(&texts)?
     };
     let question_vectors = model.embed_blocking(&questions)?;
-    drop(model);
     let embed_seconds = started.elapsed().as_secs_f64();
     eprintln!(
         "bulk: embedded {} texts and {} questions in {embed_seconds:.0} s",
@@ -325,7 +361,9 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
     let written = if args.search_only {
         Written::default()
     } else {
-        write_store(args, &dir, &texts, &text_vectors, &mut rng).await?
+        // Payloads carry their token counts, as the server writes them.
+        let count = |text: &str| engram_core::Embedder::count_tokens(&model, text);
+        write_store(args, &dir, &texts, &text_vectors, &mut rng, &count).await?
     };
 
     let t = Instant::now();
@@ -337,7 +375,7 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         (0..args.queries + 20)
             .map(|_| {
                 let q = rng.below(questions.len());
-                let mut filter = ScopeFilter::tenant(ORG);
+                let mut filter = ScopeFilter::tenant(&args.org);
                 if reach != Reach::Tenant {
                     filter.user_id = Some(format!("u{}", rng.below(users)));
                 }
@@ -373,6 +411,46 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
     let search = measure(searches(Reach::User, &mut rng)).await?;
     let search_recall = measure(searches(Reach::Recall, &mut rng)).await?;
     let search_tenant = measure(searches(Reach::Tenant, &mut rng)).await?;
+    let compaction = if args.compact {
+        let during = searches(Reach::Recall, &mut rng);
+        let done = std::sync::atomic::AtomicBool::new(false);
+        let t = Instant::now();
+        let compacting = async {
+            let merged = store.compact_now().await;
+            done.store(true, std::sync::atomic::Ordering::Release);
+            merged
+        };
+        let searching = async {
+            let mut samples = Vec::new();
+            for q in during.iter().cycle() {
+                if done.load(std::sync::atomic::Ordering::Acquire) {
+                    break;
+                }
+                let t = Instant::now();
+                store.hybrid_search(q).await?;
+                samples.push(t.elapsed());
+            }
+            anyhow::Ok(samples)
+        };
+        let (merged, samples) = tokio::join!(compacting, searching);
+        merged?;
+        let seconds = t.elapsed().as_secs_f64();
+        let samples = samples?;
+        eprintln!(
+            "bulk: compacted in {seconds:.0} s ({} searches meanwhile)",
+            samples.len()
+        );
+        Some(Compaction {
+            seconds,
+            segments: store.stats().await?.segments,
+            search_recall_during: Latency::of(&samples),
+            search: measure(searches(Reach::User, &mut rng)).await?,
+            search_recall: measure(searches(Reach::Recall, &mut rng)).await?,
+            search_tenant: measure(searches(Reach::Tenant, &mut rng)).await?,
+        })
+    } else {
+        None
+    };
     let after = Memory::of_this_process();
     let rss_after = after.map_or(0.0, |m| m.rss_mib());
     let grown = |f: fn(&Memory) -> u64| match (before, after) {
@@ -400,6 +478,7 @@ pub async fn run(args: &BulkArgs) -> anyhow::Result<BulkReport> {
         search,
         search_recall,
         search_tenant,
+        compaction,
         rss_before_mib: rss_before,
         rss_after_mib: rss_after,
         bytes_per_fragment: per,
@@ -447,6 +526,23 @@ impl BulkReport {
             self.file_bytes_per_fragment,
             self.mean_text_bytes
         );
+        if let Some(c) = &self.compaction {
+            let _ = writeln!(
+                s,
+                "\nCompaction: {:.0} s to {} segments; Recall's filter while it ran p50 / p99 {:.2} / {:.2} ms ({} searches). After it: one user {:.2} / {:.2}, Recall's filter {:.2} / {:.2}, tenant {:.2} / {:.2} ms.",
+                c.seconds,
+                c.segments,
+                c.search_recall_during.p50_ms,
+                c.search_recall_during.p99_ms,
+                c.search_recall_during.n,
+                c.search.p50_ms,
+                c.search.p99_ms,
+                c.search_recall.p50_ms,
+                c.search_recall.p99_ms,
+                c.search_tenant.p50_ms,
+                c.search_tenant.p99_ms,
+            );
+        }
         s
     }
 }

@@ -14,7 +14,7 @@
 use crate::bm25;
 use crate::filter::ScopeFilter;
 use crate::model::{Kind, Point, PointPayload, SparseVector};
-use crate::ports::{StoreError, VectorStore};
+use crate::ports::{Embedder, StoreError, VectorStore};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -139,10 +139,13 @@ impl CorpusLengths {
     }
 
     /// `payloads` with their `dense` vectors (in the same order) as points,
-    /// each with its BM25 vector from [`CorpusLengths::document_vectors`].
+    /// each with its BM25 vector from [`CorpusLengths::document_vectors`]
+    /// and its [`PointPayload::tokens`] counted by `embedder` (the model of
+    /// the write, whose tokens Recall bills).
     pub async fn points(
         &self,
         store: &dyn VectorStore,
+        embedder: &dyn Embedder,
         payloads: Vec<PointPayload>,
         dense: Vec<Vec<f32>>,
     ) -> Result<Vec<Point>, StoreError> {
@@ -152,7 +155,11 @@ impl CorpusLengths {
             .into_iter()
             .zip(dense)
             .zip(sparse)
-            .map(|((payload, dense), sparse)| Point {
+            .map(|((mut payload, dense), sparse)| {
+                payload.count_tokens(|text| embedder.count_tokens(text));
+                (payload, dense, sparse)
+            })
+            .map(|(payload, dense, sparse)| Point {
                 fragment_id: payload.fragment_id.clone(),
                 payload,
                 dense,

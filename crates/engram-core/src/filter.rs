@@ -376,6 +376,7 @@ mod tests {
             event_ms: None,
             metadata: serde_json::Map::new(),
             memory,
+            tokens: None,
         }
     }
 

@@ -219,6 +219,48 @@ pub struct PointPayload {
     /// memory, its collection, type and title.
     #[serde(default, flatten, skip_serializing_if = "Option::is_none")]
     pub memory: Option<MemoryRef>,
+    /// Model tokens of [`PointPayload::returned_text`], counted when the
+    /// point is written (by [`crate::CorpusLengths::points`], with the
+    /// embedder of the write), so that a Recall's `usage.tokens_out` needs
+    /// no tokenizer: counting ten hits took more of a Recall at 100k points
+    /// than its search. Absent on entities (never billed) and on points
+    /// written before it was kept, which Recall counts itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u32>,
+}
+
+/// RFC 3339 in UTC with a `Z`, seconds precision unless milliseconds matter.
+pub fn format_ts(ts_ms: i64) -> String {
+    use chrono::{DateTime, SecondsFormat, Utc};
+    match DateTime::<Utc>::from_timestamp_millis(ts_ms) {
+        Some(t) if ts_ms % 1000 == 0 => t.to_rfc3339_opts(SecondsFormat::Secs, true),
+        Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
+        None => ts_ms.to_string(),
+    }
+}
+
+impl PointPayload {
+    /// The text a Recall returns for this point: a turn reads with its
+    /// date and speaker (`[Date: 2026-05-08T14:00:00Z] [user] I'm allergic
+    /// to shellfish.`), anything else as written. [`PointPayload::tokens`]
+    /// counts this text, so changing it means counting stored points again
+    /// (`engram reembed` does).
+    pub fn returned_text(&self) -> String {
+        match (self.kind, self.role) {
+            (Kind::Turn, Some(role)) => {
+                format!("[Date: {}] [{}] {}", format_ts(self.ts_ms), role, self.text)
+            }
+            (Kind::Turn, None) => format!("[Date: {}] {}", format_ts(self.ts_ms), self.text),
+            _ => self.text.clone(),
+        }
+    }
+
+    /// Sets [`PointPayload::tokens`] with `count` (the embedder's token
+    /// counter); entities are never billed and get none.
+    pub fn count_tokens(&mut self, count: impl Fn(&str) -> usize) {
+        self.tokens = (self.kind != Kind::Entity)
+            .then(|| u32::try_from(count(&self.returned_text())).unwrap_or(u32::MAX));
+    }
 }
 
 /// What a point derived from a stored memory says about that memory.
@@ -304,5 +346,113 @@ impl Point {
             )));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn payload(kind: Kind, role: Option<Role>, text: &str) -> PointPayload {
+        PointPayload {
+            fragment_id: "f".into(),
+            org_id: "o".into(),
+            user_id: "u".into(),
+            session_id: "s".into(),
+            kind,
+            role,
+            text: text.into(),
+            ts_ms: 1_778_248_800_000,
+            job_id: "j".into(),
+            source_ids: Vec::new(),
+            entity_kind: None,
+            mentions: None,
+            subject: None,
+            event_ms: None,
+            metadata: serde_json::Map::new(),
+            memory: None,
+            tokens: None,
+        }
+    }
+
+    /// A stand-in counter: words separated by spaces.
+    fn words(text: &str) -> usize {
+        text.split(' ').count()
+    }
+
+    #[test]
+    fn turns_read_with_date_and_speaker_and_the_rest_as_written() {
+        let turn = payload(Kind::Turn, Some(Role::User), "I'm allergic to shellfish.");
+        assert_eq!(
+            turn.returned_text(),
+            "[Date: 2026-05-08T14:00:00Z] [user] I'm allergic to shellfish."
+        );
+        let unattributed = payload(Kind::Turn, None, "hello");
+        assert_eq!(
+            unattributed.returned_text(),
+            "[Date: 2026-05-08T14:00:00Z] hello"
+        );
+        for kind in [Kind::Observation, Kind::Memory, Kind::Entity] {
+            assert_eq!(
+                payload(kind, None, "Ana lives in Lyon.").returned_text(),
+                "Ana lives in Lyon."
+            );
+        }
+        assert_eq!(format_ts(1_778_248_800_123), "2026-05-08T14:00:00.123Z");
+    }
+
+    #[test]
+    fn the_stored_count_is_of_the_returned_text_and_entities_get_none() {
+        let mut turn = payload(Kind::Turn, Some(Role::Assistant), "two words");
+        turn.count_tokens(words);
+        // `[Date: …]` `[assistant]` `two` `words`, as `words` splits it.
+        assert_eq!(turn.tokens, Some(5));
+        let mut observation = payload(Kind::Observation, None, "two words");
+        observation.count_tokens(words);
+        assert_eq!(observation.tokens, Some(2));
+        let mut entity = payload(Kind::Entity, None, "Ana");
+        entity.tokens = Some(9);
+        entity.count_tokens(words);
+        assert_eq!(entity.tokens, None);
+        let mut huge = payload(Kind::Memory, None, "x");
+        huge.count_tokens(|_| usize::MAX);
+        assert_eq!(huge.tokens, Some(u32::MAX));
+    }
+
+    #[test]
+    fn the_count_round_trips_and_old_payloads_have_none() {
+        let mut p = payload(Kind::Turn, Some(Role::User), "hi");
+        let old: PointPayload = serde_json::from_value(serde_json::to_value(&p).unwrap()).unwrap();
+        assert_eq!(old.tokens, None);
+        assert!(serde_json::to_value(&p).unwrap().get("tokens").is_none());
+        p.tokens = Some(12);
+        let json = serde_json::to_value(&p).unwrap();
+        assert_eq!(json["tokens"], 12);
+        assert_eq!(serde_json::from_value::<PointPayload>(json).unwrap(), p);
+    }
+
+    mod hostile {
+        use super::*;
+        use engram_testkit::text::{hostile_text, long_text};
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+
+            #[test]
+            fn any_text_reads_back_whole_and_counts(
+                text in prop_oneof![hostile_text(), long_text(20_000)],
+                ts in any::<i64>(),
+                turn in any::<bool>(),
+            ) {
+                let kind = if turn { Kind::Turn } else { Kind::Observation };
+                let mut p = payload(kind, turn.then_some(Role::User), &text);
+                p.ts_ms = ts;
+                let returned = p.returned_text();
+                prop_assert!(returned.ends_with(text.as_str()));
+                p.count_tokens(|t| t.chars().count());
+                prop_assert_eq!(p.tokens, Some(u32::try_from(returned.chars().count()).unwrap()));
+            }
+        }
     }
 }

@@ -76,6 +76,7 @@ pub(crate) fn observation_payloads(
                 event_ms: obs.event_ms,
                 metadata: metadata.clone(),
                 memory: None,
+                tokens: None,
             },
             obs.entity_keys.clone(),
         ));
@@ -172,6 +173,7 @@ pub(crate) fn merged_entity(
         event_ms: None,
         metadata: serde_json::Map::new(),
         memory: None,
+        tokens: None,
     }
 }
 

@@ -298,7 +298,12 @@ impl Enricher {
         let vectors = self.vectors(&payloads).await?;
         let points = self
             .lengths
-            .points(self.store.as_ref(), payloads, vectors)
+            .points(
+                self.store.as_ref(),
+                self.embedder.as_ref(),
+                payloads,
+                vectors,
+            )
             .await?;
         self.store.upsert(points).await?;
         Ok(derived)

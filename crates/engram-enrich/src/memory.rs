@@ -100,12 +100,18 @@ impl Enricher {
                             chunk: index as u32,
                             ..reference.clone()
                         }),
+                        tokens: None,
                     }
                 })
                 .collect();
             let points = self
                 .lengths
-                .points(self.store.as_ref(), payloads, vectors)
+                .points(
+                    self.store.as_ref(),
+                    self.embedder.as_ref(),
+                    payloads,
+                    vectors,
+                )
                 .await?;
             self.store.upsert(points).await?;
         }

@@ -194,7 +194,12 @@ impl IngestServiceImpl {
                     .collect();
                 let points = self
                     .lengths
-                    .points(self.store.as_ref(), payloads, vectors)
+                    .points(
+                        self.store.as_ref(),
+                        self.embedder.as_ref(),
+                        payloads,
+                        vectors,
+                    )
                     .await
                     .map_err(engram_rpc::store_status)?;
                 self.store
@@ -290,6 +295,7 @@ fn turn_payload(
         event_ms: None,
         metadata: metadata.clone(),
         memory: None,
+        tokens: None,
     }
 }
 

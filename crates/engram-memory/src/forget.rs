@@ -421,7 +421,7 @@ async fn update_entities(
         // The user's entity lengths, read from the store: forgetting is rare
         // enough that a table kept for it would mostly be stale.
         let points = engram_core::CorpusLengths::new()
-            .points(ws.store.as_ref(), rewrite, vectors)
+            .points(ws.store.as_ref(), ws.embedder.as_ref(), rewrite, vectors)
             .await
             .map_err(engram_rpc::store_status)?;
         removed.entities_updated += points.len() as u32;

@@ -651,6 +651,7 @@ mod tests {
                 event_ms: None,
                 metadata,
                 memory: None,
+                tokens: None,
             },
             dense: vec![1.0, 0.0],
             sparse: SparseVector::default(),

@@ -22,5 +22,5 @@ mod timeq;
 
 pub use confidence::{ACTIVE, Calibration, DEEP, FEATURE_NAMES, FEATURES, features};
 pub use params::{DeepParams, SESSION_DEPTH};
-pub use render::{format_ts, timeline, turn_text};
+pub use render::timeline;
 pub use service::{EXPLAIN_KEY, RecallConfig, RecallServiceImpl};

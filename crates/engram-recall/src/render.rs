@@ -1,24 +1,7 @@
 //! How hits read: turn text, timestamps and the timeline.
 
-use chrono::{DateTime, SecondsFormat, Utc};
+use chrono::{DateTime, Utc};
 use engram_core::{Kind, PointPayload};
-
-/// RFC 3339 in UTC with a `Z`, seconds precision unless milliseconds matter.
-pub fn format_ts(ts_ms: i64) -> String {
-    match DateTime::<Utc>::from_timestamp_millis(ts_ms) {
-        Some(t) if ts_ms % 1000 == 0 => t.to_rfc3339_opts(SecondsFormat::Secs, true),
-        Some(t) => t.to_rfc3339_opts(SecondsFormat::Millis, true),
-        None => ts_ms.to_string(),
-    }
-}
-
-/// `[Date: 2026-05-08T14:00:00Z] [user] I'm allergic to shellfish.`
-pub fn turn_text(p: &PointPayload) -> String {
-    match p.role {
-        Some(role) => format!("[Date: {}] [{}] {}", format_ts(p.ts_ms), role, p.text),
-        None => format!("[Date: {}] {}", format_ts(p.ts_ms), p.text),
-    }
-}
 
 /// `2023-05-07`, the UTC day of `ms`.
 fn day(ms: i64) -> String {
@@ -91,17 +74,17 @@ mod tests {
             event_ms: None,
             metadata: Default::default(),
             memory: None,
+            tokens: None,
         }
     }
 
     #[test]
-    fn turn_text_matches_the_seed_format() {
+    fn a_turn_reads_in_the_seed_format() {
         let p = payload("a", 1_778_248_800_000, "I'm allergic to shellfish.");
         assert_eq!(
-            turn_text(&p),
+            p.returned_text(),
             "[Date: 2026-05-08T14:00:00Z] [user] I'm allergic to shellfish."
         );
-        assert_eq!(format_ts(1_778_248_800_123), "2026-05-08T14:00:00.123Z");
     }
 
     const DAY: i64 = 86_400_000;
@@ -164,7 +147,7 @@ mod tests {
                     })
                     .collect();
                 for p in &payloads {
-                    prop_assert!(turn_text(p).ends_with(p.text.as_str()));
+                    prop_assert!(p.returned_text().ends_with(p.text.as_str()));
                 }
                 let refs: Vec<&PointPayload> = payloads.iter().collect();
                 let t = timeline(&refs);

@@ -69,10 +69,10 @@ pub struct RecallServiceImpl {
     teams: parking_lot::Mutex<HashMap<String, (Instant, Teams)>>,
     /// BM25 document frequencies of each user's memory.
     terms: TermStats,
-    /// Model tokens of returned texts by fragment id, for `usage.tokens_out`:
-    /// tokenizing every hit again was the costliest step of a Recall after
-    /// the embedding and the search. A fragment id digests its text, so a
-    /// count never goes stale.
+    /// Model tokens of returned texts by fragment id, for `usage.tokens_out`
+    /// of points written before their payload kept the count
+    /// ([`engram_core::PointPayload::tokens`]). A fragment id digests its
+    /// text, so a count never goes stale.
     token_counts: quick_cache::sync::Cache<String, u32>,
 }
 
@@ -97,8 +97,14 @@ impl RecallServiceImpl {
         }
     }
 
-    /// Model tokens of a returned fragment's text, counted once per id.
-    fn tokens_of(&self, id: &str, text: &str) -> u64 {
+    /// Model tokens of a returned point's `text`: the count its payload
+    /// carries, or (for points written before payloads carried it) one
+    /// counted once per id.
+    fn tokens_of(&self, p: &engram_core::PointPayload, text: &str) -> u64 {
+        if let Some(n) = p.tokens {
+            return u64::from(n);
+        }
+        let id = p.fragment_id.as_str();
         if let Some(n) = self.token_counts.get(id) {
             return u64::from(n);
         }
@@ -232,11 +238,12 @@ pub const EXPLAIN_KEY: &str = "x-engram-explain";
 
 fn hit(r: &search::Ranked) -> Hit {
     let p = &r.payload;
-    let (kind, text) = match p.kind {
-        Kind::Turn => (HitKind::Turn, render::turn_text(p)),
-        Kind::Observation => (HitKind::Observation, p.text.clone()),
-        Kind::Memory | Kind::Entity => (HitKind::Memory, p.text.clone()),
+    let kind = match p.kind {
+        Kind::Turn => HitKind::Turn,
+        Kind::Observation => HitKind::Observation,
+        Kind::Memory | Kind::Entity => HitKind::Memory,
     };
+    let text = p.returned_text();
     let memory = p.memory.as_ref();
     Hit {
         id: p.fragment_id.clone(),
@@ -353,11 +360,12 @@ impl RecallService for RecallServiceImpl {
             observations: outcome.observations.iter().map(hit).collect(),
             entities: outcome.entities.iter().map(entity).collect(),
         };
-        let tokens_out: u64 = hits
+        let tokens_out: u64 = outcome
             .turns
             .iter()
-            .chain(&hits.observations)
-            .map(|h| self.tokens_of(&h.id, &h.text))
+            .chain(&outcome.observations)
+            .zip(hits.turns.iter().chain(&hits.observations))
+            .map(|(r, h)| self.tokens_of(&r.payload, &h.text))
             .sum();
         let timeline = req.include_timeline.then(|| {
             let mut payloads: Vec<&engram_core::PointPayload> = outcome

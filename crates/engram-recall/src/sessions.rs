@@ -143,6 +143,7 @@ pub(crate) fn test_turn(session: &str, id: &str) -> PointPayload {
         event_ms: None,
         metadata: Default::default(),
         memory: None,
+        tokens: None,
     }
 }
 

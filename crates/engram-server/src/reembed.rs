@@ -79,7 +79,9 @@ pub async fn reembed(config: &Config) -> Result<ReembedReport, ServerError> {
                     vectors.len()
                 )));
             }
-            let rewritten = lengths.points(store.as_ref(), page, vectors).await?;
+            let rewritten = lengths
+                .points(store.as_ref(), embedder.as_ref(), page, vectors)
+                .await?;
             points += rewritten.len() as u64;
             store.upsert(rewritten).await?;
             tracing::info!(points, "re-embedding");

@@ -58,6 +58,7 @@ pub fn point(scope: &Scope, kind: Kind, text: &str, ts_ms: i64, dense: [f32; DIM
             event_ms: (kind == Kind::Observation).then_some(ts_ms - 86_400_000),
             metadata,
             memory: None,
+            tokens: None,
         },
         dense: normalized(dense.to_vec()),
         sparse: bm25::document_vector(text),

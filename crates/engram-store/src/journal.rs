@@ -226,6 +226,7 @@ mod tests {
                 event_ms: None,
                 metadata: serde_json::Map::new(),
                 memory: None,
+                tokens: None,
             },
             dense: vec![0.1, 0.2, 0.3, f32::from(n)],
             sparse: SparseVector {
