@@ -5,8 +5,9 @@
 //! scans them all, and the journal is never emptied.
 
 use crate::mapping::internal;
-use crate::store::{Inner, blocking, closed};
+use crate::store::{Inner, blocking};
 use engram_core::StoreError;
+use qdrant_edge::EdgeShard;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
@@ -116,47 +117,29 @@ pub(crate) async fn run(store: Weak<Inner>, wake: Arc<Notify>) {
 }
 
 impl Inner {
-    /// Merges the shard down to `compact_segment_number` segments, then
-    /// restores the optimizer's usual target; blocking. Returns whether a
-    /// segment changed.
-    ///
-    /// The lower target lives in the shard's optimizer configuration only
-    /// for the pass: should the process stop meanwhile, the next open
-    /// configures the shard from the options again. Searches and writes
-    /// keep running meanwhile (Edge builds the merged segment beside the
-    /// old ones); checkpoints wait for the pass.
+    /// Merges the shard down to `compact_segment_number` segments in one
+    /// pass (see [`optimize_down_to`]) and checkpoints it; blocking.
+    /// Returns whether a segment changed.
     pub(crate) fn compact(&self) -> Result<bool, StoreError> {
-        let target = self.options.compact_segment_number;
-        let guard = self.shard.read();
-        let shard = guard.as_ref().ok_or_else(closed)?;
-        let _maintenance = self.maintenance.lock();
-        let before = shard.info();
-        if before.segments_count <= target {
-            return Ok(false);
-        }
-        let pending = self.pending.load(Ordering::Acquire);
-        let started = Instant::now();
-        let usual = shard.config().optimizers.clone();
-        let mut merging = usual.clone();
-        merging.default_segment_number = Some(target);
-        shard.set_optimizers_config(merging).map_err(internal)?;
-        let optimized = shard.optimize();
-        let restored = shard.set_optimizers_config(usual);
-        let checkpoint = self.checkpoint(shard);
-        let optimized = optimized.map_err(internal)?;
-        restored.map_err(internal)?;
-        checkpoint?;
-        self.pending.fetch_sub(pending, Ordering::AcqRel);
-        tracing::info!(
-            segments_before = before.segments_count,
-            segments = shard.info().segments_count,
-            points = before.points_count,
-            optimized,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "vector store compacted"
-        );
-        Ok(optimized)
+        self.optimize_and_checkpoint("compaction", Some(self.options.compact_segment_number))
     }
+}
+
+/// One optimizer pass with `target` segments, the optimizer's usual target
+/// restored after it.
+///
+/// The lower target lives in the shard's optimizer configuration only for
+/// the pass: should the process stop meanwhile, the next open configures
+/// the shard from the options again. Searches and writes keep running
+/// meanwhile (Edge builds the merged segment beside the old ones).
+pub(crate) fn optimize_down_to(shard: &EdgeShard, target: usize) -> Result<bool, StoreError> {
+    let usual = shard.config().optimizers.clone();
+    let mut merging = usual.clone();
+    merging.default_segment_number = Some(target);
+    shard.set_optimizers_config(merging).map_err(internal)?;
+    let optimized = shard.optimize().map_err(internal);
+    shard.set_optimizers_config(usual).map_err(internal)?;
+    optimized
 }
 
 #[cfg(test)]

@@ -524,24 +524,37 @@ impl Inner {
     /// grew past its limit; blocking. Returns whether the optimizer changed
     /// any segment.
     pub(crate) fn maintain(&self, reason: &'static str) -> Result<bool, StoreError> {
-        let optimized = self.optimize_and_checkpoint(reason)?;
+        let optimized = self.optimize_and_checkpoint(reason, None)?;
         self.trim_wal_if_over()?;
         Ok(optimized)
     }
 
-    fn optimize_and_checkpoint(&self, reason: &'static str) -> Result<bool, StoreError> {
+    /// One optimizer pass and a checkpoint; with `merge_to`, the pass
+    /// merges the shard down to that many segments (nothing to do when it
+    /// has no more).
+    pub(crate) fn optimize_and_checkpoint(
+        &self,
+        reason: &'static str,
+        merge_to: Option<usize>,
+    ) -> Result<bool, StoreError> {
         let guard = self.shard.read();
         let shard = guard.as_ref().ok_or_else(closed)?;
         let _maintenance = self.maintenance.lock();
+        if merge_to.is_some_and(|target| shard.info().segments_count <= target) {
+            return Ok(false);
+        }
         let pending = self.pending.load(Ordering::Acquire);
 
         let started = Instant::now();
-        let optimized = shard.optimize();
+        let optimized = match merge_to {
+            None => shard.optimize().map_err(internal),
+            Some(target) => crate::maintenance::optimize_down_to(shard, target),
+        };
         let optimize_ms = started.elapsed().as_millis() as u64;
         // Checkpoint even when the optimizer failed: the journal should not
         // grow because of it.
         let checkpoint = self.checkpoint(shard);
-        let optimized = optimized.map_err(internal)?;
+        let optimized = optimized?;
         checkpoint?;
         self.pending.fetch_sub(pending, Ordering::AcqRel);
 
