@@ -116,6 +116,10 @@ impl VectorStore for FaultyStore {
         self.inner.set_model_tag(tag).await
     }
 
+    fn write_generation(&self) -> Option<u64> {
+        self.inner.write_generation()
+    }
+
     async fn ready(&self) -> Result<(), StoreError> {
         self.inner.ready().await
     }

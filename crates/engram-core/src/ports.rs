@@ -87,6 +87,16 @@ pub trait VectorStore: Send + Sync + 'static {
     /// Records the embedding model of the store's vectors (durably).
     async fn set_model_tag(&self, tag: &crate::ModelTag) -> Result<(), StoreError>;
 
+    /// A number that changes whenever a write (upsert or delete) has been
+    /// applied, for a store that sees every write made to it: the embedded
+    /// store, which one process owns. `None` (the default) for a store
+    /// that other processes write to, such as a Qdrant server. Callers use
+    /// an unchanged generation to skip re-reading what cannot have changed
+    /// (recall's term statistics); it never stands for a read.
+    fn write_generation(&self) -> Option<u64> {
+        None
+    }
+
     /// Whether the store answers (used by health checks).
     async fn ready(&self) -> Result<(), StoreError>;
 

@@ -13,7 +13,10 @@
 //! as the rarest. The first search of a user waits for its statistics;
 //! after that they are re-checked in the background (a count) and re-read
 //! when the user's point count moved by more than [`RESAMPLE_CHANGE`], so
-//! a search never waits for a refresh. A user's checks start
+//! a search never waits for a refresh. A store that sees every write (the
+//! embedded one) reports a write generation, and a check that finds it
+//! where the last read or count left it is done without counting: a quiet
+//! store costs no count at all. A user's checks start
 //! [`CHECK_EVERY`] apart; each check that finds the count unchanged doubles
 //! the wait, up to [`CHECK_AT_MOST_EVERY`], and one that finds it moved
 //! starts again from [`CHECK_EVERY`]: a user who is writing is followed
@@ -166,6 +169,9 @@ type Key = (String, String, Corpus);
 #[derive(Debug)]
 struct Entry {
     freq: Arc<Frequencies>,
+    /// The store's write generation before `freq` was last read or
+    /// confirmed by a count; `None` when the store cannot tell.
+    generation: Option<u64>,
     checked: Instant,
     /// Wait from `checked` to the next check.
     interval: Duration,
@@ -218,29 +224,46 @@ impl TermStats {
             let clock = table.clock;
             table.entries.get_mut(&key).map(|e| {
                 e.used = clock;
-                let check = !e.refreshing && e.checked.elapsed() >= e.interval;
+                let mut check = !e.refreshing && e.checked.elapsed() >= e.interval;
+                let generation = store.write_generation();
+                if check && generation.is_some() && generation == e.generation {
+                    // Nothing was written anywhere in the store since the
+                    // last read or count: the count would be the same. A
+                    // quiet store costs no count at all.
+                    e.checked = Instant::now();
+                    check = false;
+                }
                 if check {
                     e.refreshing = true;
                 }
-                (Arc::clone(&e.freq), check)
+                (Arc::clone(&e.freq), check.then_some(generation))
             })
         };
         match cached {
             Some((freq, check)) => {
-                if check {
-                    self.spawn_check(Arc::clone(store), key, Arc::clone(&freq));
+                if let Some(generation) = check {
+                    self.spawn_check(Arc::clone(store), key, Arc::clone(&freq), generation);
                 }
                 Ok(freq)
             }
             None => {
+                let generation = store.write_generation();
                 let freq = Arc::new(read(store.as_ref(), &key).await?);
-                self.put(key, Arc::clone(&freq));
+                self.put(key, Arc::clone(&freq), generation);
                 Ok(freq)
             }
         }
     }
 
-    fn spawn_check(&self, store: Arc<dyn VectorStore>, key: Key, freq: Arc<Frequencies>) {
+    /// Counts the corpus in the background, and reads it again when it
+    /// moved; `generation` is the store's, taken before the count.
+    fn spawn_check(
+        &self,
+        store: Arc<dyn VectorStore>,
+        key: Key,
+        freq: Arc<Frequencies>,
+        generation: Option<u64>,
+    ) {
         let stats = self.clone();
         tokio::spawn(async move {
             let result = async {
@@ -260,6 +283,7 @@ impl TermStats {
             entry.checked = Instant::now();
             match result {
                 Ok((docs, fresh)) => {
+                    entry.generation = generation;
                     entry.interval = next_interval(entry.interval, freq.docs, docs);
                     if let Some(fresh) = fresh {
                         let (old, new) = (entry.freq.df.len(), fresh.df.len());
@@ -273,7 +297,8 @@ impl TermStats {
         });
     }
 
-    fn put(&self, key: Key, freq: Arc<Frequencies>) {
+    /// Caches `freq`, read after the store was at `generation`.
+    fn put(&self, key: Key, freq: Arc<Frequencies>, generation: Option<u64>) {
         let mut table = self.table.lock();
         table.clock += 1;
         let used = table.clock;
@@ -284,6 +309,7 @@ impl TermStats {
             key.clone(),
             Entry {
                 freq,
+                generation,
                 checked: Instant::now(),
                 interval: CHECK_EVERY,
                 refreshing: false,
@@ -497,13 +523,13 @@ mod tests {
         let stats = TermStats::with_budget(5);
         let key = |u: &str| ("org".to_owned(), u.to_owned(), Corpus::Text);
         let two = || Arc::new(Frequencies::from_sample(1, ["lyon rome"]));
-        stats.put(key("a"), two());
-        stats.put(key("b"), two());
+        stats.put(key("a"), two(), None);
+        stats.put(key("b"), two(), None);
         assert_eq!(stats.len(), 2);
         // Replacing an entry does not count it twice.
-        stats.put(key("b"), two());
+        stats.put(key("b"), two(), None);
         assert_eq!(stats.table.lock().terms, 4);
-        stats.put(key("c"), two());
+        stats.put(key("c"), two(), None);
         let table = stats.table.lock();
         assert_eq!(table.terms, 4);
         assert!(!table.entries.contains_key(&key("a")));
@@ -511,7 +537,7 @@ mod tests {
         drop(table);
         // One entry over the budget alone is still kept.
         let big = Arc::new(Frequencies::from_sample(1, ["a1 b1 c1 d1 e1 f1 g1"]));
-        stats.put(key("d"), big);
+        stats.put(key("d"), big, None);
         assert_eq!(stats.len(), 1);
     }
 
@@ -648,6 +674,95 @@ mod tests {
             .await
             .unwrap();
         assert_eq!((f.docs, f.sampled), (big as u64, SAMPLE as u64));
+        edge.close().await.unwrap();
+    }
+
+    /// A check that is due costs no count while nothing was written to the
+    /// store since the last one; any write (of any user) brings the count
+    /// back, and its result is what the next checks compare with.
+    #[tokio::test]
+    async fn a_quiet_store_is_not_counted_again() {
+        use engram_store_contract::fixtures::{point, scope};
+        let dir = tempfile::tempdir().unwrap();
+        let edge = Arc::new(
+            engram_store::EdgeStore::open(
+                dir.path(),
+                engram_store::EdgeStoreOptions {
+                    dense_dim: engram_store_contract::DIM,
+                    ..engram_store::EdgeStoreOptions::default()
+                },
+            )
+            .unwrap(),
+        );
+        let store: Arc<dyn VectorStore> = edge.clone();
+        let write = |user: &str, t: i64| {
+            let p = point(
+                &scope("org", user, "s"),
+                Kind::Turn,
+                "lyon paris",
+                t,
+                [1.0, 0.0, 0.0, 0.0],
+            );
+            let store = Arc::clone(&store);
+            async move { store.upsert(vec![p]).await.unwrap() }
+        };
+        write("u", 0).await;
+        let stats = TermStats::new();
+        let key: Key = ("org".into(), "u".into(), Corpus::Text);
+        let search = || stats.frequencies(&store, "org", "u", Corpus::Text);
+        // (refreshing, generation, checked long ago) of u's entry.
+        let state = || {
+            let table = stats.table.lock();
+            let e = &table.entries[&key];
+            (
+                e.refreshing,
+                e.generation,
+                e.checked.elapsed() >= CHECK_EVERY,
+            )
+        };
+        search().await.unwrap();
+        let first = store.write_generation();
+        assert!(first.is_some());
+        assert_eq!(state(), (false, first, false));
+
+        // Due, but nothing was written: no count is started (this runtime
+        // has one thread, so a started one would still be pending here),
+        // and the check counts as done.
+        tokio::time::sleep(CHECK_EVERY).await;
+        assert!(state().2);
+        search().await.unwrap();
+        assert_eq!(state(), (false, first, false));
+
+        // Another user writes: the next due check counts again.
+        write("v", 1).await;
+        let second = store.write_generation();
+        assert_ne!(second, first);
+        tokio::time::sleep(CHECK_EVERY).await;
+        search().await.unwrap();
+        assert!(state().0, "a check should be running");
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if !state().0 {
+                break;
+            }
+        }
+        assert_eq!(state(), (false, second, false));
+        // u's own count did not move, so the weights stayed.
+        assert_eq!(search().await.unwrap().docs, 1);
+
+        // And a write of u's own is seen by the check after it.
+        write("u", 2).await;
+        tokio::time::sleep(CHECK_EVERY * 2).await;
+        search().await.unwrap();
+        let mut docs = 1;
+        for _ in 0..500 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            docs = search().await.unwrap().docs;
+            if docs == 2 {
+                break;
+            }
+        }
+        assert_eq!(docs, 2);
         edge.close().await.unwrap();
     }
 }

@@ -349,10 +349,23 @@ impl RecallService for RecallServiceImpl {
             collection_ids: req.collection_ids.clone(),
             deep: &self.config.deep,
         };
-        let (outcome, calibration) = match mode {
-            RecallMode::Deep => (search::deep(&query).await, confidence::DEEP),
-            _ => (search::active(&query).await, confidence::ACTIVE),
+        let calibration = match mode {
+            RecallMode::Deep => confidence::DEEP,
+            _ => confidence::ACTIVE,
         };
+        // The query's tokens (`usage.tokens_in`) are counted while the
+        // store searches on a blocking thread, not after it on the call's
+        // path. (Not beside the embedding: that would hold this worker, and
+        // with it the wake-up of the embedding lane, for the count.)
+        let (outcome, tokens_in) = tokio::join!(
+            async {
+                match mode {
+                    RecallMode::Deep => search::deep(&query).await,
+                    _ => search::active(&query).await,
+                }
+            },
+            async { self.embedder.count_tokens(&req.q) as u64 },
+        );
         let outcome = outcome.map_err(engram_rpc::store_status)?;
 
         let hits = Hits {
@@ -400,7 +413,7 @@ impl RecallService for RecallServiceImpl {
             timeline,
             mode: mode as i32,
             usage: Some(Usage {
-                tokens_in: self.embedder.count_tokens(&req.q) as u64,
+                tokens_in,
                 tokens_out,
             }),
         });

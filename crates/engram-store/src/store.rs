@@ -75,6 +75,11 @@ pub(crate) struct Inner {
     pub(crate) pending: AtomicU64,
     /// When the last write happened, in ms since `epoch`.
     pub(crate) last_write_ms: AtomicU64,
+    /// Writes applied since open ([`VectorStore::write_generation`]):
+    /// raised after the shard applied each one, so a reader that saw a
+    /// value before reading the shard sees a different one after any
+    /// write that reading could have missed.
+    pub(crate) generation: AtomicU64,
     pub(crate) epoch: Instant,
     /// Wakes the background task early when enough points are pending.
     pub(crate) wake: Arc<Notify>,
@@ -186,6 +191,7 @@ impl EdgeStore {
             // Replayed writes have not been through the optimizer yet.
             pending: AtomicU64::new(replayed as u64),
             last_write_ms: AtomicU64::new(0),
+            generation: AtomicU64::new(0),
             epoch: Instant::now(),
             wake: Arc::new(Notify::new()),
             metadata_indexes,
@@ -506,6 +512,7 @@ where
 impl Inner {
     /// Records `n` written points for the optimizer policy.
     fn note_writes(&self, n: usize) {
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let pending = self.pending.fetch_add(n as u64, Ordering::AcqRel) + n as u64;
         self.last_write_ms
             .store(self.epoch.elapsed().as_millis() as u64, Ordering::Release);
@@ -800,6 +807,12 @@ impl VectorStore for EdgeStore {
         let dir = self.inner.dir.clone();
         let tag = tag.clone();
         blocking("model tag", move || write_model_tag(&dir, &tag)).await
+    }
+
+    fn write_generation(&self) -> Option<u64> {
+        // Every write goes through this store: the process owns the
+        // shard's directory.
+        Some(self.inner.generation.load(Ordering::Acquire))
     }
 
     async fn ready(&self) -> Result<(), StoreError> {

@@ -767,3 +767,42 @@ async fn a_maintenance_pass_reopens_the_shard_when_its_wal_is_over_the_limit() {
     assert_eq!(hits[0].payload.fragment_id, changed.fragment_id);
     store.close().await.unwrap();
 }
+
+/// The write generation moves with every applied write and with nothing
+/// else: not with reads, a delete of nothing, another tenant's ids, an
+/// optimization or a compaction.
+#[tokio::test]
+async fn write_generation_moves_with_writes_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let generation = || store.write_generation().expect("the embedded store tells");
+    let start = generation();
+    let points = bulk("org", 20, 0);
+    let ids: Vec<String> = points
+        .iter()
+        .map(|p| p.payload.fragment_id.clone())
+        .collect();
+    store.upsert(points).await.unwrap();
+    let written = generation();
+    assert_ne!(written, start);
+
+    store.get("org", &ids).await.unwrap();
+    store.count(&ScopeFilter::tenant("org")).await.unwrap();
+    store
+        .hybrid_search(&query(
+            ScopeFilter::tenant("org"),
+            [1.0, 0.0, 0.0, 0.0],
+            "note",
+        ))
+        .await
+        .unwrap();
+    store.delete("org", &["f_missing".into()]).await.unwrap();
+    store.delete("other", &ids).await.unwrap();
+    store.optimize_now().await.unwrap();
+    store.compact_now().await.unwrap();
+    assert_eq!(generation(), written);
+
+    store.delete("org", &ids[..1]).await.unwrap();
+    assert_ne!(generation(), written);
+    store.close().await.unwrap();
+}

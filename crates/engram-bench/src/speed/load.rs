@@ -6,6 +6,7 @@ use super::plan::{Call, user_name};
 use crate::server::{Target, authed};
 use crate::stats::IngestRun;
 use anyhow::{Context, bail};
+use engram_core::Embedder;
 use engram_proto::v1::ingest_service_client::IngestServiceClient;
 use engram_proto::v1::job_service_client::JobServiceClient;
 use engram_proto::v1::recall_service_client::RecallServiceClient;
@@ -97,11 +98,17 @@ pub(crate) async fn ingest(
 /// Latencies of a recall run.
 pub(crate) struct RecallRun {
     pub(crate) latencies: Vec<Duration>,
+    /// The model alone on each call's query, timed in process right before
+    /// the call (one-client runs given a model): a floor measured in step
+    /// with the calls, so drift of the machine during a run is in both.
+    pub(crate) paired_floor: Vec<Duration>,
     pub(crate) wall: Duration,
     pub(crate) empty: usize,
 }
 
-/// Runs `plan` (user, question) with `concurrency` clients.
+/// Runs `plan` (user, question) with `concurrency` clients. With one
+/// client and a `floor` model, each call's query is first embedded in
+/// process and timed ([`RecallRun::paired_floor`]).
 pub(crate) async fn recall_run(
     target: &Target,
     plan: &[(usize, String)],
@@ -109,7 +116,9 @@ pub(crate) async fn recall_run(
     mode: RecallMode,
     top_k: i32,
     concurrency: usize,
+    floor: Option<&Arc<dyn Embedder>>,
 ) -> anyhow::Result<RecallRun> {
+    let floor = floor.filter(|_| concurrency <= 1).cloned();
     let plan = Arc::new(plan.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
     let mut clients = Vec::new();
@@ -120,11 +129,17 @@ pub(crate) async fn recall_run(
     let mut workers = Vec::new();
     for mut client in clients {
         let (plan, next, tokens) = (plan.clone(), next.clone(), tokens.clone());
+        let floor = floor.clone();
         workers.push(tokio::spawn(async move {
-            let (mut lat, mut empty) = (Vec::new(), 0);
+            let (mut lat, mut paired, mut empty) = (Vec::new(), Vec::new(), 0);
             loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some((user, q)) = plan.get(i) else { break };
+                if let Some(model) = &floor {
+                    let t = Instant::now();
+                    model.embed_queries(std::slice::from_ref(q)).await?;
+                    paired.push(t.elapsed());
+                }
                 let req = RecallRequest {
                     scope: Some(Scope {
                         org_id: ORG.into(),
@@ -148,20 +163,25 @@ pub(crate) async fn recall_run(
                 lat.push(t.elapsed());
                 empty += usize::from(resp.hits.is_none_or(|h| h.turns.is_empty()));
             }
-            anyhow::Ok((lat, empty))
+            anyhow::Ok((lat, paired, empty))
         }));
     }
     let mut out = RecallRun {
         latencies: Vec::with_capacity(plan.len()),
+        paired_floor: Vec::new(),
         wall: Duration::ZERO,
         empty: 0,
     };
     for w in workers {
-        let (lat, empty) = w.await??;
+        let (lat, paired, empty) = w.await??;
         out.latencies.extend(lat);
+        out.paired_floor.extend(paired);
         out.empty += empty;
     }
-    out.wall = started.elapsed();
+    // The wall clock of a paired run includes the in-process embeddings.
+    out.wall = started
+        .elapsed()
+        .saturating_sub(out.paired_floor.iter().sum());
     Ok(out)
 }
 

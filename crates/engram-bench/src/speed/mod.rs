@@ -147,6 +147,9 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
 
     // The floor: the model alone, on the questions and on the texts the
     // first writes carry, before the server has any work.
+    // The floor's model stays loaded: one-client cells time it again on
+    // each query, in step with the calls.
+    let paired: Arc<dyn engram_core::Embedder>;
     let floor = {
         let mut opts = engram_embed::OrtEmbedderOptions::from_models_dir(&args.models_dir);
         opts.intra_threads = args.threads;
@@ -170,7 +173,9 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
             .take(args.queries.max(50))
             .cloned()
             .collect();
-        crate::embed::measure(&model, &queries, &texts, args.batch).await?
+        let floor = crate::embed::measure(&model, &queries, &texts, args.batch).await?;
+        paired = Arc::new(model) as Arc<dyn engram_core::Embedder>;
+        floor
     };
     eprintln!(
         "speed: floor: query p50 {:.2} ms p99 {:.2} ms; {:.1} texts/s and {:.1} queries/s in calls of {}",
@@ -221,7 +226,8 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
             if first.is_empty() {
                 continue;
             }
-            let run = load::recall_run(target, &first, &tokens, *mode, first_k, 1).await?;
+            let run =
+                load::recall_run(target, &first, &tokens, *mode, first_k, 1, Some(&paired)).await?;
             empty += run.empty;
             recall.push(RecallCell::new(
                 &format!("{name}, a user's first call"),
@@ -249,9 +255,17 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
         for (name, mode) in &modes {
             for &k in &args.top_ks {
                 let warm = plan(args.warmup);
-                load::recall_run(target, &warm, &tokens, *mode, k, 1).await?;
-                let run =
-                    load::recall_run(target, &plan(args.queries), &tokens, *mode, k, 1).await?;
+                load::recall_run(target, &warm, &tokens, *mode, k, 1, None).await?;
+                let run = load::recall_run(
+                    target,
+                    &plan(args.queries),
+                    &tokens,
+                    *mode,
+                    k,
+                    1,
+                    Some(&paired),
+                )
+                .await?;
                 empty += run.empty;
                 recall.push(RecallCell::new(name, k, 1, &run, &floor));
                 eprintln!(
@@ -269,6 +283,7 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
                 RecallMode::Active,
                 first_k,
                 clients,
+                Some(&paired),
             )
             .await?;
             empty += run.empty;
@@ -351,7 +366,18 @@ async fn backlog(
             )
         })
         .collect();
-    let run = load::recall_run(target, &plan, tokens, RecallMode::Active, first_k, 1).await?;
+    let run = load::recall_run(
+        target,
+        &plan,
+        tokens,
+        RecallMode::Active,
+        first_k,
+        1,
+        // Not paired: the model in this process would add to the load the
+        // cell measures.
+        None,
+    )
+    .await?;
     let (still_draining, drained_after_s) = match &written.last_job {
         Some((user, job)) => {
             let pending = load::job_pending(target, &tokens[*user], job).await?;

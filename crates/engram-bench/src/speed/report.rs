@@ -22,11 +22,23 @@ pub struct RecallCell {
     pub qps: f64,
     /// p50 minus the model's single-query p50, ms: what the service adds.
     pub over_floor_ms: f64,
+    /// The model alone on the same queries, timed in step with the calls
+    /// (one-client cells): its latency, and the cell's p50 minus its p50.
+    pub paired_floor: Option<PairedFloor>,
     /// p50 over the model's single-query p50.
     pub floor_ratio: f64,
     /// Calls per second over the model's queries per second in calls of
     /// the floor's batch (the ceiling when concurrent calls share runs).
     pub qps_vs_model: f64,
+}
+
+/// The floor measured in step with a cell's calls.
+#[derive(Debug, Clone, Serialize)]
+pub struct PairedFloor {
+    /// The model's latency on each call's query, right before the call.
+    pub latency: Latency,
+    /// The cell's p50 minus this floor's p50, ms.
+    pub over_ms: f64,
 }
 
 impl RecallCell {
@@ -40,11 +52,19 @@ impl RecallCell {
         let latency = Latency::of(&run.latencies);
         let embed = floor.single_query.p50_ms;
         let qps = run.latencies.len() as f64 / run.wall.as_secs_f64().max(1e-9);
+        let paired_floor = (!run.paired_floor.is_empty()).then(|| {
+            let floor = Latency::of(&run.paired_floor);
+            PairedFloor {
+                over_ms: latency.p50_ms - floor.p50_ms,
+                latency: floor,
+            }
+        });
         Self {
             mode: mode.to_owned(),
             top_k,
             clients,
             over_floor_ms: latency.p50_ms - embed,
+            paired_floor,
             floor_ratio: latency.p50_ms / embed.max(1e-9),
             qps_vs_model: qps / floor.queries_per_sec.max(1e-9),
             qps,
@@ -55,12 +75,18 @@ impl RecallCell {
     /// A one-line summary for progress output.
     pub(crate) fn line(&self) -> String {
         format!(
-            "{} top_k {} with {} client(s): p50 {:.2} ms (+{:.2} over the model), p99 {:.2} ms, {:.1} calls/s",
+            "{} top_k {} with {} client(s): p50 {:.2} ms (+{:.2} over the model{}), p99 {:.2} ms, {:.1} calls/s",
             self.mode,
             self.top_k,
             self.clients,
             self.latency.p50_ms,
             self.over_floor_ms,
+            self.paired_floor
+                .as_ref()
+                .map_or_else(String::new, |p| format!(
+                    ", +{:.2} over the paired model at {:.2}",
+                    p.over_ms, p.latency.p50_ms
+                )),
             self.latency.p99_ms,
             self.qps
         )
@@ -167,13 +193,16 @@ impl SpeedReport {
         }
         let _ = writeln!(
             s,
-            "\n| fragments | mode | top_k | clients | p50 ms | p99 ms | p99 ÷ p50 | p50 − model p50 ms | p50 ÷ model p50 | calls/s | ÷ model queries/s |"
+            "\n| fragments | mode | top_k | clients | p50 ms | p99 ms | p99 ÷ p50 | p50 − model p50 ms | paired model p50 ms | p50 − paired ms | p50 ÷ model p50 | calls/s | ÷ model queries/s |"
         );
-        let _ = writeln!(s, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            s,
+            "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        );
         let row = |s: &mut String, fragments: String, c: &RecallCell| {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:+.2} | {:.2} | {:.1} | {:.2} |",
+                "| {} | {} | {} | {} | {:.2} | {:.2} | {:.2} | {:+.2} | {} | {} | {:.2} | {:.1} | {:.2} |",
                 fragments,
                 c.mode,
                 c.top_k,
@@ -182,6 +211,12 @@ impl SpeedReport {
                 c.latency.p99_ms,
                 c.latency.p99_ms / c.latency.p50_ms.max(1e-9),
                 c.over_floor_ms,
+                c.paired_floor
+                    .as_ref()
+                    .map_or_else(|| "".into(), |p| format!("{:.2}", p.latency.p50_ms)),
+                c.paired_floor
+                    .as_ref()
+                    .map_or_else(|| "".into(), |p| format!("{:+.2}", p.over_ms)),
                 c.floor_ratio,
                 c.qps,
                 c.qps_vs_model
