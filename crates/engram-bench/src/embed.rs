@@ -49,6 +49,11 @@ pub struct EmbedArgs {
     /// Remember's turns as one call).
     #[arg(long, default_value_t = 32)]
     pub batch: usize,
+    /// Call the model through the server's interactive embedding lane
+    /// (`engram_embed::Lanes`, query cache off) instead of directly: the
+    /// difference is what the lane's scheduler and hand-offs cost a call.
+    #[arg(long)]
+    pub through_lanes: bool,
     /// Write the report as JSON here.
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -133,6 +138,18 @@ pub async fn run(args: &EmbedArgs) -> anyhow::Result<EmbedReport> {
         }
     };
 
+    let embedder = if args.through_lanes {
+        let lanes = engram_embed::Lanes::start(
+            embedder,
+            engram_embed::LaneOptions {
+                query_cache: 0,
+                ..engram_embed::LaneOptions::default()
+            },
+        );
+        lanes.interactive()
+    } else {
+        embedder
+    };
     let floor = measure(embedder.as_ref(), &queries, &texts, args.batch).await?;
     Ok(EmbedReport {
         model: embedder.model().to_owned(),
