@@ -591,22 +591,27 @@ mod tests {
         assert_eq!(next_interval(CHECK_EVERY, 5, 5), CHECK_EVERY);
     }
 
-    /// The table itself: the first read waits, later reads are cached, a
-    /// grown corpus is read again in the background.
-    #[tokio::test]
-    async fn statistics_follow_the_store() {
-        use engram_store_contract::fixtures::{point, scope};
-        let dir = tempfile::tempdir().unwrap();
-        let edge = Arc::new(
+    /// An embedded store of the contract fixtures' dimension in `dir`.
+    fn open_edge(dir: &std::path::Path) -> Arc<engram_store::EdgeStore> {
+        Arc::new(
             engram_store::EdgeStore::open(
-                dir.path(),
+                dir,
                 engram_store::EdgeStoreOptions {
                     dense_dim: engram_store_contract::DIM,
                     ..engram_store::EdgeStoreOptions::default()
                 },
             )
             .unwrap(),
-        );
+        )
+    }
+
+    /// The table itself: the first read waits, later reads are cached, a
+    /// grown corpus is read again in the background.
+    #[tokio::test]
+    async fn statistics_follow_the_store() {
+        use engram_store_contract::fixtures::{point, scope};
+        let dir = tempfile::tempdir().unwrap();
+        let edge = open_edge(dir.path());
         let store: Arc<dyn VectorStore> = edge.clone();
         let write = |user: &str, ts: std::ops::Range<i64>, text: &str| {
             let points = ts
@@ -684,16 +689,7 @@ mod tests {
     async fn a_quiet_store_is_not_counted_again() {
         use engram_store_contract::fixtures::{point, scope};
         let dir = tempfile::tempdir().unwrap();
-        let edge = Arc::new(
-            engram_store::EdgeStore::open(
-                dir.path(),
-                engram_store::EdgeStoreOptions {
-                    dense_dim: engram_store_contract::DIM,
-                    ..engram_store::EdgeStoreOptions::default()
-                },
-            )
-            .unwrap(),
-        );
+        let edge = open_edge(dir.path());
         let store: Arc<dyn VectorStore> = edge.clone();
         let write = |user: &str, t: i64| {
             let p = point(
