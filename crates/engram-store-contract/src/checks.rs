@@ -497,8 +497,20 @@ pub async fn re_upserting_a_fragment_overwrites_it(store: Arc<dyn VectorStore>) 
 
 /// `delete` removes the asking tenant's points with those ids and nothing
 /// else: another tenant's ids, unknown and malformed ids are ignored.
+/// A store that reports a write generation moves it with every applied
+/// write; one that cannot tell (`None`) never starts telling.
+fn assert_moved(before: Option<u64>, after: Option<u64>) {
+    assert_eq!(before.is_some(), after.is_some(), "{before:?} → {after:?}");
+    if before.is_some() {
+        assert_ne!(
+            before, after,
+            "a write left the write generation where it was"
+        );
+    }
+}
+
 /// Deleted points are gone from `existing`, counts and searches, and can be
-/// written again.
+/// written again; a write generation, where the store has one, moves.
 pub async fn delete_removes_only_the_tenants_own_points(store: Arc<dyn VectorStore>) {
     let a = scope("org_a", "u", "s");
     let b = scope("org_b", "u", "s");
@@ -508,10 +520,13 @@ pub async fn delete_removes_only_the_tenants_own_points(store: Arc<dyn VectorSto
     let a3 = point(&a, Kind::Memory, "gamma fact", 3, v);
     let b1 = point(&b, Kind::Turn, "alpha fact", 1, v);
     let never = point(&a, Kind::Turn, "never stored", 4, v);
+    let empty = store.write_generation();
     store
         .upsert(vec![a1.clone(), a2.clone(), a3.clone(), b1.clone()])
         .await
         .unwrap();
+    let written = store.write_generation();
+    assert_moved(empty, written);
 
     // org_b asking to delete org_a's ids changes nothing.
     let a_ids = vec![a1.fragment_id.clone(), a2.fragment_id.clone()];
@@ -526,6 +541,7 @@ pub async fn delete_removes_only_the_tenants_own_points(store: Arc<dyn VectorSto
         "not-a-fragment-id".to_owned(),
     ];
     store.delete("org_a", &asked).await.unwrap();
+    assert_moved(written, store.write_generation());
     assert!(store.existing("org_a", &asked).await.unwrap().is_empty());
     assert_eq!(store.count(&ScopeFilter::tenant("org_a")).await.unwrap(), 1);
     assert_eq!(store.count(&ScopeFilter::tenant("org_b")).await.unwrap(), 1);

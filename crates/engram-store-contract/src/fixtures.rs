@@ -28,7 +28,7 @@ pub fn scope(org: &str, user: &str, session: &str) -> Scope {
 ///
 /// The fragment id covers the kind and the text, so points that differ in
 /// either never collide. Every optional payload field is set for some kind
-/// (a role for turns; source ids, subject and event time for observations;
+/// (a role and a token count for turns; source ids, subject and event time for observations;
 /// entity kind and mentions for entities; metadata always) so that
 /// payload round trips are checked in full.
 pub fn point(scope: &Scope, kind: Kind, text: &str, ts_ms: i64, dense: [f32; DIM]) -> Point {
@@ -58,7 +58,8 @@ pub fn point(scope: &Scope, kind: Kind, text: &str, ts_ms: i64, dense: [f32; DIM
             event_ms: (kind == Kind::Observation).then_some(ts_ms - 86_400_000),
             metadata,
             memory: None,
-            tokens: None,
+            // Any count will do: stores keep it as given.
+            tokens: (kind == Kind::Turn).then(|| text.split_whitespace().count() as u32),
         },
         dense: normalized(dense.to_vec()),
         sparse: bm25::document_vector(text),
