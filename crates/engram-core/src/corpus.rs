@@ -157,13 +157,12 @@ impl CorpusLengths {
             .zip(sparse)
             .map(|((mut payload, dense), sparse)| {
                 payload.count_tokens(|text| embedder.count_tokens(text));
-                (payload, dense, sparse)
-            })
-            .map(|(payload, dense, sparse)| Point {
-                fragment_id: payload.fragment_id.clone(),
-                payload,
-                dense,
-                sparse,
+                Point {
+                    fragment_id: payload.fragment_id.clone(),
+                    payload,
+                    dense,
+                    sparse,
+                }
             })
             .collect())
     }

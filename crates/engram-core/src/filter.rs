@@ -355,28 +355,19 @@ mod tests {
     }
 
     fn payload(user: &str, session: &str, memory: Option<MemoryRef>) -> crate::PointPayload {
-        crate::PointPayload {
-            fragment_id: "f".repeat(64),
+        let scope = crate::Scope {
             org_id: "org".into(),
             user_id: user.into(),
             session_id: session.into(),
-            kind: if memory.is_some() {
-                Kind::Memory
-            } else {
-                Kind::Turn
-            },
-            role: None,
-            text: "t".into(),
-            ts_ms: 1,
-            job_id: "j".into(),
-            source_ids: Vec::new(),
-            entity_kind: None,
-            mentions: None,
-            subject: None,
-            event_ms: None,
-            metadata: serde_json::Map::new(),
+        };
+        let kind = if memory.is_some() {
+            Kind::Memory
+        } else {
+            Kind::Turn
+        };
+        crate::PointPayload {
             memory,
-            tokens: None,
+            ..crate::PointPayload::new("f".repeat(64), scope, kind, "t".into(), 1, "j".into())
         }
     }
 

@@ -240,6 +240,38 @@ pub fn format_ts(ts_ms: i64) -> String {
 }
 
 impl PointPayload {
+    /// The payload of a point of `scope` with what every point has; the
+    /// optional fields (role, sources, entity and observation fields,
+    /// metadata, memory, token count) empty, for the caller to set.
+    pub fn new(
+        fragment_id: String,
+        scope: Scope,
+        kind: Kind,
+        text: String,
+        ts_ms: i64,
+        job_id: String,
+    ) -> Self {
+        Self {
+            fragment_id,
+            org_id: scope.org_id,
+            user_id: scope.user_id,
+            session_id: scope.session_id,
+            kind,
+            role: None,
+            text,
+            ts_ms,
+            job_id,
+            source_ids: Vec::new(),
+            entity_kind: None,
+            mentions: None,
+            subject: None,
+            event_ms: None,
+            metadata: serde_json::Map::new(),
+            memory: None,
+            tokens: None,
+        }
+    }
+
     /// The text a Recall returns for this point: a turn reads with its
     /// date and speaker (`[Date: 2026-05-08T14:00:00Z] [user] I'm allergic
     /// to shellfish.`), anything else as written. [`PointPayload::tokens`]
@@ -354,24 +386,21 @@ mod tests {
     use super::*;
 
     fn payload(kind: Kind, role: Option<Role>, text: &str) -> PointPayload {
-        PointPayload {
-            fragment_id: "f".into(),
+        let scope = Scope {
             org_id: "o".into(),
             user_id: "u".into(),
             session_id: "s".into(),
-            kind,
+        };
+        PointPayload {
             role,
-            text: text.into(),
-            ts_ms: 1_778_248_800_000,
-            job_id: "j".into(),
-            source_ids: Vec::new(),
-            entity_kind: None,
-            mentions: None,
-            subject: None,
-            event_ms: None,
-            metadata: serde_json::Map::new(),
-            memory: None,
-            tokens: None,
+            ..PointPayload::new(
+                "f".into(),
+                scope,
+                kind,
+                text.into(),
+                1_778_248_800_000,
+                "j".into(),
+            )
         }
     }
 

@@ -225,8 +225,8 @@ impl TermStats {
             table.entries.get_mut(&key).map(|e| {
                 e.used = clock;
                 let mut check = !e.refreshing && e.checked.elapsed() >= e.interval;
-                let generation = store.write_generation();
-                if check && generation.is_some() && generation == e.generation {
+                let generation = check.then(|| store.write_generation()).flatten();
+                if generation.is_some() && generation == e.generation {
                     // Nothing was written anywhere in the store since the
                     // last read or count: the count would be the same. A
                     // quiet store costs no count at all.

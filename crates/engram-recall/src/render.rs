@@ -57,24 +57,14 @@ mod tests {
     use engram_core::Role;
 
     fn payload(id: &str, ts_ms: i64, text: &str) -> PointPayload {
-        PointPayload {
-            fragment_id: id.into(),
+        let scope = engram_core::Scope {
             org_id: "o".into(),
             user_id: "u".into(),
             session_id: "s".into(),
-            kind: Kind::Turn,
+        };
+        PointPayload {
             role: Some(Role::User),
-            text: text.into(),
-            ts_ms,
-            job_id: "j".into(),
-            source_ids: vec![],
-            entity_kind: None,
-            mentions: None,
-            subject: None,
-            event_ms: None,
-            metadata: Default::default(),
-            memory: None,
-            tokens: None,
+            ..PointPayload::new(id.into(), scope, Kind::Turn, text.into(), ts_ms, "j".into())
         }
     }
 

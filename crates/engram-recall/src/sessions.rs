@@ -126,25 +126,19 @@ impl Likeness {
 /// A turn of `session` with id `id` and nothing else, for tests.
 #[cfg(test)]
 pub(crate) fn test_turn(session: &str, id: &str) -> PointPayload {
-    PointPayload {
-        fragment_id: id.into(),
+    let scope = engram_core::Scope {
         org_id: "o".into(),
         user_id: "u".into(),
         session_id: session.into(),
-        kind: engram_core::Kind::Turn,
-        role: None,
-        text: String::new(),
-        ts_ms: 0,
-        job_id: String::new(),
-        source_ids: Vec::new(),
-        entity_kind: None,
-        mentions: None,
-        subject: None,
-        event_ms: None,
-        metadata: Default::default(),
-        memory: None,
-        tokens: None,
-    }
+    };
+    PointPayload::new(
+        id.into(),
+        scope,
+        engram_core::Kind::Turn,
+        String::new(),
+        0,
+        String::new(),
+    )
 }
 
 #[cfg(test)]

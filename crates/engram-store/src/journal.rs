@@ -209,25 +209,18 @@ mod tests {
         let fragment_id = format!("{n:02x}").repeat(32);
         Point {
             fragment_id: fragment_id.clone(),
-            payload: PointPayload {
+            payload: PointPayload::new(
                 fragment_id,
-                org_id: "org".into(),
-                user_id: "u".into(),
-                session_id: "s".into(),
-                kind: Kind::Turn,
-                role: None,
-                text: format!("text {n}"),
-                ts_ms: i64::from(n),
-                job_id: "job".into(),
-                source_ids: Vec::new(),
-                entity_kind: None,
-                mentions: None,
-                subject: None,
-                event_ms: None,
-                metadata: serde_json::Map::new(),
-                memory: None,
-                tokens: None,
-            },
+                engram_core::Scope {
+                    org_id: "org".into(),
+                    user_id: "u".into(),
+                    session_id: "s".into(),
+                },
+                Kind::Turn,
+                format!("text {n}"),
+                i64::from(n),
+                "job".into(),
+            ),
             dense: vec![0.1, 0.2, 0.3, f32::from(n)],
             sparse: SparseVector {
                 indices: vec![1, 7],

@@ -30,24 +30,17 @@ async fn write_uncounted_turn(
     };
     let ts_ms = 1_778_248_800_000;
     let fragment_id = ids::fragment_id(&scope, Role::User, text, ts_ms);
+    // Written as before payloads kept their count: `tokens` stays `None`.
     let payload = PointPayload {
-        fragment_id: fragment_id.clone(),
-        org_id: scope.org_id,
-        user_id: scope.user_id,
-        session_id: scope.session_id,
-        kind: Kind::Turn,
         role: Some(Role::User),
-        text: text.into(),
-        ts_ms,
-        job_id: "0".repeat(32),
-        source_ids: Vec::new(),
-        entity_kind: None,
-        mentions: None,
-        subject: None,
-        event_ms: None,
-        metadata: serde_json::Map::new(),
-        memory: None,
-        tokens: None,
+        ..PointPayload::new(
+            fragment_id.clone(),
+            scope,
+            Kind::Turn,
+            text.into(),
+            ts_ms,
+            "0".repeat(32),
+        )
     };
     let dense = model.embed_blocking(&[text.to_owned()]).unwrap().remove(0);
     let store = engram_store::EdgeStore::open(
