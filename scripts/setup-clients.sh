@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the client examples in clients/ need, at pinned versions:
 # a Python venv with grpcio + grpcio-tools (clients/python/requirements.txt)
-# in .tools/pyclients, and @grpc/grpc-js + @grpc/proto-loader from
+# in .tools/pyclients, the MCP SDK and the OpenAPI validator
+# (clients/checks/requirements.txt) in .tools/pychecks, and @grpc/grpc-js + @grpc/proto-loader from
 # clients/node/package-lock.json into clients/node/node_modules.
 # Idempotent: does nothing when the installed pins match.
 set -euo pipefail
@@ -23,6 +24,22 @@ else
   "$VENV/bin/python" -c 'import grpc, grpc_tools.protoc'
   echo "$want" >"$VENV/.requirements.sha256"
   echo "setup-clients: python venv installed ($VENV)"
+fi
+
+# Python checks: the official MCP SDK and the OpenAPI validator, in their
+# own venv (their dependencies need not agree with grpcio's pins).
+CHECKS=$REPO/clients/checks/requirements.txt
+CVENV=$TOOLS/pychecks
+want=$(sha256sum "$CHECKS" | cut -d' ' -f1)
+if [[ -x "$CVENV/bin/python" && -f "$CVENV/.requirements.sha256" && "$(cat "$CVENV/.requirements.sha256")" == "$want" ]]; then
+  echo "setup-clients: python checks venv present"
+else
+  rm -rf "$CVENV"
+  "$PY" -m venv "$CVENV"
+  "$CVENV/bin/pip" install -q --disable-pip-version-check --only-binary=:all: -r "$CHECKS"
+  "$CVENV/bin/python" -c 'import mcp, openapi_spec_validator'
+  echo "$want" >"$CVENV/.requirements.sha256"
+  echo "setup-clients: python checks venv installed ($CVENV)"
 fi
 
 # Node: npm ci from the committed lock; the stamp is the lock's sha256.

@@ -63,6 +63,17 @@ else
   echo "setup: nats-server present"
 fi
 
+# curl: the REST tests call the server with it, as the README's examples do.
+if command -v curl >/dev/null 2>&1; then
+  echo "setup: curl present"
+elif command -v apt-get >/dev/null 2>&1; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq curl >/dev/null
+  echo "setup: curl installed"
+else
+  echo "setup: curl missing and apt-get unavailable" >&2
+  exit 1
+fi
+
 # buf, pinned, from npm.
 BUF_VERSION=1.75.0
 if [[ -x "$TOOLS/bin/buf" ]] && "$TOOLS/bin/buf" --version 2>/dev/null | grep -qx "$BUF_VERSION"; then

@@ -5,22 +5,39 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower::{Layer, Service};
 
-/// gRPC services reachable without a token: probes and tooling must work
-/// before a client has credentials.
-const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.", "/grpc.reflection."];
+/// Paths reachable without a token: probes and tooling (gRPC health and
+/// reflection, the OpenAPI document) must work before a client has
+/// credentials.
+const PUBLIC_PREFIXES: &[&str] = &["/grpc.health.v1.", "/grpc.reflection.", "/openapi.json"];
+
+/// How a refused call is answered: the refusal and the request's headers
+/// (which say whether the caller speaks gRPC, grpc-web or plain HTTP) give
+/// the response. The server supplies it, so that a refusal is rendered by
+/// the same mapping as every other error of the surface.
+pub type Refusal =
+    Arc<dyn Fn(AuthError, &http::HeaderMap) -> http::Response<tonic::body::Body> + Send + Sync>;
 
 /// Verifies `authorization: Bearer <jwt>` and stores the [`crate::Claims`]
-/// in the request extensions; refuses with `UNAUTHENTICATED` otherwise
-/// (`UNAVAILABLE` while a JWKS URL has not answered yet).
-#[derive(Clone, Debug)]
+/// in the request extensions; refuses through the [`Refusal`] otherwise
+/// (UNAUTHENTICATED, or UNAVAILABLE while a JWKS URL has not answered yet).
+#[derive(Clone)]
 pub struct AuthLayer {
     verifier: Arc<JwtVerifier>,
+    refuse: Refusal,
+}
+
+impl std::fmt::Debug for AuthLayer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthLayer")
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AuthLayer {
-    /// A layer verifying with `verifier`.
-    pub fn new(verifier: Arc<JwtVerifier>) -> Self {
-        Self { verifier }
+    /// A layer verifying with `verifier`, answering refusals with `refuse`.
+    pub fn new(verifier: Arc<JwtVerifier>, refuse: Refusal) -> Self {
+        Self { verifier, refuse }
     }
 }
 
@@ -30,15 +47,17 @@ impl<S> Layer<S> for AuthLayer {
         AuthService {
             inner,
             verifier: self.verifier.clone(),
+            refuse: Arc::clone(&self.refuse),
         }
     }
 }
 
 /// The service produced by [`AuthLayer`].
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AuthService<S> {
     inner: S,
     verifier: Arc<JwtVerifier>,
+    refuse: Refusal,
 }
 
 /// The token of `authorization: Bearer <jwt>`. The header's length is
@@ -81,15 +100,17 @@ pub(crate) async fn authenticate(
     verifier.verify(token).await
 }
 
-impl<S, B, RB> Service<http::Request<B>> for AuthService<S>
+impl<S, B> Service<http::Request<B>> for AuthService<S>
 where
-    S: Service<http::Request<B>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S: Service<http::Request<B>, Response = http::Response<tonic::body::Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     B: Send + 'static,
-    RB: Default + Send + 'static,
     S::Error: Send + 'static,
 {
-    type Response = http::Response<RB>;
+    type Response = http::Response<tonic::body::Body>;
     type Error = S::Error;
     type Future = std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
@@ -109,6 +130,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let verifier = self.verifier.clone();
+        let refuse = Arc::clone(&self.refuse);
         Box::pin(async move {
             match authenticate(req.headers(), &verifier).await {
                 Ok(claims) => {
@@ -117,8 +139,7 @@ where
                 }
                 Err(e) => {
                     tracing::debug!(path = %req.uri().path(), reason = e.reason(), error = %e, "refused unauthenticated call");
-                    let status: tonic::Status = e.into();
-                    Ok(status.into_http())
+                    Ok(refuse(e, req.headers()))
                 }
             }
         })
@@ -194,8 +215,7 @@ mod tests {
         for v in verifiers() {
             match rt.block_on(authenticate(h, &v)) {
                 Err(e) => {
-                    let code = tonic::Status::from(e.clone()).code();
-                    prop_assert_eq!(code, tonic::Code::Unauthenticated, "{:?}", e);
+                    prop_assert!(e.is_refusal(), "{:?}", e);
                 }
                 Ok(c) => prop_assert!(false, "accepted {:?}", c),
             }
@@ -308,7 +328,7 @@ mod tests {
             let rt = runtime();
             for v in verifiers() {
                 let e = rt.block_on(v.verify(&text)).expect_err("refused");
-                prop_assert_eq!(tonic::Status::from(e.clone()).code(), tonic::Code::Unauthenticated, "{:?}", e);
+                prop_assert!(e.is_refusal(), "{:?}", e);
                 if text.len() > crate::DEFAULT_MAX_TOKEN_BYTES {
                     prop_assert!(matches!(e, AuthError::TooLarge { .. }), "{:?}", e);
                 }
@@ -323,7 +343,7 @@ mod tests {
             let rt = runtime();
             for v in verifiers() {
                 let e = rt.block_on(v.verify(&token)).expect_err("refused");
-                prop_assert_eq!(tonic::Status::from(e.clone()).code(), tonic::Code::Unauthenticated, "{:?}", e);
+                prop_assert!(e.is_refusal(), "{:?}", e);
             }
             let value = HeaderValue::from_str(&format!("Bearer {token}")).unwrap();
             refused_everywhere(&rt, &headers(value))?;

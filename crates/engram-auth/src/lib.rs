@@ -31,11 +31,6 @@ pub use scope::{DEFAULT_SESSION, ScopeError, resolve_scope};
 
 use std::time::Duration;
 
-/// The `google.rpc.ErrorInfo.domain` of auth refusals; the same domain as
-/// every other Engram error (`engram_rpc::ERROR_DOMAIN`, which depends on
-/// this crate and so cannot be used here).
-pub const ERROR_DOMAIN: &str = "engram.dev";
-
 /// `ErrorInfo.reason` when the verification keys are not loaded (the JWKS
 /// endpoint has not answered yet).
 pub const REASON_KEYS_UNAVAILABLE: &str = "AUTH_KEYS_UNAVAILABLE";
@@ -132,55 +127,37 @@ impl AuthError {
     }
 }
 
-impl From<AuthError> for tonic::Status {
-    fn from(e: AuthError) -> Self {
-        use tonic_types::{ErrorDetails, StatusExt};
-        let reason = e.reason();
-        match &e {
-            AuthError::KeysUnavailable { retry_after } => {
-                let mut details = ErrorDetails::with_retry_info(Some(*retry_after));
-                details.set_error_info(reason, ERROR_DOMAIN, []);
-                tonic::Status::with_error_details(tonic::Code::Unavailable, e.to_string(), details)
-            }
-            // Only `JwtVerifier::new` returns it: a call never sees INTERNAL.
-            AuthError::Config(_) => tonic::Status::internal(e.to_string()),
-            _ => tonic::Status::with_error_details(
-                tonic::Code::Unauthenticated,
-                e.to_string(),
-                ErrorDetails::with_error_info(reason, ERROR_DOMAIN, []),
-            ),
-        }
+impl AuthError {
+    /// Whether this is a refusal of the caller's credentials
+    /// (UNAUTHENTICATED), not a server-side condition (keys not loaded yet:
+    /// UNAVAILABLE; a configuration error: never a call's answer).
+    pub fn is_refusal(&self) -> bool {
+        !matches!(
+            self,
+            AuthError::KeysUnavailable { .. } | AuthError::Config(_)
+        )
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic_types::StatusExt;
 
     #[test]
     fn refusals_are_unauthenticated_with_a_reason() {
-        let s: tonic::Status = AuthError::Expired.into();
-        assert_eq!(s.code(), tonic::Code::Unauthenticated);
-        assert_eq!(s.message(), "token expired");
-        assert_eq!(s.get_details_error_info().unwrap().reason, "TOKEN_EXPIRED");
+        let e = AuthError::Expired;
+        assert!(e.is_refusal());
+        assert_eq!(e.to_string(), "token expired");
+        assert_eq!(e.reason(), "TOKEN_EXPIRED");
     }
 
     #[test]
-    fn missing_keys_are_unavailable_with_a_retry_hint() {
-        let s: tonic::Status = AuthError::KeysUnavailable {
+    fn missing_keys_are_no_refusal_of_the_caller() {
+        let e = AuthError::KeysUnavailable {
             retry_after: Duration::from_secs(3),
-        }
-        .into();
-        assert_eq!(s.code(), tonic::Code::Unavailable);
-        assert_eq!(
-            s.get_details_retry_info().unwrap().retry_delay,
-            Some(Duration::from_secs(3))
-        );
-        let info = s.get_details_error_info().unwrap();
-        assert_eq!(
-            (info.reason.as_str(), info.domain.as_str()),
-            (REASON_KEYS_UNAVAILABLE, ERROR_DOMAIN)
-        );
+        };
+        assert!(!e.is_refusal());
+        assert_eq!(e.reason(), REASON_KEYS_UNAVAILABLE);
+        assert!(!AuthError::Config("bad".into()).is_refusal());
     }
 }

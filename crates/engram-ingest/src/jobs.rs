@@ -1,5 +1,7 @@
 //! `JobService.GetJob`.
 
+use engram_api::ApiError;
+use engram_auth::Claims;
 use engram_core::{Job, JobState, JobStore};
 use engram_proto::v1::job_service_server::JobService;
 use engram_proto::v1::{self as pb, GetJobRequest, GetJobResponse};
@@ -43,15 +45,15 @@ fn to_proto(job: Job) -> pb::Job {
     }
 }
 
-#[tonic::async_trait]
-impl JobService for JobServiceImpl {
-    async fn get_job(
+impl JobServiceImpl {
+    /// `GetJob`: the job record, to the tenant that owns it.
+    pub async fn get_job(
         &self,
-        request: Request<GetJobRequest>,
-    ) -> Result<Response<GetJobResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let job_id = request.into_inner().job_id;
-        let mut v = engram_rpc::Violations::new();
+        claims: &Claims,
+        req: GetJobRequest,
+    ) -> Result<GetJobResponse, ApiError> {
+        let job_id = req.job_id;
+        let mut v = engram_api::Violations::new();
         if job_id.len() != 32 || !job_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             v.add(
                 "job_id",
@@ -59,20 +61,32 @@ impl JobService for JobServiceImpl {
             );
         }
         v.into_result()?;
-        engram_rpc::authorize(&claims, engram_rpc::Action::Read)?;
+        engram_api::authorize(claims, engram_api::Action::Read)?;
         let job = self
             .jobs
             .get(&job_id)
-            .await
-            .map_err(engram_rpc::jobs_status)?
-            .ok_or_else(|| Status::not_found(format!("no job {job_id}")))?;
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no job {job_id}")))?;
         if job.org_id != claims.org_id {
-            return Err(engram_rpc::permission_denied(
+            return Err(engram_api::permission_denied(
                 "the job belongs to another tenant than the token's org_id",
             ));
         }
-        Ok(Response::new(GetJobResponse {
+        Ok(GetJobResponse {
             job: Some(to_proto(job)),
-        }))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl JobService for JobServiceImpl {
+    async fn get_job(
+        &self,
+        request: Request<GetJobRequest>,
+    ) -> Result<Response<GetJobResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            JobServiceImpl::get_job(self, &claims, request.into_inner()).await?,
+        ))
     }
 }

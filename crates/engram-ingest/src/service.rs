@@ -1,6 +1,8 @@
 //! `IngestService.Remember`.
 
 use crate::validate::{ValidTurn, validate};
+use engram_api::ApiError;
+use engram_auth::Claims;
 use engram_core::{
     Embedder, Job, JobStore, KeptEvent, Kind, OutboundMessage, PointPayload, Scope, TurnStream,
     VectorStore, bm25, ids,
@@ -100,7 +102,7 @@ impl IngestServiceImpl {
         turns: Vec<ValidTurn>,
         options: [bool; 2],
         metadata: serde_json::Map<String, serde_json::Value>,
-    ) -> Result<RememberResponse, Status> {
+    ) -> Result<RememberResponse, ApiError> {
         let [write_active, write_passive] = options;
         let fragment_ids: Vec<String> = turns
             .iter()
@@ -117,14 +119,11 @@ impl IngestServiceImpl {
         // A job record exists once its event was published: the passive
         // tier of this exact write is already taken care of.
         let enqueued = if write_passive {
-            self.stream
-                .ready()
-                .await
-                .map_err(engram_rpc::stream_status)?;
+            self.stream.ready().await.map_err(ApiError::from)?;
             self.jobs
                 .get(&job_id)
                 .await
-                .map_err(engram_rpc::jobs_status)?
+                .map_err(ApiError::from)?
                 .is_some()
         } else {
             false
@@ -155,10 +154,7 @@ impl IngestServiceImpl {
                 kept_ms: chrono::Utc::now().timestamp_millis(),
                 republished_ms: None,
             };
-            self.jobs
-                .keep_event(&kept)
-                .await
-                .map_err(engram_rpc::jobs_status)?;
+            self.jobs.keep_event(&kept).await.map_err(ApiError::from)?;
             Some(kept.payload)
         } else {
             None
@@ -171,7 +167,7 @@ impl IngestServiceImpl {
                 .store
                 .existing(&scope.org_id, &fragment_ids)
                 .await
-                .map_err(engram_rpc::store_status)?;
+                .map_err(ApiError::from)?;
             let new: Vec<usize> = unique
                 .iter()
                 .copied()
@@ -179,11 +175,7 @@ impl IngestServiceImpl {
                 .collect();
             if !new.is_empty() {
                 let texts: Vec<String> = new.iter().map(|&i| turns[i].text.clone()).collect();
-                let vectors = self
-                    .embedder
-                    .embed(&texts)
-                    .await
-                    .map_err(engram_rpc::embed_status)?;
+                let vectors = self.embedder.embed(&texts).await.map_err(ApiError::from)?;
                 let payloads: Vec<PointPayload> = new
                     .iter()
                     .map(|&i| {
@@ -201,11 +193,8 @@ impl IngestServiceImpl {
                         vectors,
                     )
                     .await
-                    .map_err(engram_rpc::store_status)?;
-                self.store
-                    .upsert(points)
-                    .await
-                    .map_err(engram_rpc::store_status)?;
+                    .map_err(ApiError::from)?;
+                self.store.upsert(points).await.map_err(ApiError::from)?;
                 written = new.iter().map(|&i| fragment_ids[i].clone()).collect();
             }
         } else if !enqueued {
@@ -231,7 +220,7 @@ impl IngestServiceImpl {
                 // finds its turns stored and publishes again, and without
                 // one the sweeper publishes the kept event.
                 tracing::warn!(job_id = %job_id, stored = written.len(), error = %err, "cannot publish; the write will be completed by a retry or the sweeper");
-                return Err(engram_rpc::stream_status(err));
+                return Err(ApiError::from(err));
             }
             let job = Job::pending(
                 job_id.clone(),
@@ -329,33 +318,43 @@ fn event(
     }
 }
 
+impl IngestServiceImpl {
+    /// `Remember` for the caller of `claims`: validated before any side
+    /// effect, then the active write and the enrichment event.
+    pub async fn remember(
+        &self,
+        claims: &Claims,
+        req: RememberRequest,
+    ) -> Result<RememberResponse, ApiError> {
+        let valid = validate(&req, &self.config)?;
+        let s = req.scope.unwrap_or_default();
+        let scope = engram_auth::resolve_scope(claims, &s.org_id, &s.user_id, &s.session_id, true)?;
+        let role = engram_api::authorize(claims, engram_api::Action::WriteOwn)?;
+        engram_api::act_for(claims, role, &scope.user_id)?;
+        let metadata = req
+            .metadata
+            .as_ref()
+            .map(engram_proto::json::struct_to_json)
+            .unwrap_or_default();
+        self.write(
+            scope,
+            valid.turns,
+            [valid.write_active, valid.write_passive],
+            metadata,
+        )
+        .await
+    }
+}
+
 #[tonic::async_trait]
 impl IngestService for IngestServiceImpl {
     async fn remember(
         &self,
         request: Request<RememberRequest>,
     ) -> Result<Response<RememberResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
-        let valid = validate(&req, &self.config)?;
-        let s = req.scope.unwrap_or_default();
-        let scope = engram_auth::resolve_scope(&claims, &s.org_id, &s.user_id, &s.session_id, true)
-            .map_err(engram_rpc::scope_status)?;
-        let role = engram_rpc::authorize(&claims, engram_rpc::Action::WriteOwn)?;
-        engram_rpc::act_for(&claims, role, &scope.user_id)?;
-        let metadata = req
-            .metadata
-            .as_ref()
-            .map(engram_proto::json::struct_to_json)
-            .unwrap_or_default();
-        let resp = self
-            .write(
-                scope,
-                valid.turns,
-                [valid.write_active, valid.write_passive],
-                metadata,
-            )
-            .await?;
-        Ok(Response::new(resp))
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            IngestServiceImpl::remember(self, &claims, request.into_inner()).await?,
+        ))
     }
 }

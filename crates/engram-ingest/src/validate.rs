@@ -2,10 +2,9 @@
 //! field violations, before any side effect.
 
 use crate::service::IngestConfig;
+use engram_api::{ApiError, Violations};
 use engram_core::Role;
 use engram_proto::v1::RememberRequest;
-use engram_rpc::Violations;
-use tonic::Status;
 
 /// A turn that passed validation.
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +38,7 @@ pub fn parse_timestamp(s: &str) -> Result<i64, String> {
 }
 
 /// Validates `req` against the limits in `config`.
-pub fn validate(req: &RememberRequest, config: &IngestConfig) -> Result<ValidRemember, Status> {
+pub fn validate(req: &RememberRequest, config: &IngestConfig) -> Result<ValidRemember, ApiError> {
     let mut v = Violations::new();
     if req.scope.as_ref().is_none_or(|s| s.org_id.is_empty()) {
         v.add("scope.org_id", "required: your org id (min length 1)");
@@ -140,16 +139,9 @@ pub fn validate(req: &RememberRequest, config: &IngestConfig) -> Result<ValidRem
 mod tests {
     use super::*;
     use engram_proto::v1::{Scope, Turn};
-    use tonic_types_ext::fields;
 
-    mod tonic_types_ext {
-        use tonic::Status;
-        pub fn fields(s: &Status) -> Vec<String> {
-            use tonic_types::StatusExt;
-            s.get_details_bad_request()
-                .map(|b| b.field_violations.into_iter().map(|f| f.field).collect())
-                .unwrap_or_default()
-        }
+    fn fields(e: &ApiError) -> Vec<String> {
+        e.violated_fields()
     }
 
     fn turn(role: &str, text: &str, ts: &str) -> Turn {

@@ -14,7 +14,7 @@
 //!
 //! An admitted call holds a [`Permit`] until it is answered. The gRPC
 //! layer that applies it lives with the server's wiring; status mapping
-//! lives in `engram-rpc`.
+//! lives in `engram-api`.
 
 mod backlog;
 
@@ -337,6 +337,26 @@ impl Limiter {
                 per_org.remove(org_id);
             }
         }
+    }
+}
+
+impl Limiter {
+    /// Admits one write of `org_id` against its backlog only: for a call
+    /// already admitted as a read whose write the HTTP layer could not see
+    /// (an MCP tool call inside a JSON-RPC body). The permit holds the
+    /// backlog slot until it is dropped; `None` backlog configured admits
+    /// every write.
+    pub async fn admit_backlog(self: &Arc<Self>, org_id: &str) -> Result<Permit, LimitError> {
+        let mut permit = Permit {
+            limiter: Arc::clone(self),
+            org_id: None,
+            global: false,
+            backlog: None,
+        };
+        if let Some(backlog) = &self.backlog {
+            permit.backlog = Some(backlog.reserve(org_id).await?);
+        }
+        Ok(permit)
     }
 }
 

@@ -2,6 +2,8 @@
 
 use crate::Workspace;
 use crate::validate::check_id;
+use engram_api::{Action, ApiError, Violations};
+use engram_auth::Claims;
 use engram_core::{Collection, Kind, ScopeFilter, ids};
 use engram_proto::time::from_ms as timestamp;
 use engram_proto::v1::collection_service_server::CollectionService;
@@ -9,7 +11,6 @@ use engram_proto::v1::{
     self as pb, CreateCollectionRequest, CreateCollectionResponse, DeleteCollectionRequest,
     DeleteCollectionResponse, ListCollectionsRequest, ListCollectionsResponse,
 };
-use engram_rpc::{Action, Violations};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -43,14 +44,13 @@ fn to_proto(c: Collection) -> pb::Collection {
     }
 }
 
-#[tonic::async_trait]
-impl CollectionService for CollectionServiceImpl {
-    async fn create_collection(
+impl CollectionServiceImpl {
+    /// `CreateCollection` for the caller of `claims`.
+    pub async fn create_collection(
         &self,
-        request: Request<CreateCollectionRequest>,
-    ) -> Result<Response<CreateCollectionResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
+        claims: &Claims,
+        req: CreateCollectionRequest,
+    ) -> Result<CreateCollectionResponse, ApiError> {
         let mut v = Violations::new();
         v.require_org("org_id", &req.org_id);
         let name = req.name.trim();
@@ -67,8 +67,8 @@ impl CollectionService for CollectionServiceImpl {
             check_id(&mut v, &format!("members[{i}]"), m);
         }
         v.into_result()?;
-        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
-        engram_rpc::authorize(&claims, Action::ManageCollections)?;
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        engram_api::authorize(claims, Action::ManageCollections)?;
         let mut members = req.members.clone();
         members.sort();
         members.dedup();
@@ -85,27 +85,27 @@ impl CollectionService for CollectionServiceImpl {
             .collections
             .create(&wanted)
             .await
-            .map_err(engram_rpc::accounts_status)?;
+            .map_err(ApiError::from)?;
         if stored.members != wanted.members {
-            return Err(Status::already_exists(format!(
+            return Err(ApiError::AlreadyExists(format!(
                 "a collection named {name:?} exists with other members ({})",
                 stored.collection_id
             )));
         }
         tracing::info!(org_id = %claims.org_id, collection_id = %stored.collection_id, members = stored.members.len(), "collection created");
-        Ok(Response::new(CreateCollectionResponse {
+        Ok(CreateCollectionResponse {
             collection: Some(to_proto(stored)),
-        }))
+        })
     }
 
-    async fn list_collections(
+    /// `ListCollections` for the caller of `claims`.
+    pub async fn list_collections(
         &self,
-        request: Request<ListCollectionsRequest>,
-    ) -> Result<Response<ListCollectionsResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
-        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
-        let role = engram_rpc::authorize(&claims, Action::Read)?;
+        claims: &Claims,
+        req: ListCollectionsRequest,
+    ) -> Result<ListCollectionsResponse, ApiError> {
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        let role = engram_api::authorize(claims, Action::Read)?;
         let user = claims.user().map(str::to_owned);
         let mut out = Vec::new();
         if let Some(u) = &user {
@@ -123,7 +123,7 @@ impl CollectionService for CollectionServiceImpl {
             .collections
             .list(&claims.org_id)
             .await
-            .map_err(engram_rpc::accounts_status)?;
+            .map_err(ApiError::from)?;
         teams.sort_by(|a, b| a.name.cmp(&b.name));
         out.extend(
             teams
@@ -135,15 +135,15 @@ impl CollectionService for CollectionServiceImpl {
                 })
                 .map(to_proto),
         );
-        Ok(Response::new(ListCollectionsResponse { collections: out }))
+        Ok(ListCollectionsResponse { collections: out })
     }
 
-    async fn delete_collection(
+    /// `DeleteCollection` for the caller of `claims`.
+    pub async fn delete_collection(
         &self,
-        request: Request<DeleteCollectionRequest>,
-    ) -> Result<Response<DeleteCollectionResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
+        claims: &Claims,
+        req: DeleteCollectionRequest,
+    ) -> Result<DeleteCollectionResponse, ApiError> {
         let mut v = Violations::new();
         v.require_org("org_id", &req.org_id);
         if req.collection_id.is_empty() {
@@ -156,18 +156,18 @@ impl CollectionService for CollectionServiceImpl {
         }
         check_id(&mut v, "collection_id", &req.collection_id);
         v.into_result()?;
-        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
-        engram_rpc::authorize(&claims, Action::ManageCollections)?;
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        engram_api::authorize(claims, Action::ManageCollections)?;
         let org = &claims.org_id;
         if self
             .ws
             .collections
             .get(org, &req.collection_id)
             .await
-            .map_err(engram_rpc::accounts_status)?
+            .map_err(ApiError::from)?
             .is_none()
         {
-            return Err(Status::not_found(format!(
+            return Err(ApiError::NotFound(format!(
                 "no collection {:?}",
                 req.collection_id
             )));
@@ -183,7 +183,7 @@ impl CollectionService for CollectionServiceImpl {
                 .store
                 .scroll(&filter, PAGE)
                 .await
-                .map_err(engram_rpc::store_status)?;
+                .map_err(ApiError::from)?;
             if page.is_empty() {
                 break;
             }
@@ -192,7 +192,7 @@ impl CollectionService for CollectionServiceImpl {
                 .store
                 .delete(org, &ids)
                 .await
-                .map_err(engram_rpc::store_status)?;
+                .map_err(ApiError::from)?;
             chunks += page.iter().filter(|p| p.kind == Kind::Memory).count() as u32;
             observations += page.iter().filter(|p| p.kind == Kind::Observation).count() as u32;
         }
@@ -200,11 +200,44 @@ impl CollectionService for CollectionServiceImpl {
             .collections
             .delete(org, &req.collection_id)
             .await
-            .map_err(engram_rpc::accounts_status)?;
+            .map_err(ApiError::from)?;
         tracing::info!(org_id = %org, collection_id = %req.collection_id, chunks, observations, "collection deleted");
-        Ok(Response::new(DeleteCollectionResponse {
+        Ok(DeleteCollectionResponse {
             memory_chunks: chunks,
             observations,
-        }))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl CollectionService for CollectionServiceImpl {
+    async fn create_collection(
+        &self,
+        request: Request<CreateCollectionRequest>,
+    ) -> Result<Response<CreateCollectionResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            CollectionServiceImpl::create_collection(self, &claims, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_collections(
+        &self,
+        request: Request<ListCollectionsRequest>,
+    ) -> Result<Response<ListCollectionsResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            CollectionServiceImpl::list_collections(self, &claims, request.into_inner()).await?,
+        ))
+    }
+
+    async fn delete_collection(
+        &self,
+        request: Request<DeleteCollectionRequest>,
+    ) -> Result<Response<DeleteCollectionResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            CollectionServiceImpl::delete_collection(self, &claims, request.into_inner()).await?,
+        ))
     }
 }

@@ -1,13 +1,14 @@
 //! `CreditService`: the workspace wallet and its ledger.
 
 use crate::Workspace;
+use engram_api::{Action, ApiError, Violations};
+use engram_auth::Claims;
 use engram_proto::time::from_ms as timestamp;
 use engram_proto::v1::credit_service_server::CreditService;
 use engram_proto::v1::{
     GetBalanceRequest, GetBalanceResponse, LedgerRow, ListLedgerRequest, ListLedgerResponse,
     TopUpRequest, TopUpResponse,
 };
-use engram_rpc::{Action, Violations};
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
 
@@ -31,34 +32,34 @@ impl CreditServiceImpl {
     }
 }
 
-#[tonic::async_trait]
-impl CreditService for CreditServiceImpl {
-    async fn get_balance(
+impl CreditServiceImpl {
+    /// `GetBalance` for the caller of `claims`.
+    pub async fn get_balance(
         &self,
-        request: Request<GetBalanceRequest>,
-    ) -> Result<Response<GetBalanceResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        engram_rpc::tenant(&claims, "org_id", &request.get_ref().org_id)?;
-        engram_rpc::authorize(&claims, Action::ManageCredits)?;
+        claims: &Claims,
+        req: GetBalanceRequest,
+    ) -> Result<GetBalanceResponse, ApiError> {
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        engram_api::authorize(claims, Action::ManageCredits)?;
         let balance = self
             .ws
             .credits
             .balance(&claims.org_id)
             .await
-            .map_err(engram_rpc::accounts_status)?;
-        Ok(Response::new(GetBalanceResponse {
+            .map_err(ApiError::from)?;
+        Ok(GetBalanceResponse {
             balance,
             price_per_char: self.ws.config.price_per_char,
             enabled: self.ws.config.credits_enabled,
-        }))
+        })
     }
 
-    async fn top_up(
+    /// `TopUp` for the caller of `claims`.
+    pub async fn top_up(
         &self,
-        request: Request<TopUpRequest>,
-    ) -> Result<Response<TopUpResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
+        claims: &Claims,
+        req: TopUpRequest,
+    ) -> Result<TopUpResponse, ApiError> {
         let mut v = Violations::new();
         v.require_org("org_id", &req.org_id);
         if req.amount == 0 || req.amount > MAX_TOP_UP {
@@ -72,28 +73,28 @@ impl CreditService for CreditServiceImpl {
             );
         }
         v.into_result()?;
-        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
-        engram_rpc::authorize(&claims, Action::ManageCredits)?;
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        engram_api::authorize(claims, Action::ManageCredits)?;
         let moved = self
             .ws
             .credits
             .top_up(&claims.org_id, &format!("top-up:{key}"), req.amount)
             .await
-            .map_err(engram_rpc::accounts_status)?;
+            .map_err(ApiError::from)?;
         tracing::info!(org_id = %claims.org_id, tx_id = %moved.tx_id, added = moved.amount, balance = moved.balance, "credits topped up");
-        Ok(Response::new(TopUpResponse {
+        Ok(TopUpResponse {
             balance: moved.balance,
             tx_id: moved.tx_id,
             added: moved.amount,
-        }))
+        })
     }
 
-    async fn list_ledger(
+    /// `ListLedger` for the caller of `claims`.
+    pub async fn list_ledger(
         &self,
-        request: Request<ListLedgerRequest>,
-    ) -> Result<Response<ListLedgerResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
+        claims: &Claims,
+        req: ListLedgerRequest,
+    ) -> Result<ListLedgerResponse, ApiError> {
         let limit = req.limit.unwrap_or(DEFAULT_ROWS);
         let mut v = Violations::new();
         v.require_org("org_id", &req.org_id);
@@ -101,15 +102,15 @@ impl CreditService for CreditServiceImpl {
             v.add("limit", format!("1 to {MAX_ROWS}"));
         }
         v.into_result()?;
-        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
-        engram_rpc::authorize(&claims, Action::ManageCredits)?;
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        engram_api::authorize(claims, Action::ManageCredits)?;
         let rows = self
             .ws
             .credits
             .ledger(&claims.org_id, limit as usize)
             .await
-            .map_err(engram_rpc::accounts_status)?;
-        Ok(Response::new(ListLedgerResponse {
+            .map_err(ApiError::from)?;
+        Ok(ListLedgerResponse {
             rows: rows
                 .into_iter()
                 .map(|r| LedgerRow {
@@ -122,6 +123,39 @@ impl CreditService for CreditServiceImpl {
                     detail_json: serde_json::Value::Object(r.detail).to_string(),
                 })
                 .collect(),
-        }))
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl CreditService for CreditServiceImpl {
+    async fn get_balance(
+        &self,
+        request: Request<GetBalanceRequest>,
+    ) -> Result<Response<GetBalanceResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            CreditServiceImpl::get_balance(self, &claims, request.into_inner()).await?,
+        ))
+    }
+
+    async fn top_up(
+        &self,
+        request: Request<TopUpRequest>,
+    ) -> Result<Response<TopUpResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            CreditServiceImpl::top_up(self, &claims, request.into_inner()).await?,
+        ))
+    }
+
+    async fn list_ledger(
+        &self,
+        request: Request<ListLedgerRequest>,
+    ) -> Result<Response<ListLedgerResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            CreditServiceImpl::list_ledger(self, &claims, request.into_inner()).await?,
+        ))
     }
 }

@@ -9,13 +9,13 @@
 
 use crate::Workspace;
 use crate::validate::check_id;
+use engram_api::ApiError;
+use engram_api::Violations;
 use engram_auth::WorkspaceRole;
 use engram_core::{Cond, Kind, LedgerKind, MemoryType, PointPayload, ScopeFilter};
 use engram_proto::v1::{ForgetRequest, ForgetResponse, forget_request};
-use engram_rpc::Violations;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
-use tonic::Status;
 
 /// Points read per scroll while deleting.
 const PAGE: usize = 1_000;
@@ -53,7 +53,7 @@ fn is_hex(s: &str, len: usize) -> bool {
 }
 
 /// Validates a Forget request.
-pub(crate) fn validate(req: &ForgetRequest) -> Result<Target, Status> {
+pub(crate) fn validate(req: &ForgetRequest) -> Result<Target, ApiError> {
     let mut v = Violations::new();
     v.require_org("org_id", &req.org_id);
     check_id(&mut v, "user_id", &req.user_id);
@@ -98,7 +98,7 @@ pub(crate) fn validate(req: &ForgetRequest) -> Result<Target, Status> {
         }
     };
     v.into_result()?;
-    target.ok_or_else(|| Status::internal("validated target missing"))
+    target.ok_or_else(|| ApiError::Internal("validated target missing".to_owned()))
 }
 
 /// Counts of what went.
@@ -151,7 +151,7 @@ pub(crate) async fn run(
     user: &str,
     role: WorkspaceRole,
     target: Target,
-) -> Result<ForgetResponse, Status> {
+) -> Result<ForgetResponse, ApiError> {
     let store = ws.store.as_ref();
     let mut removed = Removed::default();
     let mut filter = ScopeFilter::tenant(org);
@@ -161,10 +161,10 @@ pub(crate) async fn run(
             let found = store
                 .get(org, std::slice::from_ref(id))
                 .await
-                .map_err(engram_rpc::store_status)?;
+                .map_err(ApiError::from)?;
             if let Some(p) = found.into_iter().next() {
                 if !may_delete(&p, user, role) {
-                    return Err(engram_rpc::permission_denied(
+                    return Err(engram_api::permission_denied(
                         "the fragment belongs to another user or is workspace memory",
                     ));
                 }
@@ -177,15 +177,12 @@ pub(crate) async fn run(
             f.kinds = vec![Kind::Memory];
             let mut checked = false;
             loop {
-                let chunks = store
-                    .scroll(&f, PAGE)
-                    .await
-                    .map_err(engram_rpc::store_status)?;
+                let chunks = store.scroll(&f, PAGE).await.map_err(ApiError::from)?;
                 if chunks.is_empty() {
                     break;
                 }
                 if !checked && !may_delete(&chunks[0], user, role) {
-                    return Err(engram_rpc::permission_denied(
+                    return Err(engram_api::permission_denied(
                         "the memory belongs to another user or is workspace memory",
                     ));
                 }
@@ -202,10 +199,7 @@ pub(crate) async fn run(
             filter.session_id = Some(session.clone());
             filter.kinds = vec![Kind::Turn];
             loop {
-                let turns = store
-                    .scroll(&filter, PAGE)
-                    .await
-                    .map_err(engram_rpc::store_status)?;
+                let turns = store.scroll(&filter, PAGE).await.map_err(ApiError::from)?;
                 if turns.is_empty() {
                     break;
                 }
@@ -261,7 +255,7 @@ pub(crate) async fn run(
         ws.credits
             .record(org, LedgerKind::Erasure, &key, detail)
             .await
-            .map_err(engram_rpc::accounts_status)?
+            .map_err(ApiError::from)?
     } else {
         String::new()
     };
@@ -286,22 +280,23 @@ pub(crate) async fn run(
 }
 
 /// Deletes every point matching `filter`, page by page, counting by kind.
-async fn drain(ws: &Workspace, filter: &ScopeFilter, removed: &mut Removed) -> Result<(), Status> {
+async fn drain(
+    ws: &Workspace,
+    filter: &ScopeFilter,
+    removed: &mut Removed,
+) -> Result<(), ApiError> {
     let org = filter.org_id.clone();
     loop {
         let page = ws
             .store
             .scroll(filter, PAGE)
             .await
-            .map_err(engram_rpc::store_status)?;
+            .map_err(ApiError::from)?;
         if page.is_empty() {
             return Ok(());
         }
         let ids: Vec<String> = page.iter().map(|p| p.fragment_id.clone()).collect();
-        ws.store
-            .delete(&org, &ids)
-            .await
-            .map_err(engram_rpc::store_status)?;
+        ws.store.delete(&org, &ids).await.map_err(ApiError::from)?;
         for p in &page {
             removed.count_root(p);
         }
@@ -315,7 +310,7 @@ async fn delete_roots(
     org: &str,
     roots: Vec<PointPayload>,
     removed: &mut Removed,
-) -> Result<(), Status> {
+) -> Result<(), ApiError> {
     let store = ws.store.as_ref();
     let root_ids: Vec<String> = roots.iter().map(|p| p.fragment_id.clone()).collect();
     let mut observations: Vec<PointPayload> = Vec::new();
@@ -329,7 +324,7 @@ async fn delete_roots(
         let page = store
             .scroll(&f, DERIVED_LIMIT)
             .await
-            .map_err(engram_rpc::store_status)?;
+            .map_err(ApiError::from)?;
         observations.extend(
             page.into_iter()
                 .filter(|p| seen.insert(p.fragment_id.clone())),
@@ -351,16 +346,10 @@ async fn delete_roots(
     }
     let obs_ids: Vec<String> = observations.iter().map(|o| o.fragment_id.clone()).collect();
     if !obs_ids.is_empty() {
-        store
-            .delete(org, &obs_ids)
-            .await
-            .map_err(engram_rpc::store_status)?;
+        store.delete(org, &obs_ids).await.map_err(ApiError::from)?;
         removed.observations += obs_ids.len() as u32;
     }
-    store
-        .delete(org, &root_ids)
-        .await
-        .map_err(engram_rpc::store_status)?;
+    store.delete(org, &root_ids).await.map_err(ApiError::from)?;
     for p in &roots {
         removed.count_root(p);
     }
@@ -377,7 +366,7 @@ async fn update_entities(
     cited: &[String],
     mention_ids: &HashSet<&str>,
     removed: &mut Removed,
-) -> Result<(), Status> {
+) -> Result<(), ApiError> {
     let gone: HashSet<&str> = cited.iter().map(String::as_str).collect();
     let mut seen = HashSet::new();
     let mut rewrite = Vec::new();
@@ -391,7 +380,7 @@ async fn update_entities(
             .store
             .scroll(&f, DERIVED_LIMIT)
             .await
-            .map_err(engram_rpc::store_status)?
+            .map_err(ApiError::from)?
         {
             if !seen.insert(e.fragment_id.clone()) {
                 continue;
@@ -413,29 +402,22 @@ async fn update_entities(
     }
     if !rewrite.is_empty() {
         let texts: Vec<String> = rewrite.iter().map(|e| e.text.clone()).collect();
-        let vectors = ws
-            .embedder
-            .embed(&texts)
-            .await
-            .map_err(engram_rpc::embed_status)?;
+        let vectors = ws.embedder.embed(&texts).await.map_err(ApiError::from)?;
         // The user's entity lengths, read from the store: forgetting is rare
         // enough that a table kept for it would mostly be stale.
         let points = engram_core::CorpusLengths::new()
             .points(ws.store.as_ref(), ws.embedder.as_ref(), rewrite, vectors)
             .await
-            .map_err(engram_rpc::store_status)?;
+            .map_err(ApiError::from)?;
         removed.entities_updated += points.len() as u32;
-        ws.store
-            .upsert(points)
-            .await
-            .map_err(engram_rpc::store_status)?;
+        ws.store.upsert(points).await.map_err(ApiError::from)?;
     }
     if !delete.is_empty() {
         removed.entities_removed += delete.len() as u32;
         ws.store
             .delete(org, &delete)
             .await
-            .map_err(engram_rpc::store_status)?;
+            .map_err(ApiError::from)?;
     }
     Ok(())
 }
@@ -446,17 +428,8 @@ mod tests {
 
     #[test]
     fn a_target_is_required_and_checked() {
-        let fields = |req: ForgetRequest| -> Vec<String> {
-            use tonic_types::StatusExt;
-            validate(&req)
-                .unwrap_err()
-                .get_details_bad_request()
-                .unwrap()
-                .field_violations
-                .iter()
-                .map(|f| f.field.clone())
-                .collect()
-        };
+        let fields =
+            |req: ForgetRequest| -> Vec<String> { validate(&req).unwrap_err().violated_fields() };
         let base = ForgetRequest {
             org_id: "org".into(),
             ..Default::default()

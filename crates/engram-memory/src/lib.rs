@@ -20,11 +20,11 @@ pub use collections::CollectionServiceImpl;
 pub use credits::CreditServiceImpl;
 pub use service::MemoryServiceImpl;
 
+use engram_api::ApiError;
 use engram_core::{Collections, Credits, Embedder, JobStore, TurnStream, VectorStore};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
-use tonic::Status;
 
 /// Limits and prices of the workspace services.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,47 +75,88 @@ pub struct Workspace {
 impl Workspace {
     /// UNAVAILABLE with reason MEMORY_INFRA_NOT_READY and a retry hint
     /// while the memory layer is not provisioned yet.
-    pub(crate) fn ensure_provisioned(&self) -> Result<(), Status> {
+    pub(crate) fn ensure_provisioned(&self) -> Result<(), ApiError> {
         if self.provisioned.load(Ordering::Acquire) {
             return Ok(());
         }
-        Err(engram_rpc::unavailable_after(
-            engram_rpc::REASON_NOT_READY,
+        Err(engram_api::unavailable_after(
+            engram_api::REASON_NOT_READY,
             PROVISIONING_RETRY,
             "the memory layer is still being provisioned; retry in about 10 s",
         ))
     }
 }
 
-/// Response metadata of a billed call.
-pub(crate) mod billing {
-    use engram_core::Movement;
-    use tonic::metadata::{MetadataMap, MetadataValue};
-
+/// What a billed call reports besides its answer: the wallet after it,
+/// what it charged and the ledger row. gRPC sends these as response
+/// metadata, REST as the headers of the same names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Billing {
     /// Wallet balance after the call, micro-credits.
-    pub const BALANCE: &str = "x-credit-balance";
+    pub balance: i64,
     /// Micro-credits charged by this call.
+    pub charged: u64,
+    /// The ledger row of the charge; `None` when the call charged nothing.
+    pub tx: Option<String>,
+}
+
+impl Billing {
+    /// Wallet balance after the call (`x-credit-balance`).
+    pub const BALANCE: &str = "x-credit-balance";
+    /// Micro-credits charged by this call (`x-credit-charged`).
     pub const CHARGED: &str = "x-credit-charged";
-    /// The ledger row of the charge.
+    /// The ledger row of the charge (`x-billing-tx`).
     pub const TX: &str = "x-billing-tx";
 
-    /// Writes the three headers of `movement` (`tx` left out when the call
-    /// charged nothing and names no row).
-    pub fn headers(map: &mut MetadataMap, balance: i64, charged: u64, tx: Option<&str>) {
-        // Decimal numbers and UUIDs are always valid ASCII metadata.
-        if let Ok(v) = MetadataValue::try_from(balance.to_string()) {
-            map.insert(BALANCE, v);
-        }
-        if let Ok(v) = MetadataValue::try_from(charged.to_string()) {
-            map.insert(CHARGED, v);
-        }
-        if let Some(v) = tx.and_then(|t| MetadataValue::try_from(t).ok()) {
-            map.insert(TX, v);
+    /// The billing of a charge.
+    pub fn of(m: &engram_core::Movement) -> Self {
+        Self {
+            balance: m.balance,
+            charged: m.amount,
+            tx: Some(m.tx_id.clone()),
         }
     }
 
-    /// The headers of a charge.
-    pub fn charge(map: &mut MetadataMap, m: &Movement) {
-        headers(map, m.balance, m.amount, Some(&m.tx_id));
+    /// The headers (names and values) that carry it; `x-billing-tx` left
+    /// out when the call charged nothing and names no row.
+    pub fn headers(&self) -> Vec<(&'static str, String)> {
+        let mut h = vec![
+            (Self::BALANCE, self.balance.to_string()),
+            (Self::CHARGED, self.charged.to_string()),
+        ];
+        if let Some(tx) = &self.tx {
+            h.push((Self::TX, tx.clone()));
+        }
+        h
+    }
+
+    /// Writes the headers into gRPC response metadata. Decimal numbers and
+    /// UUIDs are always valid ASCII metadata; anything else is left out.
+    pub fn to_metadata(&self, map: &mut tonic::metadata::MetadataMap) {
+        for (name, value) in self.headers() {
+            if let Ok(v) = tonic::metadata::MetadataValue::try_from(value) {
+                map.insert(name, v);
+            }
+        }
+    }
+}
+
+/// An answer and its billing, if the call is billed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Billed<T> {
+    /// The answer.
+    pub value: T,
+    /// The wallet headers; `None` when credits are off.
+    pub billing: Option<Billing>,
+}
+
+impl<T> Billed<T> {
+    /// The gRPC response: the answer with the billing as metadata.
+    pub fn into_grpc(self) -> tonic::Response<T> {
+        let mut response = tonic::Response::new(self.value);
+        if let Some(b) = &self.billing {
+            b.to_metadata(response.metadata_mut());
+        }
+        response
     }
 }

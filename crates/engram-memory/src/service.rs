@@ -1,7 +1,8 @@
 //! `MemoryService`: StoreMemory, GetMemoryStatus and Forget.
 
 use crate::validate::{self, ValidStore};
-use crate::{Workspace, billing};
+use crate::{Billed, Billing, Workspace};
+use engram_api::{Action, ApiError, Violations};
 use engram_auth::{Claims, WorkspaceRole};
 use engram_core::{Job, JobState, KeptEvent, MemoryType, Movement, OutboundMessage, ids};
 use engram_proto::events::v1::{Event, MemoryStored, event};
@@ -11,7 +12,6 @@ use engram_proto::v1::{
     self as pb, ForgetRequest, ForgetResponse, GetMemoryStatusRequest, GetMemoryStatusResponse,
     StoreMemoryRequest, StoreMemoryResponse,
 };
-use engram_rpc::{Action, Violations};
 use prost::Message;
 use std::sync::Arc;
 use tonic::{Request, Response, Status};
@@ -42,7 +42,7 @@ pub(crate) fn acting_user(
     claims: &Claims,
     role: WorkspaceRole,
     requested: &str,
-) -> Result<String, Status> {
+) -> Result<String, ApiError> {
     let user = if requested.is_empty() {
         match claims.user() {
             Some(u) => u.to_owned(),
@@ -58,7 +58,7 @@ pub(crate) fn acting_user(
     } else {
         requested.to_owned()
     };
-    engram_rpc::act_for(claims, role, &user)?;
+    engram_api::act_for(claims, role, &user)?;
     Ok(user)
 }
 
@@ -80,13 +80,13 @@ impl MemoryServiceImpl {
         user: &str,
         requested: &str,
         memory_type: MemoryType,
-    ) -> Result<String, Status> {
+    ) -> Result<String, ApiError> {
         let personal = ids::personal_collection(user);
         if requested.is_empty() || requested == personal {
             return Ok(personal);
         }
         if requested.starts_with("personal:") {
-            return Err(engram_rpc::permission_denied(
+            return Err(engram_api::permission_denied(
                 "a personal collection is written only for its own user",
             ));
         }
@@ -95,13 +95,13 @@ impl MemoryServiceImpl {
             .collections
             .get(&claims.org_id, requested)
             .await
-            .map_err(engram_rpc::accounts_status)?
-            .ok_or_else(|| Status::not_found(format!("no collection {requested:?}")))?;
+            .map_err(ApiError::from)?
+            .ok_or_else(|| ApiError::NotFound(format!("no collection {requested:?}")))?;
         if memory_type == MemoryType::User
             && !role.is_admin()
             && !collection.members.iter().any(|m| m == user)
         {
-            return Err(engram_rpc::permission_denied(
+            return Err(engram_api::permission_denied(
                 "only members of a team collection may store memories in it",
             ));
         }
@@ -113,14 +113,14 @@ impl MemoryServiceImpl {
         claims: Claims,
         req: StoreMemoryRequest,
         valid: ValidStore,
-    ) -> Result<Response<StoreMemoryResponse>, Status> {
+    ) -> Result<Billed<StoreMemoryResponse>, ApiError> {
         let ws = &self.ws;
         let action = if valid.memory_type.is_workspace_wide() {
             Action::WriteShared
         } else {
             Action::WriteOwn
         };
-        let role = engram_rpc::authorize(&claims, action)?;
+        let role = engram_api::authorize(&claims, action)?;
         let user = acting_user(&claims, role, &req.user_id)?;
         let collection_id = self
             .collection_for(&claims, role, &user, &req.collection_id, valid.memory_type)
@@ -141,12 +141,8 @@ impl MemoryServiceImpl {
         let stripe = usize::from_str_radix(&memory_id[..4], 16).unwrap_or(0) % STRIPES;
         let _guard = self.stripes[stripe].lock().await;
 
-        ws.stream.ready().await.map_err(engram_rpc::stream_status)?;
-        let previous = ws
-            .jobs
-            .get(&memory_id)
-            .await
-            .map_err(engram_rpc::jobs_status)?;
+        ws.stream.ready().await.map_err(ApiError::from)?;
+        let previous = ws.jobs.get(&memory_id).await.map_err(ApiError::from)?;
         if let Some(job) = previous.as_ref().filter(|j| j.state != JobState::Failed) {
             return self.resent(org, memory_id, collection_id, job.state).await;
         }
@@ -157,7 +153,7 @@ impl MemoryServiceImpl {
                 ws.credits
                     .charge(org, &memory_id, amount)
                     .await
-                    .map_err(engram_rpc::accounts_status)?,
+                    .map_err(ApiError::from)?,
             )
         } else {
             None
@@ -213,7 +209,7 @@ impl MemoryServiceImpl {
             // recorded it meanwhile: that one's charge is the same standing
             // charge (keyed by the memory id) and must stay.
             if let Ok(Some(_)) = ws.jobs.get(&memory_id).await {
-                return Err(engram_rpc::jobs_status(e));
+                return Err(ApiError::from(e));
             }
             self.refund(
                 org,
@@ -222,7 +218,7 @@ impl MemoryServiceImpl {
                 "the event could not be kept",
             )
             .await;
-            return Err(engram_rpc::jobs_status(e));
+            return Err(ApiError::from(e));
         }
         // Recorded before the publish, so the consumer never finds its
         // progress overwritten by a late "pending". A record that cannot be
@@ -241,7 +237,7 @@ impl MemoryServiceImpl {
         match recorded {
             Err(e) => {
                 tracing::warn!(memory_id = %memory_id, error = %e, "cannot record the memory; a retry or the sweeper will");
-                return Err(engram_rpc::jobs_status(e));
+                return Err(ApiError::from(e));
             }
             Ok(false) => {
                 // The other writer's memory: answered as a re-send. The
@@ -251,7 +247,7 @@ impl MemoryServiceImpl {
                     .jobs
                     .get(&memory_id)
                     .await
-                    .map_err(engram_rpc::jobs_status)?
+                    .map_err(ApiError::from)?
                     .map_or(JobState::Pending, |j| j.state);
                 return self.resent(org, memory_id, collection_id, state).await;
             }
@@ -266,7 +262,7 @@ impl MemoryServiceImpl {
                 ..Default::default()
             })
             .await
-            .map_err(engram_rpc::stream_status);
+            .map_err(ApiError::from);
         if let Err(status) = published {
             // Rolled forward, never back: the charge, the pending record
             // and the kept event stay, so a retry (on this replica or
@@ -274,7 +270,7 @@ impl MemoryServiceImpl {
             // kept event again, and without a retry the sweeper does. A
             // roll-back here could fail a memory another replica has just
             // acknowledged, or refund one whose event did reach the stream.
-            tracing::warn!(memory_id = %memory_id, error = %status.message(), "cannot publish; the memory will be enqueued by a retry or the sweeper");
+            tracing::warn!(memory_id = %memory_id, error = %status, "cannot publish; the memory will be enqueued by a retry or the sweeper");
             return Err(status);
         }
         tracing::info!(
@@ -286,16 +282,15 @@ impl MemoryServiceImpl {
             charged = charge.as_ref().map_or(0, |c| c.amount),
             "memory stored"
         );
-        let mut response = Response::new(StoreMemoryResponse {
-            memory_id,
-            status: pb::MemoryStatus::Pending.into(),
-            collection_id,
-            characters: valid.chars as u64,
-        });
-        if let Some(c) = &charge {
-            billing::charge(response.metadata_mut(), c);
-        }
-        Ok(response)
+        Ok(Billed {
+            value: StoreMemoryResponse {
+                memory_id,
+                status: pb::MemoryStatus::Pending.into(),
+                collection_id,
+                characters: valid.chars as u64,
+            },
+            billing: charge.as_ref().map(Billing::of),
+        })
     }
 
     /// The answer to a request whose memory is already recorded: the same
@@ -309,36 +304,38 @@ impl MemoryServiceImpl {
         memory_id: String,
         collection_id: String,
         state: JobState,
-    ) -> Result<Response<StoreMemoryResponse>, Status> {
+    ) -> Result<Billed<StoreMemoryResponse>, ApiError> {
         if state == JobState::Pending {
             self.publish_kept(&memory_id).await?;
         }
-        let mut response = Response::new(StoreMemoryResponse {
-            memory_id,
-            status: status_of(state).into(),
-            collection_id,
-            characters: 0,
-        });
-        if self.ws.config.credits_enabled {
-            let balance = self
-                .ws
-                .credits
-                .balance(org)
-                .await
-                .map_err(engram_rpc::accounts_status)?;
-            billing::headers(response.metadata_mut(), balance, 0, None);
-        }
-        Ok(response)
+        let billing = if self.ws.config.credits_enabled {
+            Some(Billing {
+                balance: self.ws.credits.balance(org).await?,
+                charged: 0,
+                tx: None,
+            })
+        } else {
+            None
+        };
+        Ok(Billed {
+            value: StoreMemoryResponse {
+                memory_id,
+                status: status_of(state).into(),
+                collection_id,
+                characters: 0,
+            },
+            billing,
+        })
     }
 
     /// Publishes the kept event of `memory_id` again, if it has one.
-    async fn publish_kept(&self, memory_id: &str) -> Result<(), Status> {
+    async fn publish_kept(&self, memory_id: &str) -> Result<(), ApiError> {
         let kept = self
             .ws
             .jobs
             .kept_event(memory_id)
             .await
-            .map_err(engram_rpc::jobs_status)?;
+            .map_err(ApiError::from)?;
         let Some(kept) = kept else {
             return Ok(());
         };
@@ -352,7 +349,7 @@ impl MemoryServiceImpl {
             })
             .await
             .map(|_| ())
-            .map_err(engram_rpc::stream_status)
+            .map_err(ApiError::from)
     }
 
     /// Gives a charge back after the request failed. A refund that cannot
@@ -371,47 +368,47 @@ impl MemoryServiceImpl {
     }
 }
 
-#[tonic::async_trait]
-impl MemoryService for MemoryServiceImpl {
-    async fn store_memory(
+impl MemoryServiceImpl {
+    /// `StoreMemory`: validated, authorized, charged, then published for
+    /// enrichment; the billing reports the wallet after the charge.
+    pub async fn store_memory(
         &self,
-        request: Request<StoreMemoryRequest>,
-    ) -> Result<Response<StoreMemoryResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
+        claims: &Claims,
+        req: StoreMemoryRequest,
+    ) -> Result<Billed<StoreMemoryResponse>, ApiError> {
         let valid = validate::store(&req, &self.ws.config)?;
-        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
-        self.store(claims, req, valid).await
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        self.store(claims.clone(), req, valid).await
     }
 
-    async fn get_memory_status(
+    /// `GetMemoryStatus`: where a stored memory's processing stands.
+    pub async fn get_memory_status(
         &self,
-        request: Request<GetMemoryStatusRequest>,
-    ) -> Result<Response<GetMemoryStatusResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let memory_id = request.into_inner().memory_id;
+        claims: &Claims,
+        req: GetMemoryStatusRequest,
+    ) -> Result<GetMemoryStatusResponse, ApiError> {
+        let memory_id = req.memory_id;
         let mut v = Violations::new();
         if memory_id.len() != 32 || !memory_id.bytes().all(|b| b.is_ascii_hexdigit()) {
             v.add("memory_id", "must be the 32 hex characters of a memory_id");
         }
         v.into_result()?;
-        let role = engram_rpc::authorize(&claims, Action::Read)?;
+        let role = engram_api::authorize(claims, Action::Read)?;
         let job = self
             .ws
             .jobs
             .get(&memory_id)
-            .await
-            .map_err(engram_rpc::jobs_status)?
-            .ok_or_else(|| Status::not_found(format!("no memory {memory_id}")))?;
+            .await?
+            .ok_or_else(|| ApiError::NotFound(format!("no memory {memory_id}")))?;
         if job.org_id != claims.org_id {
-            return Err(engram_rpc::permission_denied(
+            return Err(engram_api::permission_denied(
                 "the memory belongs to another tenant than the token's org_id",
             ));
         }
         if let Some(owner) = &job.owner {
-            engram_rpc::act_for(&claims, role, owner)?;
+            engram_api::act_for(claims, role, owner)?;
         }
-        Ok(Response::new(GetMemoryStatusResponse {
+        Ok(GetMemoryStatusResponse {
             memory_id: job.job_id,
             status: status_of(job.state).into(),
             error: job.error.unwrap_or_default(),
@@ -420,20 +417,51 @@ impl MemoryService for MemoryServiceImpl {
             attempts: job.attempts,
             created_at: Some(timestamp(job.created_ms)),
             updated_at: Some(timestamp(job.updated_ms)),
-        }))
+        })
+    }
+
+    /// `Forget`: the target and everything derived from it.
+    pub async fn forget(
+        &self,
+        claims: &Claims,
+        req: ForgetRequest,
+    ) -> Result<ForgetResponse, ApiError> {
+        let target = crate::forget::validate(&req)?;
+        engram_api::tenant(claims, "org_id", &req.org_id)?;
+        let role = engram_api::authorize(claims, Action::WriteOwn)?;
+        let user = acting_user(claims, role, &req.user_id)?;
+        crate::forget::run(&self.ws, &claims.org_id, &user, role, target).await
+    }
+}
+
+#[tonic::async_trait]
+impl MemoryService for MemoryServiceImpl {
+    async fn store_memory(
+        &self,
+        request: Request<StoreMemoryRequest>,
+    ) -> Result<Response<StoreMemoryResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        let billed = MemoryServiceImpl::store_memory(self, &claims, request.into_inner()).await?;
+        Ok(billed.into_grpc())
+    }
+
+    async fn get_memory_status(
+        &self,
+        request: Request<GetMemoryStatusRequest>,
+    ) -> Result<Response<GetMemoryStatusResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            MemoryServiceImpl::get_memory_status(self, &claims, request.into_inner()).await?,
+        ))
     }
 
     async fn forget(
         &self,
         request: Request<ForgetRequest>,
     ) -> Result<Response<ForgetResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let req = request.into_inner();
-        let target = crate::forget::validate(&req)?;
-        engram_rpc::tenant(&claims, "org_id", &req.org_id)?;
-        let role = engram_rpc::authorize(&claims, Action::WriteOwn)?;
-        let user = acting_user(&claims, role, &req.user_id)?;
-        let removed = crate::forget::run(&self.ws, &claims.org_id, &user, role, target).await?;
-        Ok(Response::new(removed))
+        let claims = engram_api::claims(&request)?;
+        Ok(Response::new(
+            MemoryServiceImpl::forget(self, &claims, request.into_inner()).await?,
+        ))
     }
 }

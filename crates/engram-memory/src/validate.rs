@@ -2,10 +2,10 @@
 //! violations, before any side effect.
 
 use crate::MemoryConfig;
+use engram_api::ApiError;
+use engram_api::Violations;
 use engram_core::MemoryType;
 use engram_proto::v1::{self as pb, StoreMemoryRequest};
-use engram_rpc::Violations;
-use tonic::Status;
 
 /// Longest title, in characters.
 pub(crate) const MAX_TITLE_CHARS: usize = 500;
@@ -37,7 +37,10 @@ pub(crate) fn check_id(v: &mut Violations, field: &str, value: &str) {
 }
 
 /// Validates a StoreMemory request.
-pub(crate) fn store(req: &StoreMemoryRequest, config: &MemoryConfig) -> Result<ValidStore, Status> {
+pub(crate) fn store(
+    req: &StoreMemoryRequest,
+    config: &MemoryConfig,
+) -> Result<ValidStore, ApiError> {
     let mut v = Violations::new();
     v.require_org("org_id", &req.org_id);
     check_id(&mut v, "user_id", &req.user_id);
@@ -122,15 +125,9 @@ pub(crate) fn canonical_json(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tonic_types::StatusExt;
 
-    fn fields(s: &Status) -> Vec<String> {
-        s.get_details_bad_request()
-            .unwrap()
-            .field_violations
-            .iter()
-            .map(|f| f.field.clone())
-            .collect()
+    fn fields(e: &ApiError) -> Vec<String> {
+        e.violated_fields()
     }
 
     #[test]
@@ -149,7 +146,7 @@ mod tests {
         let err = store(&long, &config).unwrap_err();
         assert_eq!(err.code(), tonic::Code::InvalidArgument);
         assert_eq!(fields(&err), ["text"]);
-        assert!(err.message().contains("100000"), "{}", err.message());
+        assert!(err.to_string().contains("100000"), "{err}");
     }
 
     #[test]

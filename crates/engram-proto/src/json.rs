@@ -12,7 +12,8 @@ pub fn struct_to_json(s: &prost_types::Struct) -> Map<String, Value> {
         .collect()
 }
 
-fn value_to_json(v: &prost_types::Value) -> Value {
+/// Converts a `google.protobuf.Value` into a JSON value.
+pub fn value_to_json(v: &prost_types::Value) -> Value {
     match &v.kind {
         None | Some(PKind::NullValue(_)) => Value::Null,
         Some(PKind::BoolValue(b)) => Value::Bool(*b),
@@ -38,7 +39,8 @@ pub fn json_to_struct(m: &Map<String, Value>) -> prost_types::Struct {
     }
 }
 
-fn json_to_value(v: &Value) -> prost_types::Value {
+/// Converts a JSON value into a `google.protobuf.Value`.
+pub fn json_to_value(v: &Value) -> prost_types::Value {
     let kind = match v {
         Value::Null => PKind::NullValue(0),
         Value::Bool(b) => PKind::BoolValue(*b),

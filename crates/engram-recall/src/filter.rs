@@ -1,9 +1,9 @@
 //! Recall's metadata filter: the wire `Filter` checked and turned into the
 //! store-neutral [`Cond`] on `metadata.<key>` payload fields.
 
+use engram_api::Violations;
 use engram_core::{Bounds, Cond};
 use engram_proto::v1::{self as pb, filter::Condition};
-use engram_rpc::Violations;
 use prost_types::value::Kind as ValueKind;
 
 /// Deepest nesting of all / any / negate.
@@ -246,15 +246,7 @@ mod tests {
     }
 
     fn fields(v: Violations) -> Vec<String> {
-        use tonic_types::StatusExt;
-        v.into_result()
-            .unwrap_err()
-            .get_details_bad_request()
-            .unwrap()
-            .field_violations
-            .iter()
-            .map(|f| f.field.clone())
-            .collect()
+        v.into_result().unwrap_err().violated_fields()
     }
 
     #[test]

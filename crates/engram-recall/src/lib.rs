@@ -23,4 +23,4 @@ mod timeq;
 pub use confidence::{ACTIVE, Calibration, DEEP, FEATURE_NAMES, FEATURES, features};
 pub use params::{DeepParams, SESSION_DEPTH};
 pub use render::timeline;
-pub use service::{EXPLAIN_KEY, RecallConfig, RecallServiceImpl};
+pub use service::{EXPLAIN_KEY, RecallConfig, RecallServiceImpl, Recalled};

@@ -2,12 +2,14 @@
 
 use crate::idf::{Corpus, QueryTerms, TermStats};
 use crate::{DeepParams, confidence, filter, render, search};
+use engram_api::ApiError;
+use engram_api::{Action, Violations};
+use engram_auth::Claims;
 use engram_core::{Collections, Cond, Embedder, Kind, MemoryAccess, VectorStore, ids};
 use engram_proto::v1::recall_service_server::RecallService;
 use engram_proto::v1::{
     Entity, Hit, HitKind, Hits, RecallMode, RecallRequest, RecallResponse, Usage,
 };
-use engram_rpc::{Action, Violations};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -121,7 +123,7 @@ impl RecallServiceImpl {
 
     /// The team collections of tenant `org` with their members, cached for
     /// [`TEAMS_TTL`].
-    async fn teams(&self, org: &str) -> Result<Teams, Status> {
+    async fn teams(&self, org: &str) -> Result<Teams, ApiError> {
         let Some(collections) = &self.collections else {
             return Ok(Arc::new(Vec::new()));
         };
@@ -134,7 +136,7 @@ impl RecallServiceImpl {
             collections
                 .list(org)
                 .await
-                .map_err(engram_rpc::accounts_status)?
+                .map_err(ApiError::from)?
                 .into_iter()
                 .map(|c| (c.collection_id, c.members))
                 .collect(),
@@ -155,7 +157,7 @@ impl RecallServiceImpl {
         user: &str,
         admin: bool,
         requested: &[String],
-    ) -> Result<MemoryAccess, Status> {
+    ) -> Result<MemoryAccess, ApiError> {
         let teams = self.teams(org).await?;
         let team_collections: Vec<String> = teams
             .iter()
@@ -165,7 +167,7 @@ impl RecallServiceImpl {
         let personal = ids::personal_collection(user);
         for id in requested {
             if *id != personal && !team_collections.contains(id) {
-                return Err(engram_rpc::permission_denied(format!(
+                return Err(engram_api::permission_denied(format!(
                     "collection {id:?} is not readable by this user"
                 )));
             }
@@ -173,7 +175,7 @@ impl RecallServiceImpl {
         Ok(MemoryAccess { team_collections })
     }
 
-    fn validate(&self, req: &RecallRequest) -> Result<(RecallMode, Option<Cond>), Status> {
+    fn validate(&self, req: &RecallRequest) -> Result<(RecallMode, Option<Cond>), ApiError> {
         let mut v = Violations::new();
         if req.scope.as_ref().is_none_or(|s| s.org_id.is_empty()) {
             v.add("scope.org_id", "required: your org id (min length 1)");
@@ -272,22 +274,26 @@ fn entity(r: &search::Ranked) -> Entity {
     }
 }
 
-#[tonic::async_trait]
-impl RecallService for RecallServiceImpl {
-    async fn recall(
-        &self,
-        request: Request<RecallRequest>,
-    ) -> Result<Response<RecallResponse>, Status> {
-        let claims = engram_rpc::claims(&request)?;
-        let explain = request.metadata().contains_key(EXPLAIN_KEY);
-        let req = request.into_inner();
+/// A Recall's answer, and the confidence features it was computed from
+/// (in the order of [`crate::FEATURE_NAMES`]; gRPC callers asking with
+/// [`EXPLAIN_KEY`] get them back).
+#[derive(Debug, Clone)]
+pub struct Recalled {
+    /// What the caller is sent.
+    pub response: RecallResponse,
+    /// The features of the calibrated confidence.
+    pub features: [f64; crate::FEATURES],
+}
+
+impl RecallServiceImpl {
+    /// `Recall` for the caller of `claims`.
+    pub async fn recall(&self, claims: &Claims, req: RecallRequest) -> Result<Recalled, ApiError> {
         let (mode, metadata) = self.validate(&req)?;
         let s = req.scope.clone().unwrap_or_default();
         let scope =
-            engram_auth::resolve_scope(&claims, &s.org_id, &s.user_id, &s.session_id, false)
-                .map_err(engram_rpc::scope_status)?;
-        let role = engram_rpc::authorize(&claims, Action::Read)?;
-        engram_rpc::act_for(&claims, role, &scope.user_id)?;
+            engram_auth::resolve_scope(claims, &s.org_id, &s.user_id, &s.session_id, false)?;
+        let role = engram_api::authorize(claims, Action::Read)?;
+        engram_api::act_for(claims, role, &scope.user_id)?;
         let access = self
             .access(
                 &scope.org_id,
@@ -329,10 +335,10 @@ impl RecallService for RecallServiceImpl {
             ),
         );
         let dense = dense
-            .map_err(engram_rpc::embed_status)?
+            .map_err(ApiError::from)?
             .pop()
-            .ok_or_else(|| Status::internal("embedder returned no vector"))?;
-        let terms = terms.map_err(engram_rpc::store_status)?;
+            .ok_or_else(|| ApiError::Internal("embedder returned no vector".to_owned()))?;
+        let terms = terms.map_err(ApiError::from)?;
         let query = search::Query {
             store: self.store.as_ref(),
             org_id: &scope.org_id,
@@ -366,7 +372,7 @@ impl RecallService for RecallServiceImpl {
             },
             async { self.embedder.count_tokens(&req.q) as u64 },
         );
-        let outcome = outcome.map_err(engram_rpc::store_status)?;
+        let outcome = outcome.map_err(ApiError::from)?;
 
         let hits = Hits {
             turns: outcome.turns.iter().map(hit).collect(),
@@ -407,18 +413,35 @@ impl RecallService for RecallServiceImpl {
             confidence,
             "recalled"
         );
-        let mut response = Response::new(RecallResponse {
-            hits: Some(hits),
-            confidence,
-            timeline,
-            mode: mode as i32,
-            usage: Some(Usage {
-                tokens_in,
-                tokens_out,
-            }),
-        });
+        Ok(Recalled {
+            response: RecallResponse {
+                hits: Some(hits),
+                confidence,
+                timeline,
+                mode: mode as i32,
+                usage: Some(Usage {
+                    tokens_in,
+                    tokens_out,
+                }),
+            },
+            features: x,
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl RecallService for RecallServiceImpl {
+    async fn recall(
+        &self,
+        request: Request<RecallRequest>,
+    ) -> Result<Response<RecallResponse>, Status> {
+        let claims = engram_api::claims(&request)?;
+        let explain = request.metadata().contains_key(EXPLAIN_KEY);
+        let recalled = RecallServiceImpl::recall(self, &claims, request.into_inner()).await?;
+        let mut response = Response::new(recalled.response);
         if explain {
-            let text = x
+            let text = recalled
+                .features
                 .iter()
                 .map(|v| format!("{v:.6}"))
                 .collect::<Vec<_>>()

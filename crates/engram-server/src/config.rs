@@ -369,6 +369,10 @@ pub struct ServerSettings {
     pub listen: SocketAddr,
     /// How long in-flight calls may take to finish after SIGTERM, seconds.
     pub shutdown_grace_secs: u64,
+    /// Origins whose browser pages may call the server (grpc-web and REST):
+    /// `https://app.example.com` entries, or `["*"]` for any origin. Empty
+    /// (the default): no cross-origin calls.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServerSettings {
@@ -376,7 +380,29 @@ impl Default for ServerSettings {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 50051)),
             shutdown_grace_secs: 20,
+            cors_allowed_origins: Vec::new(),
         }
+    }
+}
+
+impl ServerSettings {
+    fn validate(&self) -> Result<(), ServerError> {
+        let origins = &self.cors_allowed_origins;
+        if origins.iter().any(|o| o == "*") && origins.len() > 1 {
+            return Err(ServerError::Config(
+                "server.cors_allowed_origins: \"*\" allows every origin and must be the only entry"
+                    .into(),
+            ));
+        }
+        for o in origins.iter().filter(|o| *o != "*") {
+            let scheme_ok = o.starts_with("http://") || o.starts_with("https://");
+            if !scheme_ok || o.ends_with('/') || http::HeaderValue::from_str(o).is_err() {
+                return Err(ServerError::Config(format!(
+                    "server.cors_allowed_origins: {o:?} is not an origin (scheme://host[:port], no path)"
+                )));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -820,6 +846,7 @@ impl Config {
     /// Checks cross-field rules that serde cannot express.
     pub fn validate(&self) -> Result<(), ServerError> {
         self.auth.validate()?;
+        self.server.validate()?;
         if self.embedder.threads == 0 {
             return Err(ServerError::Config(
                 "embedder.threads must be at least 1".into(),

@@ -1,4 +1,5 @@
-//! Wiring of Engram: configuration, the backends, and the gRPC server.
+//! Wiring of Engram: configuration, the backends, and the server of each
+//! role (gRPC, grpc-web, REST and MCP on one port; MCP on stdio).
 //!
 //! [`run`] serves every role in one process, by default on the embedded
 //! parts (Qdrant Edge and the durable local queue in the data directory,
@@ -11,10 +12,12 @@
 mod backends;
 mod config;
 mod limits;
+mod mcp;
 mod priority;
 mod reembed;
 mod secret;
 mod serve;
+mod surfaces;
 
 pub use backends::Backends;
 pub use config::{
@@ -25,7 +28,7 @@ pub use config::{
 pub use priority::lower_priority;
 pub use reembed::{ReembedReport, reembed};
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
-pub use serve::{LIVENESS, OVERDUE_JOBS, Role, run, run_role, run_with};
+pub use serve::{Front, LIVENESS, OVERDUE_JOBS, Role, run, run_front, run_mcp, run_role, run_with};
 
 /// Errors of start-up and serving.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +48,9 @@ pub enum ServerError {
     /// The gRPC transport failed.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The MCP session on stdio could not start.
+    #[error("mcp: {0}")]
+    Mcp(String),
     /// The process's CPU priority could not be read or lowered.
     #[error("cpu priority: {0}")]
     Priority(std::io::Error),

@@ -8,6 +8,7 @@
 //! instead of timing its callers out.
 
 use bytes::Bytes;
+use engram_api::ApiError;
 use engram_auth::Claims;
 use engram_limits::{LimitError, Limiter};
 use engram_telemetry::metrics::{GRPC_IN_FLIGHT, LIMITED};
@@ -21,9 +22,11 @@ use tonic::body::Body;
 /// Calls that enqueue enrichment: they also count against the tenant's
 /// backlog. Reads (Recall, GetJob) never do, so they keep being answered
 /// however deep the backlog is.
-const WRITES: [&str; 2] = [
+const WRITES: [&str; 4] = [
     "/engram.v1.IngestService/Remember",
     "/engram.v1.MemoryService/StoreMemory",
+    "/ingestion/memory",
+    "/memory",
 ];
 
 /// Wraps services in [`LimitsService`].
@@ -64,14 +67,16 @@ pub(crate) struct LimitsService<S> {
     max_request_bytes: usize,
 }
 
-impl<S, RB> tower::Service<http::Request<Body>> for LimitsService<S>
+impl<S> tower::Service<http::Request<Body>> for LimitsService<S>
 where
-    S: tower::Service<http::Request<Body>, Response = http::Response<RB>> + Clone + Send + 'static,
+    S: tower::Service<http::Request<Body>, Response = http::Response<Body>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    RB: Default + Send + 'static,
 {
-    type Response = http::Response<RB>;
+    type Response = http::Response<Body>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
 
@@ -81,7 +86,21 @@ where
 
     fn call(&mut self, req: http::Request<Body>) -> Self::Future {
         let limit = self.max_request_bytes;
-        let req = req.map(|body| Body::new(Capped::new(body, limit)));
+        // gRPC messages are capped as they stream in (their length prefix
+        // says how long they are); a REST body is capped by the REST
+        // router, which answers 413 with a JSON error.
+        let content_type = req.headers().get(http::header::CONTENT_TYPE).cloned();
+        let req = if engram_api::is_grpc_content_type(content_type.as_ref()) {
+            // grpc-web-text is base64 until grpc-web decodes it (further in):
+            // its frames cannot be read here, so its whole body is capped
+            // at the base64 length of a message at the limit.
+            let text = content_type
+                .as_ref()
+                .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc-web-text"));
+            req.map(|body| Body::new(Capped::new(body, limit).base64(text)))
+        } else {
+            req
+        };
         // Health and reflection carry no claims: probes are never limited,
         // so an overloaded process is not restarted for being busy.
         let Some(org_id) = req.extensions().get::<Claims>().map(|c| c.org_id.clone()) else {
@@ -99,7 +118,10 @@ where
                     metrics::counter!(LIMITED, "reason" => e.reason()).increment(1);
                     tracing::debug!(org_id = %org_id, path = %req.uri().path(), reason = e.reason(), error = %e, "refused call over a limit");
                     drain(req.into_body()).await;
-                    return Ok(engram_rpc::limit_status(&e).into_http());
+                    return Ok(engram_api::refusal(
+                        ApiError::from(&e),
+                        content_type.as_ref(),
+                    ));
                 }
             };
             metrics::gauge!(GRPC_IN_FLIGHT).set(f64::from(limiter.in_flight()));
@@ -149,6 +171,8 @@ struct Capped {
     have: usize,
     /// Bytes of the current message still to pass.
     skip: usize,
+    /// The body is base64 text (grpc-web-text): count its bytes instead.
+    base64: Option<usize>,
 }
 
 impl Capped {
@@ -159,11 +183,45 @@ impl Capped {
             prefix: [0; 5],
             have: 0,
             skip: 0,
+            base64: None,
         }
+    }
+
+    /// For a base64 body: caps its length at that of one message at the
+    /// limit (4 characters per 3 bytes, with its 5-byte prefix) instead of
+    /// reading frames.
+    fn base64(mut self, text: bool) -> Self {
+        self.base64 = text.then_some(0);
+        self
+    }
+
+    fn too_large(&self, size: usize) -> tonic::Status {
+        let e = LimitError::RequestTooLarge {
+            size,
+            limit: self.limit,
+        };
+        metrics::counter!(LIMITED, "reason" => e.reason()).increment(1);
+        tracing::debug!(
+            size,
+            limit = self.limit,
+            "refused request over the size limit"
+        );
+        ApiError::from(&e).into()
     }
 
     /// Follows the length-prefixed framing across chunk boundaries.
     fn scan(&mut self, mut data: &[u8]) -> Result<(), tonic::Status> {
+        if let Some(seen) = &mut self.base64 {
+            *seen += data.len();
+            let seen = *seen;
+            // A limit-sized message is limit + 5 bytes framed: that many
+            // base64 characters, rounded up to whole quads, and one quad
+            // of slack.
+            if seen > (self.limit + 5).div_ceil(3) * 4 + 4 {
+                return Err(self.too_large(seen / 4 * 3));
+            }
+            return Ok(());
+        }
         while !data.is_empty() {
             if self.skip > 0 {
                 let n = self.skip.min(data.len());
@@ -180,17 +238,7 @@ impl Capped {
                 let [_, a, b, c, d] = self.prefix;
                 let size = u32::from_be_bytes([a, b, c, d]) as usize;
                 if size > self.limit {
-                    let e = LimitError::RequestTooLarge {
-                        size,
-                        limit: self.limit,
-                    };
-                    metrics::counter!(LIMITED, "reason" => e.reason()).increment(1);
-                    tracing::debug!(
-                        size,
-                        limit = self.limit,
-                        "refused request over the size limit"
-                    );
-                    return Err(engram_rpc::limit_status(&e));
+                    return Err(self.too_large(size));
                 }
                 self.skip = size;
             }
@@ -255,6 +303,18 @@ mod tests {
         let big = message(11);
         c.scan(&big[..2]).expect("prefix not complete yet");
         let s = c.scan(&big[2..]).unwrap_err();
+        assert_eq!(s.code(), tonic::Code::ResourceExhausted);
+    }
+
+    #[test]
+    fn base64_bodies_are_capped_by_length_not_frames() {
+        // "AAAA" read as a frame prefix would claim a message of ~1 GB.
+        let mut c = Capped::new(Body::empty(), 10).base64(true);
+        c.scan(b"AAAAAAAAAAAAAAAA")
+            .expect("16 characters: 12 bytes, one message of 7");
+        c.scan(b"AAAAAAAA")
+            .expect("24 characters: within the slack");
+        let s = c.scan(b"AAAA").unwrap_err();
         assert_eq!(s.code(), tonic::Code::ResourceExhausted);
     }
 }

@@ -4,15 +4,6 @@
 use crate::{Backends, Config, ServerError};
 use engram_auth::{AuthLayer, JwtVerifier};
 use engram_enrich::Enricher;
-use engram_ingest::{IngestConfig, IngestServiceImpl, JobServiceImpl};
-use engram_memory::{CollectionServiceImpl, CreditServiceImpl, MemoryServiceImpl, Workspace};
-use engram_proto::v1::collection_service_server::CollectionServiceServer;
-use engram_proto::v1::credit_service_server::CreditServiceServer;
-use engram_proto::v1::ingest_service_server::IngestServiceServer;
-use engram_proto::v1::job_service_server::JobServiceServer;
-use engram_proto::v1::memory_service_server::MemoryServiceServer;
-use engram_proto::v1::recall_service_server::RecallServiceServer;
-use engram_recall::{RecallConfig, RecallServiceImpl};
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,11 +39,11 @@ impl Role {
         }
     }
 
-    fn ingests(self) -> bool {
+    pub(crate) fn ingests(self) -> bool {
         matches!(self, Role::Serve | Role::Ingest)
     }
 
-    fn recalls(self) -> bool {
+    pub(crate) fn recalls(self) -> bool {
         matches!(self, Role::Serve | Role::Recall)
     }
 
@@ -105,6 +96,26 @@ pub async fn run_role(
     run_with(role, config, backends, listener, shutdown).await
 }
 
+/// Runs everything in one process, as `serve` does, serving MCP on
+/// stdin/stdout for the caller of `token` instead of a port (`engram mcp`),
+/// until the client closes stdin or `shutdown` resolves.
+pub async fn run_mcp(
+    config: Config,
+    token: String,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    config.validate_role(Role::Serve)?;
+    let backends = Backends::open(&config, Role::Serve).await?;
+    run_front(
+        Role::Serve,
+        config,
+        backends,
+        Front::McpStdio { token },
+        shutdown,
+    )
+    .await
+}
+
 fn missing(what: &str, role: Role) -> ServerError {
     ServerError::Config(format!("role {} needs a {what}", role.as_str()))
 }
@@ -117,6 +128,18 @@ pub async fn run_with(
     config: Config,
     backends: Backends,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
+    run_front(role, config, backends, Front::Listener(listener), shutdown).await
+}
+
+/// Runs `role` on given backends, serving its calls on `front`, until
+/// `shutdown` resolves (or, over stdio, the client closes stdin).
+pub async fn run_front(
+    role: Role,
+    config: Config,
+    backends: Backends,
+    front: Front,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
     let mut backends = backends.instrumented();
@@ -206,99 +229,47 @@ pub async fn run_with(
     // A JWKS URL is fetched in the background, so a down identity provider
     // never delays start-up; held until this function returns.
     let _jwks_refresh = verifier.spawn_refresh();
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(engram_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
-    // grpcurl and many tools still speak only v1alpha reflection.
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(engram_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()
-        .map_err(|e| ServerError::Config(format!("reflection: {e}")))?;
+    let cores = crate::surfaces::cores(role, &config, &backends, &provisioned)?;
+    let listener = match front {
+        Front::Listener(listener) => listener,
+        Front::McpStdio { token } => {
+            let claims = verifier.verify(&token).await?;
+            let mcp = engram_mcp::EngramMcp::new(cores, Some(claims))
+                .with_admission(crate::surfaces::admission(&limiter));
+            let signal = async move {
+                shutdown.await;
+                let _ = stop_tx.send(true);
+            };
+            let result = crate::mcp::serve_stdio(mcp, signal).await;
+            return finish(consumer, prober, sweeper, &backends)
+                .await
+                .and(result);
+        }
+    };
+    let routes = crate::surfaces::routes(cores, &config, &limiter, health_service)?;
     // Telemetry outermost: calls refused by authentication or a limit are
-    // counted too. Limits inside auth: they are per tenant, from the claims.
-    let mut router = Server::builder()
-        .layer(engram_telemetry::GrpcTelemetryLayer)
-        .layer(AuthLayer::new(verifier))
+    // counted too. CORS next: it answers browsers' preflights, which carry
+    // no token, itself. Limits inside auth: they are per tenant, from the
+    // claims. HTTP/1.1 too: REST clients (curl) and grpc-web speak it.
+    let router = Server::builder()
+        .accept_http1(true)
+        .layer(engram_telemetry::GrpcTelemetryLayer::new(
+            engram_rest::route_of,
+        ))
+        .layer(tower::util::option_layer(crate::surfaces::cors(
+            &config.server.cors_allowed_origins,
+        )))
+        .layer(AuthLayer::new(
+            verifier,
+            Arc::new(|e, headers: &http::HeaderMap| {
+                engram_api::refusal(e.into(), headers.get(http::header::CONTENT_TYPE))
+            }),
+        ))
         .layer(crate::limits::LimitsLayer::new(
             Arc::clone(&limiter),
             max_request,
         ))
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
-    if role.ingests() {
-        let stream = backends
-            .stream
-            .clone()
-            .ok_or_else(|| missing("turn stream", role))?;
-        let jobs = backends
-            .jobs
-            .clone()
-            .ok_or_else(|| missing("job store", role))?;
-        let ingest = IngestServiceImpl::new(
-            backends.store.clone(),
-            backends.embedder.clone(),
-            stream,
-            jobs.clone(),
-            IngestConfig {
-                max_text_chars: config.ingest.max_text_chars,
-                max_turns_per_call: config.ingest.max_turns_per_call,
-                max_metadata_bytes: config.ingest.max_metadata_bytes,
-            },
-        );
-        let workspace = Arc::new(Workspace {
-            store: backends.store.clone(),
-            embedder: backends.embedder.clone(),
-            stream: backends
-                .stream
-                .clone()
-                .ok_or_else(|| missing("turn stream", role))?,
-            jobs: jobs.clone(),
-            credits: backends
-                .credits
-                .clone()
-                .ok_or_else(|| missing("credit store", role))?,
-            collections: backends.collections.clone(),
-            config: config.memory_config(),
-            provisioned: Arc::clone(&provisioned),
-        });
-        router = router
-            .add_service(IngestServiceServer::new(ingest).max_decoding_message_size(max_request))
-            .add_service(
-                JobServiceServer::new(JobServiceImpl::new(jobs))
-                    .max_decoding_message_size(max_request),
-            )
-            .add_service(
-                MemoryServiceServer::new(MemoryServiceImpl::new(Arc::clone(&workspace)))
-                    .max_decoding_message_size(max_request),
-            )
-            .add_service(
-                CollectionServiceServer::new(CollectionServiceImpl::new(Arc::clone(&workspace)))
-                    .max_decoding_message_size(max_request),
-            )
-            .add_service(
-                CreditServiceServer::new(CreditServiceImpl::new(workspace))
-                    .max_decoding_message_size(max_request),
-            );
-    }
-    if role.recalls() {
-        let recall = RecallServiceImpl::new(
-            backends.store.clone(),
-            backends.embedder.clone(),
-            RecallConfig {
-                prefetch_active: config.recall.prefetch_active,
-                prefetch_deep: config.recall.prefetch_deep,
-                deep: config.recall.deep,
-                ..RecallConfig::default()
-            },
-        )
-        .with_collections(backends.collections.clone());
-        router = router
-            .add_service(RecallServiceServer::new(recall).max_decoding_message_size(max_request));
-    }
+        .add_routes(routes);
 
     let addr = listener.local_addr().map_err(|source| ServerError::Io {
         path: "listener".into(),
@@ -333,6 +304,30 @@ pub async fn run_with(
             Ok(())
         }
     };
+    finish(consumer, prober, sweeper, &backends).await?;
+    result.map_err(ServerError::from)
+}
+
+/// What a process serves its calls on.
+#[derive(Debug)]
+pub enum Front {
+    /// gRPC, grpc-web, REST and MCP over HTTP on this listener.
+    Listener(TcpListener),
+    /// MCP over stdin/stdout (`engram mcp`), for the caller of `token`.
+    McpStdio {
+        /// The JWT every tool call acts with, verified at start.
+        token: String,
+    },
+}
+
+/// Waits for the enrichment consumer's drain, stops the background tasks
+/// and closes the store.
+async fn finish(
+    consumer: Option<tokio::task::JoinHandle<()>>,
+    prober: tokio::task::JoinHandle<()>,
+    sweeper: Option<tokio::task::JoinHandle<()>>,
+    backends: &Backends,
+) -> Result<(), ServerError> {
     if let Some(consumer) = consumer
         && let Err(error) = consumer.await
     {
@@ -344,7 +339,7 @@ pub async fn run_with(
     }
     backends.store.close().await?;
     tracing::info!("engram stopped");
-    result.map_err(ServerError::from)
+    Ok(())
 }
 
 /// Probes the dependencies every [`HEALTH_INTERVAL`] and publishes the

@@ -1,8 +1,8 @@
-//! A tower layer that gives every gRPC call a server span (continuing the
-//! caller's W3C trace context from its metadata) and counts it by method
-//! and status code.
+//! A tower layer that gives every call a server span (continuing the
+//! caller's W3C trace context from its metadata) and counts it: gRPC calls
+//! by method and status code, REST calls by route and HTTP status.
 
-use crate::metrics::{GRPC_DURATION, GRPC_REQUESTS};
+use crate::metrics::{GRPC_DURATION, GRPC_REQUESTS, HTTP_DURATION, HTTP_REQUESTS};
 use crate::trace::follow_context;
 use std::future::Future;
 use std::pin::Pin;
@@ -10,16 +10,32 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 use tracing::Instrument;
 
+/// The route template of a non-gRPC path (`/memory/{memory_id}/status`),
+/// or `None` for a path nothing serves: ids must not become labels.
+pub type RouteOf = fn(&str) -> Option<&'static str>;
+
 /// Wraps services in [`GrpcTelemetry`]. Put it outermost, so refusals by
 /// inner layers (authentication) are counted too.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct GrpcTelemetryLayer;
+#[derive(Debug, Clone, Copy)]
+pub struct GrpcTelemetryLayer {
+    route_of: RouteOf,
+}
+
+impl GrpcTelemetryLayer {
+    /// A layer naming REST calls by `route_of`.
+    pub fn new(route_of: RouteOf) -> Self {
+        Self { route_of }
+    }
+}
 
 impl<S> tower::Layer<S> for GrpcTelemetryLayer {
     type Service = GrpcTelemetry<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        GrpcTelemetry { inner }
+        GrpcTelemetry {
+            inner,
+            route_of: self.route_of,
+        }
     }
 }
 
@@ -27,6 +43,7 @@ impl<S> tower::Layer<S> for GrpcTelemetryLayer {
 #[derive(Debug, Clone)]
 pub struct GrpcTelemetry<S> {
     inner: S,
+    route_of: RouteOf,
 }
 
 impl<S, ReqBody, ResBody> tower::Service<http::Request<ReqBody>> for GrpcTelemetry<S>
@@ -43,6 +60,13 @@ where
     }
 
     fn call(&mut self, req: http::Request<ReqBody>) -> Self::Future {
+        let grpc = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+        if !grpc {
+            return self.call_http(req);
+        }
         let method = req.uri().path().trim_start_matches('/').to_owned();
         let (service, rpc) = method.split_once('/').unwrap_or((method.as_str(), ""));
         let span = tracing::info_span!(
@@ -87,6 +111,69 @@ where
                 ];
                 metrics::counter!(GRPC_REQUESTS, &labels).increment(1);
                 metrics::histogram!(GRPC_DURATION, &labels).record(started.elapsed().as_secs_f64());
+                result
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// A call's answer, boxed.
+type Answer<R, E> = Pin<Box<dyn Future<Output = Result<R, E>> + Send>>;
+
+impl<S> GrpcTelemetry<S> {
+    /// A REST call: an `http` server span and counts by route and status.
+    fn call_http<ReqBody, ResBody>(
+        &mut self,
+        req: http::Request<ReqBody>,
+    ) -> Answer<http::Response<ResBody>, S::Error>
+    where
+        S: tower::Service<http::Request<ReqBody>, Response = http::Response<ResBody>>,
+        S::Future: Send + 'static,
+    {
+        let route = (self.route_of)(req.uri().path()).unwrap_or("unmatched");
+        let verb = req.method().as_str().to_owned();
+        let span = tracing::info_span!(
+            "http",
+            otel.name = %format_args!("{verb} {route}"),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %verb,
+            http.route = route,
+            http.response.status_code = tracing::field::Empty,
+        );
+        follow_context(
+            &span,
+            engram_core::TRACE_CONTEXT_FIELDS
+                .into_iter()
+                .filter_map(|name| {
+                    req.headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| (name, v))
+                }),
+        );
+        let started = Instant::now();
+        let future = span.in_scope(|| self.inner.call(req));
+        Box::pin(
+            async move {
+                let result = future.await;
+                let status = match &result {
+                    Ok(response) => response.status().as_u16(),
+                    Err(_) => 500,
+                };
+                let span = tracing::Span::current();
+                span.record("http.response.status_code", status);
+                if status >= 500 {
+                    span.record("otel.status_code", "ERROR");
+                }
+                let labels = [
+                    ("route", route.to_owned()),
+                    ("method", verb),
+                    ("status", status.to_string()),
+                ];
+                metrics::counter!(HTTP_REQUESTS, &labels).increment(1);
+                metrics::histogram!(HTTP_DURATION, &labels).record(started.elapsed().as_secs_f64());
                 result
             }
             .instrument(span),

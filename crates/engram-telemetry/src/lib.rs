@@ -15,7 +15,7 @@ pub mod instrument;
 pub mod metrics;
 mod trace;
 
-pub use grpc::{GrpcTelemetry, GrpcTelemetryLayer, grpc_code_name};
+pub use grpc::{GrpcTelemetry, GrpcTelemetryLayer, RouteOf, grpc_code_name};
 pub use trace::{consume_span, context_fields, follow_context};
 
 use std::net::SocketAddr;

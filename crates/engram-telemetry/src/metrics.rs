@@ -13,6 +13,11 @@ use std::net::SocketAddr;
 pub const GRPC_REQUESTS: &str = "engram_grpc_requests_total";
 /// Time to answer a call, by `method` and `code`.
 pub const GRPC_DURATION: &str = "engram_grpc_request_duration_seconds";
+/// REST calls answered, by `route` (the template), `method` (the HTTP
+/// verb) and `status` (the HTTP status).
+pub const HTTP_REQUESTS: &str = "engram_http_requests_total";
+/// Time to answer a REST call, by `route`, `method` and `status`.
+pub const HTTP_DURATION: &str = "engram_http_request_duration_seconds";
 /// Calls refused by a limit, by `reason` (`RATE_LIMITED`,
 /// `TOO_MANY_CONCURRENT_CALLS`, `BACKLOG_FULL`, `SERVER_OVERLOADED`,
 /// `REQUEST_TOO_LARGE`).
@@ -79,6 +84,11 @@ fn describe() {
         "gRPC calls answered, by method and status code"
     );
     describe_histogram!(GRPC_DURATION, Unit::Seconds, "time to answer a gRPC call");
+    describe_counter!(
+        HTTP_REQUESTS,
+        "REST calls answered, by route, method and HTTP status"
+    );
+    describe_histogram!(HTTP_DURATION, Unit::Seconds, "time to answer a REST call");
     describe_counter!(LIMITED, "calls refused by a limit, by reason");
     describe_gauge!(GRPC_IN_FLIGHT, "authenticated gRPC calls in flight");
     describe_histogram!(

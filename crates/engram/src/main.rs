@@ -11,7 +11,7 @@ use std::path::PathBuf;
 #[command(
     name = "engram",
     version,
-    about = "Self-hosted memory for LLM agents, over gRPC"
+    about = "Self-hosted memory for LLM agents, over gRPC, REST and MCP"
 )]
 struct Cli {
     /// TOML configuration file (ENGRAM__SECTION__KEY variables override it).
@@ -52,6 +52,14 @@ enum Command {
         /// Address to listen on (overrides server.listen).
         #[arg(long)]
         listen: Option<SocketAddr>,
+    },
+    /// Serve MCP on stdin/stdout for a desktop agent, running everything
+    /// in this process as `serve` does (stop a `serve` on the same data
+    /// directory first). Every tool call acts as the token's caller.
+    Mcp {
+        /// The caller's JWT (e.g. from `engram token`).
+        #[arg(long, env = "ENGRAM_TOKEN", hide_env_values = true)]
+        token: String,
     },
     /// Re-embed the configured vector store with the configured embedder
     /// (after changing `[embedder]`); stop the serving processes first. A
@@ -167,6 +175,21 @@ fn main() -> anyhow::Result<()> {
         Command::Ingest { listen } => serve(Role::Ingest, config, listen),
         Command::Recall { listen } => serve(Role::Recall, config, listen),
         Command::Enrich { listen } => serve(Role::Enrich, config, listen),
+        Command::Mcp { token } => {
+            let options = telemetry_options(&config, Role::Serve);
+            let telemetry = engram_telemetry::Telemetry::init(&options)?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let result = rt.block_on(async move {
+                engram_telemetry::Telemetry::serve_metrics(&options)?;
+                engram_server::run_mcp(config, token, shutdown_signal()).await?;
+                anyhow::Ok(())
+            });
+            drop(rt);
+            telemetry.shutdown();
+            result
+        }
         Command::Reembed => {
             let options = telemetry_options(&config, Role::Serve);
             let telemetry = engram_telemetry::Telemetry::init(&options)?;

@@ -92,3 +92,77 @@ async fn node_client_remembers_and_recalls() {
     client.args(["--test", "clients/node/client.test.js"]);
     run_client(client).await;
 }
+
+/// The official MCP Python SDK (PyPI `mcp`) against `engram serve` over
+/// streamable HTTP at `/mcp` and against `engram mcp` over stdio: it
+/// initializes, lists the tools, remembers a turn and recalls it; a call
+/// without a valid token is refused on both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_python_sdk_over_http_and_stdio() {
+    let tools = env_or("ENGRAM_TOOLS_DIR", repo().join(".tools"));
+    let python = installed(tools.join("pychecks/bin/python"));
+    installed(common::models_dir());
+    let data = tempfile::tempdir().expect("tempdir");
+    let env = embedded_env(data.path());
+    let mut server = Process::spawn("serve", &env);
+    server.wait_serving().await;
+    // `engram mcp` runs its own engine: its own data directory.
+    let stdio_data = tempfile::tempdir().expect("tempdir");
+    let stdio_env: serde_json::Map<String, serde_json::Value> = embedded_env(stdio_data.path())
+        .into_iter()
+        .map(|(k, v)| (k, serde_json::Value::String(v)))
+        .collect();
+    let out = Command::new(python)
+        .arg("clients/checks/mcp_client_test.py")
+        .current_dir(repo())
+        .env("ENGRAM_MCP_URL", format!("{}/mcp", server.addr))
+        .env("ENGRAM_TOKEN", token(&env, "org_mcp", "alice"))
+        .env("ENGRAM_BIN", env!("CARGO_BIN_EXE_engram"))
+        .env(
+            "ENGRAM_STDIO_ENV",
+            serde_json::Value::Object(stdio_env).to_string(),
+        )
+        .stdin(Stdio::null())
+        .output()
+        .expect("python runs");
+    assert!(
+        out.status.success(),
+        "mcp client failed: {}\n--- engram log\n{}",
+        describe(&out),
+        server.log()
+    );
+    println!("{}", String::from_utf8_lossy(&out.stdout));
+    server.terminate(Duration::from_secs(30));
+}
+
+/// The OpenAPI document a running server serves (without a token) passes
+/// a real validator (PyPI `openapi-spec-validator`, OpenAPI 3.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_passes_a_real_validator() {
+    let tools = env_or("ENGRAM_TOOLS_DIR", repo().join(".tools"));
+    let validator = installed(tools.join("pychecks/bin/openapi-spec-validator"));
+    installed(common::models_dir());
+    let data = tempfile::tempdir().expect("tempdir");
+    let env = embedded_env(data.path());
+    let mut server = Process::spawn("serve", &env);
+    server.wait_serving().await;
+    let doc = data.path().join("openapi.json");
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "-o"])
+        .arg(&doc)
+        .arg(format!("{}/openapi.json", server.addr))
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "{}", describe(&out));
+    let parsed: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&doc).expect("document")).expect("JSON");
+    assert_eq!(parsed["openapi"], "3.1.0");
+    let out = Command::new(validator)
+        .args(["--schema", "3.1"])
+        .arg(&doc)
+        .output()
+        .expect("validator runs");
+    assert!(out.status.success(), "invalid document: {}", describe(&out));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("OK"));
+    server.terminate(Duration::from_secs(30));
+}

@@ -1,8 +1,7 @@
 //! The role policy: which workspace role may do what, and the refusals.
 
-use crate::{Violations, permission_denied};
+use crate::{ApiError, Violations, permission_denied};
 use engram_auth::{Claims, WorkspaceRole};
-use tonic::Status;
 
 /// What a call does, as far as the role policy is concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +43,7 @@ impl Action {
 
 /// The caller's role when it may do `action`; PERMISSION_DENIED with
 /// reason POLICY_DENY otherwise (also for a role claim nobody knows).
-pub fn authorize(claims: &Claims, action: Action) -> Result<WorkspaceRole, Status> {
+pub fn authorize(claims: &Claims, action: Action) -> Result<WorkspaceRole, ApiError> {
     let role = claims.workspace_role().map_err(permission_denied)?;
     if role < action.least_role() {
         return Err(permission_denied(format!(
@@ -59,7 +58,7 @@ pub fn authorize(claims: &Claims, action: Action) -> Result<WorkspaceRole, Statu
 /// Checks that the caller may act for `user_id`: its own user, or any user
 /// for admins and owners, and for tokens that name no user at all (service
 /// tokens of a backend acting for its users).
-pub fn act_for(claims: &Claims, role: WorkspaceRole, user_id: &str) -> Result<(), Status> {
+pub fn act_for(claims: &Claims, role: WorkspaceRole, user_id: &str) -> Result<(), ApiError> {
     match claims.user() {
         Some(own) if own != user_id && !role.is_admin() => Err(permission_denied(format!(
             "role {role} may not act for another user than the token's"
@@ -70,7 +69,7 @@ pub fn act_for(claims: &Claims, role: WorkspaceRole, user_id: &str) -> Result<()
 
 /// Checks `scope.org_id`-style tenant fields of the workspace RPCs: present
 /// and equal to the token's tenant.
-pub fn tenant(claims: &Claims, field: &str, org_id: &str) -> Result<(), Status> {
+pub fn tenant(claims: &Claims, field: &str, org_id: &str) -> Result<(), ApiError> {
     let mut v = Violations::new();
     v.require_org(field, org_id);
     v.into_result()?;
@@ -121,7 +120,8 @@ mod tests {
         assert_eq!(allowed("member"), [true, true, false, false, false]);
         assert_eq!(allowed("admin"), [true; 5]);
         assert_eq!(allowed("owner"), [true; 5]);
-        let refused = authorize(&claims("viewer", None), Action::WriteOwn).unwrap_err();
+        let refused =
+            tonic::Status::from(authorize(&claims("viewer", None), Action::WriteOwn).unwrap_err());
         assert_eq!(refused.code(), Code::PermissionDenied);
         assert_eq!(
             refused.get_details_error_info().unwrap().reason,
