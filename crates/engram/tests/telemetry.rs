@@ -181,6 +181,41 @@ async fn one_trace_runs_from_remember_into_enrichment_and_metrics_move() {
         .await
         .unwrap_err();
     assert_eq!(refused.code(), tonic::Code::Unauthenticated);
+    // REST: a traced call, and one refused without a token, both counted
+    // by route template and HTTP status.
+    let rest_trace = "5cf92f3577b34da6a3ce929d0e0e4737";
+    let curl = |args: Vec<String>| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}"])
+            .args(args)
+            .output()
+            .expect("curl runs");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let status = curl(vec![
+        "-X".into(),
+        "POST".into(),
+        "-H".into(),
+        format!("authorization: Bearer {tok}"),
+        "-H".into(),
+        "content-type: application/json".into(),
+        "-H".into(),
+        format!("traceparent: 00-{rest_trace}-{caller_span}-01"),
+        "-d".into(),
+        r#"{"scope": {"org_id": "org_t", "session_id": "rest"}, "turns": [{"role": "user", "text": "I play the cello.", "timestamp": "2026-05-08T14:00:00Z"}]}"#.into(),
+        format!("{}/ingestion/memory", server.addr),
+    ]);
+    assert_eq!(status, "202");
+    let status = curl(vec![
+        "-X".into(),
+        "POST".into(),
+        "-H".into(),
+        "content-type: application/json".into(),
+        "-d".into(),
+        "{}".into(),
+        format!("{}/recall", server.addr),
+    ]);
+    assert_eq!(status, "401");
     wait_job_ready(&mut jobs, &traced_job, &tok).await;
     wait_job_ready(&mut jobs, &untraced_job, &tok).await;
 
@@ -224,6 +259,30 @@ async fn one_trace_runs_from_remember_into_enrichment_and_metrics_move() {
         "{after}"
     );
     assert!(after.contains("engram_stream_backlog"), "{after}");
+    let rest_ok = [
+        "route=\"/ingestion/memory\"",
+        "method=\"POST\"",
+        "status=\"202\"",
+    ];
+    assert_eq!(
+        sample(&after, "engram_http_requests_total", &rest_ok),
+        1.0,
+        "{after}"
+    );
+    let rest_unauth = ["route=\"/recall\"", "status=\"401\""];
+    assert_eq!(
+        sample(&after, "engram_http_requests_total", &rest_unauth),
+        1.0,
+        "{after}"
+    );
+    assert!(
+        sample(
+            &after,
+            "engram_http_request_duration_seconds_count",
+            &rest_ok
+        ) >= 1.0,
+        "{after}"
+    );
 
     server.terminate(Duration::from_secs(30));
 
@@ -244,6 +303,10 @@ async fn one_trace_runs_from_remember_into_enrichment_and_metrics_move() {
         "{:?}",
         rpc[0].service
     );
+    // The REST call continues its caller's trace too.
+    let rest = find("POST /ingestion/memory", rest_trace);
+    assert_eq!(rest.len(), 1, "{spans:#?}");
+    assert_eq!(rest[0].parent, caller_span);
     let publish = find("publish turns", caller_trace);
     assert_eq!(publish.len(), 1, "{spans:#?}");
     let enrich = find("enrich turns", caller_trace);

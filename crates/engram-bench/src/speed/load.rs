@@ -185,6 +185,104 @@ pub(crate) async fn recall_run(
     Ok(out)
 }
 
+/// The same calls over gRPC and over REST (`POST /recall`, JSON, HTTP/1.1
+/// keep-alive, as curl-like clients send it), one client each, call by
+/// call: each question goes to both surfaces, the order alternating, so
+/// drift of the machine and warm caches fall on both alike. With a
+/// `floor` model each call's query is first embedded in process, once for
+/// both (its time is the floor of both runs).
+pub(crate) async fn recall_pair_run(
+    target: &Target,
+    plan: &[(usize, String)],
+    tokens: &Arc<Vec<String>>,
+    mode: RecallMode,
+    top_k: i32,
+    floor: Option<&Arc<dyn Embedder>>,
+) -> anyhow::Result<(RecallRun, RecallRun)> {
+    let mut grpc = RecallServiceClient::new(target.connect().await?);
+    let http = reqwest::Client::builder()
+        .http1_only()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(1)
+        .build()?;
+    let url = format!("{}/recall", target.endpoint().trim_end_matches('/'));
+    let mode_name = if mode == RecallMode::Deep {
+        "deep"
+    } else {
+        "active"
+    };
+    let empty_run = || RecallRun {
+        latencies: Vec::with_capacity(plan.len()),
+        paired_floor: Vec::new(),
+        wall: Duration::ZERO,
+        empty: 0,
+    };
+    let (mut g, mut r) = (empty_run(), empty_run());
+    for (i, (user, q)) in plan.iter().enumerate() {
+        if let Some(model) = floor {
+            let t = Instant::now();
+            model.embed_queries(std::slice::from_ref(q)).await?;
+            g.paired_floor.push(t.elapsed());
+            r.paired_floor.push(t.elapsed());
+        }
+        let req = RecallRequest {
+            scope: Some(Scope {
+                org_id: ORG.into(),
+                user_id: user_name(*user),
+                session_id: String::new(),
+            }),
+            q: q.clone(),
+            mode: mode as i32,
+            top_k: Some(top_k),
+            ..Default::default()
+        };
+        let body = serde_json::json!({
+            "scope": {"org_id": ORG, "user_id": user_name(*user)},
+            "q": q,
+            "mode": mode_name,
+            "top_k": top_k,
+        })
+        .to_string();
+        for surface in [i % 2, 1 - i % 2] {
+            if surface == 0 {
+                let req = authed(req.clone(), &tokens[*user])?;
+                let t = Instant::now();
+                let resp = grpc
+                    .recall(req)
+                    .await
+                    .with_context(|| format!("recall for user {user}"))?
+                    .into_inner();
+                g.latencies.push(t.elapsed());
+                g.empty += usize::from(resp.hits.is_none_or(|h| h.turns.is_empty()));
+            } else {
+                let t = Instant::now();
+                let resp = http
+                    .post(&url)
+                    .bearer_auth(&tokens[*user])
+                    .header("content-type", "application/json")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .with_context(|| format!("REST recall for user {user}"))?;
+                let status = resp.status();
+                let bytes = resp.bytes().await?;
+                r.latencies.push(t.elapsed());
+                if !status.is_success() {
+                    bail!(
+                        "REST recall for user {user}: {status} {}",
+                        String::from_utf8_lossy(&bytes)
+                    );
+                }
+                let v: serde_json::Value = serde_json::from_slice(&bytes)?;
+                r.empty += usize::from(v["hits"]["turns"].as_array().is_none_or(|t| t.is_empty()));
+            }
+        }
+    }
+    g.wall = g.latencies.iter().sum();
+    r.wall = r.latencies.iter().sum();
+    Ok((g, r))
+}
+
 /// Whether an enrichment job is still waiting or running.
 pub(crate) async fn job_pending(
     target: &Target,

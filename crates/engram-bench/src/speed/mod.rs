@@ -96,6 +96,11 @@ pub struct SpeedArgs {
     /// Remember figures of such a run are zero).
     #[arg(long)]
     pub grown: bool,
+    /// Surfaces of the one-client Recall cells: `grpc`, or `grpc,rest` to
+    /// measure each (mode, top_k) cell over both, call by call on the same
+    /// questions (cells named "mode (rest)" beside "mode").
+    #[arg(long, value_delimiter = ',', default_value = "grpc")]
+    pub surfaces: Vec<String>,
     /// Unmeasured Recall calls before each measurement.
     #[arg(long, default_value_t = 20)]
     pub warmup: usize,
@@ -126,6 +131,11 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
         .map(|m| mode_of(m).map(|mode| (m.clone(), mode)))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let first_k = *args.top_ks.first().context("--top-ks is empty")?;
+    let rest = match args.surfaces.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        ["grpc"] => false,
+        ["grpc", "rest"] | ["rest", "grpc"] => true,
+        _ => bail!("--surfaces: expected grpc or grpc,rest"),
+    };
     let convs = dataset::load(&args.data)?;
     let corpus: Vec<String> = convs
         .iter()
@@ -256,6 +266,25 @@ pub async fn run(target: &Target, args: &SpeedArgs) -> anyhow::Result<SpeedRepor
             for &k in &args.top_ks {
                 let warm = plan(args.warmup);
                 load::recall_run(target, &warm, &tokens, *mode, k, 1, None).await?;
+                if rest {
+                    let queries = plan(args.queries);
+                    let (grpc, over_rest) =
+                        load::recall_pair_run(target, &queries, &tokens, *mode, k, Some(&paired))
+                            .await?;
+                    empty += grpc.empty + over_rest.empty;
+                    recall.push(RecallCell::new(name, k, 1, &grpc, &floor));
+                    recall.push(RecallCell::new(
+                        &format!("{name} (rest)"),
+                        k,
+                        1,
+                        &over_rest,
+                        &floor,
+                    ));
+                    for cell in &recall[recall.len() - 2..] {
+                        eprintln!("speed: at {size} fragments {}", cell.line());
+                    }
+                    continue;
+                }
                 let run = load::recall_run(
                     target,
                     &plan(args.queries),
