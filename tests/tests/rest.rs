@@ -8,12 +8,13 @@ use engram_proto::v1::memory_service_client::MemoryServiceClient;
 use engram_proto::v1::*;
 use engram_server::StreamKind;
 use engram_testkit::NatsServer;
-use engram_tests::{SECRET, TestServer, authed, claims, test_config};
+use engram_tests::{SECRET, TestServer, authed, claims, test_config, wait_health};
 use serde_json::{Value, json};
 use std::collections::HashMap;
 use std::process::Command;
 use std::time::Duration;
 use tonic::Code;
+use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_types::StatusExt;
 
 /// A curl answer: status, headers (lower-case names), body as JSON.
@@ -116,6 +117,7 @@ async fn the_seeds_curl_examples_answer_with_the_seeds_shapes() -> anyhow::Resul
     let dir = tempfile::tempdir()?;
     let server = TestServer::start(dir.path()).await?;
     server.channel().await?;
+    wait_health(&server, "", ServingStatus::Serving).await;
     let jwt = token_as(SEED_ORG, "user_1", "member");
 
     // Ingest memory: the seed's example, verbatim.
@@ -235,6 +237,8 @@ async fn store_memory_over_rest_is_charged_polled_and_matches_grpc() -> anyhow::
     })
     .await?;
     server.channel().await?;
+    // Stored memories wait for the memory layer's first health probe.
+    wait_health(&server, "", ServingStatus::Serving).await;
     let org = "org_store";
     let admin = token_as(org, "ada", "admin");
     let member = token_as(org, "mia", "member");

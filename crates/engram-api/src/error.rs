@@ -511,6 +511,29 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_speaks_the_callers_protocol() {
+        let e = || ApiError::from(engram_auth::AuthError::Missing);
+        let ct = |v: &'static str| http::HeaderValue::from_static(v);
+        let grpc = refusal(e(), Some(&ct("application/grpc")));
+        assert_eq!(grpc.headers()["grpc-status"], "16");
+        let web = refusal(e(), Some(&ct("application/grpc-web-text")));
+        assert_eq!(web.headers()["grpc-status"], "16");
+        assert_eq!(
+            web.headers()[http::header::CONTENT_TYPE],
+            "application/grpc-web-text"
+        );
+        for content_type in [None, Some(ct("application/json")), Some(ct("text/plain"))] {
+            let rest = refusal(e(), content_type.as_ref());
+            assert_eq!(rest.status(), http::StatusCode::UNAUTHORIZED);
+            assert_eq!(
+                rest.headers()[http::header::CONTENT_TYPE],
+                "application/json"
+            );
+            assert!(!rest.headers().contains_key("grpc-status"));
+        }
+    }
+
+    #[test]
     fn auth_refusals_are_unauthenticated_and_missing_keys_unavailable() {
         let e = ApiError::from(engram_auth::AuthError::Expired);
         assert_eq!(e.http_status(), 401);

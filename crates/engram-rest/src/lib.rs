@@ -258,12 +258,7 @@ fn core<T>(c: &Option<Arc<T>>) -> Result<&T, Rest> {
     request_body = dto::RememberBody,
     responses(
                 (status = 202, description = "Accepted: the turns are recallable now, enrichment continues in the background", body = dto::RememberReply),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 413, description = "REQUEST_TOO_LARGE: over limits.max_request_bytes", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::Refusals,
     ),
     security(("bearer" = []))
 )]
@@ -281,12 +276,7 @@ async fn remember(State(api): State<Api>, request: Request) -> Result<Response, 
     request_body = dto::RecallBody,
     responses(
         (status = 200, description = "The hits, ranked, with a calibrated confidence", body = dto::RecallReply),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 413, description = "REQUEST_TOO_LARGE: over limits.max_request_bytes", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::Refusals,
     ),
     security(("bearer" = []))
 )]
@@ -308,11 +298,7 @@ async fn recall(State(api): State<Api>, request: Request) -> Result<Response, Re
     responses(
         (status = 200, description = "The job", body = dto::Job),
         (status = 404, description = "No such job", body = dto::ErrorBody),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::ReadRefusals,
     ),
     security(("bearer" = []))
 )]
@@ -338,12 +324,7 @@ async fn get_job(
         (status = 202, description = "Accepted; poll GET /memory/{memory_id}/status. Headers x-credit-balance, x-credit-charged, x-billing-tx when credits are on", body = dto::StoreReply),
         (status = 402, description = "INSUFFICIENT_CREDITS: details.required, details.available, details.shortfall", body = dto::ErrorBody),
         (status = 404, description = "No such collection", body = dto::ErrorBody),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 413, description = "REQUEST_TOO_LARGE: over limits.max_request_bytes", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::Refusals,
     ),
     security(("bearer" = []))
 )]
@@ -364,11 +345,7 @@ async fn store_memory(State(api): State<Api>, request: Request) -> Result<Respon
     responses(
         (status = 200, description = "pending, processing, ready or failed", body = dto::MemoryStatusReply),
         (status = 404, description = "No such memory", body = dto::ErrorBody),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::ReadRefusals,
     ),
     security(("bearer" = []))
 )]
@@ -393,12 +370,7 @@ async fn memory_status(
     responses(
         (status = 200, description = "What was removed", body = dto::ForgetReply),
         (status = 404, description = "No such target", body = dto::ErrorBody),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 413, description = "REQUEST_TOO_LARGE: over limits.max_request_bytes", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::Refusals,
     ),
     security(("bearer" = []))
 )]
@@ -418,12 +390,7 @@ async fn forget(State(api): State<Api>, request: Request) -> Result<Response, Re
     responses(
         (status = 201, description = "The collection", body = dto::Collection),
         (status = 409, description = "A collection of that name exists with other members", body = dto::ErrorBody),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 413, description = "REQUEST_TOO_LARGE: over limits.max_request_bytes", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::Refusals,
     ),
     security(("bearer" = []))
 )]
@@ -450,11 +417,7 @@ async fn create_collection(State(api): State<Api>, request: Request) -> Result<R
     summary = "The collections the caller can read",
     responses(
         (status = 200, description = "Personal first, then team collections by name", body = dto::Collections),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::ReadRefusals,
     ),
     security(("bearer" = []))
 )]
@@ -479,11 +442,7 @@ async fn list_collections(State(api): State<Api>, request: Request) -> Result<Re
     responses(
         (status = 200, description = "What was removed", body = dto::DeletedCollection),
         (status = 404, description = "No such collection", body = dto::ErrorBody),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::ReadRefusals,
     ),
     security(("bearer" = []))
 )]
@@ -516,11 +475,7 @@ async fn delete_collection(
     summary = "The workspace wallet",
     responses(
         (status = 200, description = "Balance and price", body = dto::Balance),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::ReadRefusals,
     ),
     security(("bearer" = []))
 )]
@@ -549,12 +504,7 @@ async fn balance(State(api): State<Api>, request: Request) -> Result<Response, R
     responses(
         (status = 200, description = "The balance after it", body = dto::TopUpReply),
         (status = 409, description = "The key was used with another amount", body = dto::ErrorBody),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 413, description = "REQUEST_TOO_LARGE: over limits.max_request_bytes", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::Refusals,
     ),
     security(("bearer" = []))
 )]
@@ -584,11 +534,7 @@ async fn top_up(State(api): State<Api>, request: Request) -> Result<Response, Re
     params(dto::LedgerQuery),
     responses(
         (status = 200, description = "Rows", body = dto::Ledger),
-        (status = 400, description = "Bad input: the fields are named in details.field_violations", body = dto::ErrorBody),
-        (status = 401, description = "No valid bearer token", body = dto::ErrorBody),
-        (status = 403, description = "POLICY_DENY: another tenant's data, or a role too low", body = dto::ErrorBody),
-        (status = 429, description = "A tenant limit (rate, calls in flight, backlog); Retry-After says when", body = dto::ErrorBody),
-        (status = 503, description = "MEMORY_UNREACHABLE / MEMORY_INFRA_NOT_READY; Retry-After says when", body = dto::ErrorBody),
+        openapi::ReadRefusals,
     ),
     security(("bearer" = []))
 )]

@@ -2,6 +2,7 @@
 //! `#[utoipa::path]` attributes and the bodies' `ToSchema` derives, served
 //! at `/openapi.json` (without a token: tools fetch it before they have one).
 
+use crate::dto::ErrorBody;
 use axum::response::{IntoResponse, Response};
 use http::header;
 use std::sync::OnceLock;
@@ -38,6 +39,52 @@ use utoipa::{Modify, OpenApi};
     )
 )]
 pub struct ApiDoc;
+
+/// The refusals a route taking a body may answer (documentation only:
+/// the answers are `ApiError`s rendered by their HTTP mapping).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "a description of responses, never built")]
+pub(crate) enum Refusals {
+    /// Bad input: the fields are named in details.field_violations.
+    #[response(status = 400)]
+    BadInput(ErrorBody),
+    /// No valid bearer token.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// POLICY_DENY: another tenant's data, or a role too low.
+    #[response(status = 403)]
+    PolicyDeny(ErrorBody),
+    /// REQUEST_TOO_LARGE: the body is over limits.max_request_bytes.
+    #[response(status = 413)]
+    TooLarge(ErrorBody),
+    /// A tenant limit (rate, calls in flight, backlog); Retry-After says when.
+    #[response(status = 429)]
+    Limited(ErrorBody),
+    /// MEMORY_UNREACHABLE or MEMORY_INFRA_NOT_READY; Retry-After says when.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
+
+/// The refusals a route without a body may answer.
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code, reason = "a description of responses, never built")]
+pub(crate) enum ReadRefusals {
+    /// Bad input: the fields are named in details.field_violations.
+    #[response(status = 400)]
+    BadInput(ErrorBody),
+    /// No valid bearer token.
+    #[response(status = 401)]
+    Unauthenticated(ErrorBody),
+    /// POLICY_DENY: another tenant's data, or a role too low.
+    #[response(status = 403)]
+    PolicyDeny(ErrorBody),
+    /// A tenant limit (rate, calls in flight); Retry-After says when.
+    #[response(status = 429)]
+    Limited(ErrorBody),
+    /// MEMORY_UNREACHABLE or MEMORY_INFRA_NOT_READY; Retry-After says when.
+    #[response(status = 503)]
+    Unavailable(ErrorBody),
+}
 
 /// The bearer JWT every route takes.
 struct Bearer;
@@ -105,6 +152,14 @@ mod tests {
         );
         assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
         assert!(doc["components"]["schemas"]["Filter"].is_object());
+        let refusals = &doc["paths"]["/memory"]["post"]["responses"];
+        for status in ["400", "401", "402", "403", "404", "413", "429", "503"] {
+            assert_eq!(
+                refusals[status]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody",
+                "{status}: {refusals}"
+            );
+        }
     }
 
     #[test]

@@ -116,8 +116,10 @@ pub async fn run_mcp(
     .await
 }
 
-fn missing(what: &str, role: Role) -> ServerError {
-    ServerError::Config(format!("role {} needs a {what}", role.as_str()))
+/// The backend `part` a role needs (`what` names it in the error).
+pub(crate) fn need<T: Clone>(part: &Option<T>, what: &str, role: Role) -> Result<T, ServerError> {
+    part.clone()
+        .ok_or_else(|| ServerError::Config(format!("role {} needs a {what}", role.as_str())))
 }
 
 /// Runs `role` on given backends until `shutdown` resolves, then drains
@@ -193,18 +195,9 @@ pub async fn run_front(
     });
 
     let consumer = if role.enriches() {
-        let stream = backends
-            .stream
-            .clone()
-            .ok_or_else(|| missing("turn stream", role))?;
-        let jobs = backends
-            .jobs
-            .clone()
-            .ok_or_else(|| missing("job store", role))?;
-        let credits = backends
-            .credits
-            .clone()
-            .ok_or_else(|| missing("credit store", role))?;
+        let stream = need(&backends.stream, "turn stream", role)?;
+        let jobs = need(&backends.jobs, "job store", role)?;
+        let credits = need(&backends.credits, "credit store", role)?;
         let enricher = Arc::new(
             Enricher::new(
                 backends.store.clone(),

@@ -2,7 +2,7 @@
 //! router over them (gRPC with grpc-web, REST, MCP at `/mcp`, the OpenAPI
 //! document) under the shared layers (telemetry, CORS, auth, limits).
 
-use crate::serve::Role;
+use crate::serve::{Role, need};
 use crate::{Backends, Config, ServerError};
 use engram_ingest::{IngestConfig, IngestServiceImpl, JobServiceImpl};
 use engram_memory::{CollectionServiceImpl, CreditServiceImpl, MemoryServiceImpl, Workspace};
@@ -19,10 +19,6 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 use tower::Layer as _;
 
-fn missing(what: &str, role: Role) -> ServerError {
-    ServerError::Config(format!("role {} needs a {what}", role.as_str()))
-}
-
 /// The service cores `role` serves, over `backends`.
 pub(crate) fn cores(
     role: Role,
@@ -32,18 +28,12 @@ pub(crate) fn cores(
 ) -> Result<Cores, ServerError> {
     let mut cores = engram_rest::Cores::default();
     if role.ingests() {
-        let stream = backends
-            .stream
-            .clone()
-            .ok_or_else(|| missing("turn stream", role))?;
-        let jobs = backends
-            .jobs
-            .clone()
-            .ok_or_else(|| missing("job store", role))?;
+        let stream = need(&backends.stream, "turn stream", role)?;
+        let jobs = need(&backends.jobs, "job store", role)?;
         let ingest = Arc::new(IngestServiceImpl::new(
             backends.store.clone(),
             backends.embedder.clone(),
-            stream,
+            Arc::clone(&stream),
             jobs.clone(),
             IngestConfig {
                 max_text_chars: config.ingest.max_text_chars,
@@ -54,15 +44,9 @@ pub(crate) fn cores(
         let workspace = Arc::new(Workspace {
             store: backends.store.clone(),
             embedder: backends.embedder.clone(),
-            stream: backends
-                .stream
-                .clone()
-                .ok_or_else(|| missing("turn stream", role))?,
+            stream,
             jobs: jobs.clone(),
-            credits: backends
-                .credits
-                .clone()
-                .ok_or_else(|| missing("credit store", role))?,
+            credits: need(&backends.credits, "credit store", role)?,
             collections: backends.collections.clone(),
             config: config.memory_config(),
             provisioned: Arc::clone(provisioned),

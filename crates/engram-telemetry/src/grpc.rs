@@ -79,17 +79,7 @@ where
             rpc.method = %rpc,
             rpc.grpc.status_code = tracing::field::Empty,
         );
-        follow_context(
-            &span,
-            engram_core::TRACE_CONTEXT_FIELDS
-                .into_iter()
-                .filter_map(|name| {
-                    req.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| (name, v))
-                }),
-        );
+        follow_headers(&span, req.headers());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(req));
         Box::pin(
@@ -142,17 +132,7 @@ impl<S> GrpcTelemetry<S> {
             http.route = route,
             http.response.status_code = tracing::field::Empty,
         );
-        follow_context(
-            &span,
-            engram_core::TRACE_CONTEXT_FIELDS
-                .into_iter()
-                .filter_map(|name| {
-                    req.headers()
-                        .get(name)
-                        .and_then(|v| v.to_str().ok())
-                        .map(|v| (name, v))
-                }),
-        );
+        follow_headers(&span, req.headers());
         let started = Instant::now();
         let future = span.in_scope(|| self.inner.call(req));
         Box::pin(
@@ -179,6 +159,22 @@ impl<S> GrpcTelemetry<S> {
             .instrument(span),
         )
     }
+}
+
+/// Continues the caller's W3C trace context (`traceparent`, `tracestate`)
+/// from the request headers (gRPC metadata are headers too).
+fn follow_headers(span: &tracing::Span, headers: &http::HeaderMap) {
+    follow_context(
+        span,
+        engram_core::TRACE_CONTEXT_FIELDS
+            .into_iter()
+            .filter_map(|name| {
+                headers
+                    .get(name)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| (name, v))
+            }),
+    );
 }
 
 /// The call's status from its response headers. A failed unary call is

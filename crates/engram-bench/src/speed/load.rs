@@ -95,6 +95,21 @@ pub(crate) async fn ingest(
     })
 }
 
+/// The Recall of `q` for `user` of the bench's tenant.
+fn recall_request(user: usize, q: &str, mode: RecallMode, top_k: i32) -> RecallRequest {
+    RecallRequest {
+        scope: Some(Scope {
+            org_id: ORG.into(),
+            user_id: user_name(user),
+            session_id: String::new(),
+        }),
+        q: q.to_owned(),
+        mode: mode as i32,
+        top_k: Some(top_k),
+        ..Default::default()
+    }
+}
+
 /// Latencies of a recall run.
 pub(crate) struct RecallRun {
     pub(crate) latencies: Vec<Duration>,
@@ -140,20 +155,7 @@ pub(crate) async fn recall_run(
                     model.embed_queries(std::slice::from_ref(q)).await?;
                     paired.push(t.elapsed());
                 }
-                let req = RecallRequest {
-                    scope: Some(Scope {
-                        org_id: ORG.into(),
-                        user_id: user_name(*user),
-                        session_id: String::new(),
-                    }),
-                    q: q.clone(),
-                    mode: mode as i32,
-                    top_k: Some(top_k),
-                    include_timeline: false,
-                    filter: None,
-                    collection_ids: Vec::new(),
-                };
-                let req = authed(req, &tokens[*user])?;
+                let req = authed(recall_request(*user, q, mode, top_k), &tokens[*user])?;
                 let t = Instant::now();
                 let resp = client
                     .recall(req)
@@ -222,20 +224,11 @@ pub(crate) async fn recall_pair_run(
         if let Some(model) = floor {
             let t = Instant::now();
             model.embed_queries(std::slice::from_ref(q)).await?;
-            g.paired_floor.push(t.elapsed());
-            r.paired_floor.push(t.elapsed());
+            let took = t.elapsed();
+            g.paired_floor.push(took);
+            r.paired_floor.push(took);
         }
-        let req = RecallRequest {
-            scope: Some(Scope {
-                org_id: ORG.into(),
-                user_id: user_name(*user),
-                session_id: String::new(),
-            }),
-            q: q.clone(),
-            mode: mode as i32,
-            top_k: Some(top_k),
-            ..Default::default()
-        };
+        let req = recall_request(*user, q, mode, top_k);
         let body = serde_json::json!({
             "scope": {"org_id": ORG, "user_id": user_name(*user)},
             "q": q,
