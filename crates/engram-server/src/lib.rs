@@ -15,6 +15,7 @@ mod limits;
 mod mcp;
 mod priority;
 mod reembed;
+mod role;
 mod secret;
 mod serve;
 mod surfaces;
@@ -27,8 +28,9 @@ pub use config::{
 };
 pub use priority::lower_priority;
 pub use reembed::{ReembedReport, reembed};
+pub use role::Role;
 pub use secret::{dev_secret_path, load_or_create_dev_secret};
-pub use serve::{Front, LIVENESS, OVERDUE_JOBS, Role, run, run_front, run_mcp, run_role, run_with};
+pub use serve::{Front, LIVENESS, OVERDUE_JOBS, run, run_front, run_mcp, run_role, run_with};
 
 /// Errors of start-up and serving.
 #[derive(Debug, thiserror::Error)]

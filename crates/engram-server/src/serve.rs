@@ -1,6 +1,7 @@
 //! The gRPC server of each role: services, health, reflection, auth, the
 //! enrichment consumer, and shutdown.
 
+use crate::role::{Role, need};
 use crate::{Backends, Config, ServerError};
 use engram_auth::{AuthLayer, JwtVerifier};
 use engram_enrich::Enricher;
@@ -14,43 +15,6 @@ use tonic::transport::Server;
 use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
-
-/// What a process does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Everything in one process (`engram serve`).
-    Serve,
-    /// `IngestService` and `JobService` (`engram ingest`).
-    Ingest,
-    /// `RecallService` (`engram recall`).
-    Recall,
-    /// The enrichment consumer, with health only (`engram enrich`).
-    Enrich,
-}
-
-impl Role {
-    /// The subcommand spelling.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Serve => "serve",
-            Role::Ingest => "ingest",
-            Role::Recall => "recall",
-            Role::Enrich => "enrich",
-        }
-    }
-
-    pub(crate) fn ingests(self) -> bool {
-        matches!(self, Role::Serve | Role::Ingest)
-    }
-
-    pub(crate) fn recalls(self) -> bool {
-        matches!(self, Role::Serve | Role::Recall)
-    }
-
-    fn enriches(self) -> bool {
-        matches!(self, Role::Serve | Role::Enrich)
-    }
-}
 
 const INGEST: &str = "engram.v1.IngestService";
 const RECALL: &str = "engram.v1.RecallService";
@@ -114,12 +78,6 @@ pub async fn run_mcp(
         shutdown,
     )
     .await
-}
-
-/// The backend `part` a role needs (`what` names it in the error).
-pub(crate) fn need<T: Clone>(part: &Option<T>, what: &str, role: Role) -> Result<T, ServerError> {
-    part.clone()
-        .ok_or_else(|| ServerError::Config(format!("role {} needs a {what}", role.as_str())))
 }
 
 /// Runs `role` on given backends until `shutdown` resolves, then drains

@@ -2,7 +2,7 @@
 //! router over them (gRPC with grpc-web, REST, MCP at `/mcp`, the OpenAPI
 //! document) under the shared layers (telemetry, CORS, auth, limits).
 
-use crate::serve::{Role, need};
+use crate::role::{Role, need};
 use crate::{Backends, Config, ServerError};
 use engram_ingest::{IngestConfig, IngestServiceImpl, JobServiceImpl};
 use engram_memory::{CollectionServiceImpl, CreditServiceImpl, MemoryServiceImpl, Workspace};
