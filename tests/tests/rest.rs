@@ -361,6 +361,13 @@ async fn store_memory_over_rest_is_charged_polled_and_matches_grpc() -> anyhow::
     assert_eq!(s.status, 404, "{s:?}");
     let s = call(&server, "GET", "/memory/xyz/status", &member, None).await;
     assert_eq!(s.status, 400, "{s:?}");
+    // A segment that is not UTF-8 once decoded: a JSON 400 naming it.
+    let s = call(&server, "GET", "/memory/%FF%FE/status", &member, None).await;
+    assert_eq!(s.status, 400, "{s:?}");
+    assert_eq!(
+        s.body["details"]["field_violations"][0]["field"],
+        "memory_id"
+    );
     assert_eq!(
         s.body["details"]["field_violations"][0]["field"],
         "memory_id"

@@ -15,6 +15,7 @@ mod openapi;
 
 pub use openapi::{ApiDoc, openapi_json};
 
+use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, Query, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -241,6 +242,13 @@ fn with_billing(mut response: Response, billing: Option<&Billing>) -> Response {
     response
 }
 
+/// A path segment, or a 400 naming it (a segment that is not UTF-8 once
+/// percent-decoded, say) instead of axum's plain-text rejection.
+fn segment(field: &str, p: Result<Path<String>, PathRejection>) -> Result<String, ApiError> {
+    p.map(|Path(v)| v)
+        .map_err(|e| ApiError::invalid(field, e.body_text()))
+}
+
 /// The core a route needs; the router adds a route only with its core.
 fn core<T>(c: &Option<Arc<T>>) -> Result<&T, Rest> {
     c.as_deref().ok_or_else(|| {
@@ -304,10 +312,11 @@ async fn recall(State(api): State<Api>, request: Request) -> Result<Response, Re
 )]
 async fn get_job(
     State(api): State<Api>,
-    Path(job_id): Path<String>,
+    job_id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, Rest> {
     let claims = claims(&request)?;
+    let job_id = segment("job_id", job_id)?;
     let r = core(&api.cores.jobs)?
         .get_job(&claims, pb::GetJobRequest { job_id })
         .await?;
@@ -351,10 +360,11 @@ async fn store_memory(State(api): State<Api>, request: Request) -> Result<Respon
 )]
 async fn memory_status(
     State(api): State<Api>,
-    Path(memory_id): Path<String>,
+    memory_id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, Rest> {
     let claims = claims(&request)?;
+    let memory_id = segment("memory_id", memory_id)?;
     let r = core(&api.cores.memory)?
         .get_memory_status(&claims, pb::GetMemoryStatusRequest { memory_id })
         .await?;
@@ -448,10 +458,11 @@ async fn list_collections(State(api): State<Api>, request: Request) -> Result<Re
 )]
 async fn delete_collection(
     State(api): State<Api>,
-    Path(collection_id): Path<String>,
+    collection_id: Result<Path<String>, PathRejection>,
     request: Request,
 ) -> Result<Response, Rest> {
     let claims = claims(&request)?;
+    let collection_id = segment("collection_id", collection_id)?;
     let req = pb::DeleteCollectionRequest {
         org_id: claims.org_id.clone(),
         collection_id,
