@@ -24,18 +24,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 use std::sync::Arc;
 
-/// How a write tool is admitted against the tenant's enrichment backlog
-/// (the server's limiter; the HTTP layer in front cannot see which tool a
-/// JSON-RPC call names). Returns a guard held for the call.
-pub type AdmitWrite = Arc<
-    dyn Fn(
-            String,
-        )
-            -> futures::future::BoxFuture<'static, Result<Box<dyn std::any::Any + Send>, ApiError>>
-        + Send
-        + Sync,
->;
-
 /// The MCP server over Engram's cores.
 #[derive(Clone)]
 pub struct EngramMcp {
@@ -43,7 +31,9 @@ pub struct EngramMcp {
     /// The caller over stdio (the token given at start); over HTTP each
     /// request's verified claims are used instead.
     identity: Option<Claims>,
-    admit_write: Option<AdmitWrite>,
+    /// The server's limiter: write tools reserve the tenant's backlog
+    /// (the HTTP layer in front cannot see which tool a JSON-RPC call names).
+    limiter: Option<Arc<engram_limits::Limiter>>,
     tool_router: ToolRouter<Self>,
 }
 
@@ -214,14 +204,14 @@ impl EngramMcp {
         Self {
             cores,
             identity,
-            admit_write: None,
+            limiter: None,
             tool_router: Self::tool_router(),
         }
     }
 
-    /// Admits write tools through `admit` (the tenant's backlog).
-    pub fn with_admission(mut self, admit: AdmitWrite) -> Self {
-        self.admit_write = Some(admit);
+    /// Admits write tools against the tenant's backlog in `limiter`.
+    pub fn with_limiter(mut self, limiter: Arc<engram_limits::Limiter>) -> Self {
+        self.limiter = Some(limiter);
         self
     }
 
@@ -235,10 +225,23 @@ impl EngramMcp {
         }
     }
 
-    async fn admit(&self, org: &str) -> Result<Option<Box<dyn std::any::Any + Send>>, ApiError> {
-        match &self.admit_write {
-            Some(admit) => admit(org.to_owned()).await.map(Some),
-            None => Ok(None),
+    /// Reserves a backlog slot of `org` for a write, held by the permit.
+    async fn admit(&self, org: &str) -> Result<Option<engram_limits::Permit>, ApiError> {
+        let Some(limiter) = &self.limiter else {
+            return Ok(None);
+        };
+        match limiter.admit_backlog(org).await {
+            Ok(permit) => Ok(Some(permit)),
+            Err(e) => {
+                metrics::counter!(engram_telemetry::metrics::LIMITED, "reason" => e.reason())
+                    .increment(1);
+                tracing::debug!(
+                    org_id = org,
+                    reason = e.reason(),
+                    "refused an mcp write over a limit"
+                );
+                Err(ApiError::from(&e))
+            }
         }
     }
 

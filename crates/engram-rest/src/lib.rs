@@ -104,7 +104,7 @@ pub fn router(cores: Cores, max_body_bytes: usize) -> axum::Router {
 pub async fn not_found(request: Request) -> Response {
     let grpc = engram_api::is_grpc(request.headers());
     if grpc {
-        return tonic::Status::unimplemented("")
+        return tonic::Status::unimplemented(format!("no method {}", request.uri().path()))
             .into_http::<axum::body::Body>()
             .into_response();
     }

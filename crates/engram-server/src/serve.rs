@@ -185,8 +185,8 @@ pub async fn run_front(
         Front::Listener(listener) => listener,
         Front::McpStdio { token } => {
             let claims = verifier.verify(&token).await?;
-            let mcp = engram_mcp::EngramMcp::new(cores, Some(claims))
-                .with_admission(crate::surfaces::admission(&limiter));
+            let mcp =
+                engram_mcp::EngramMcp::new(cores, Some(claims)).with_limiter(Arc::clone(&limiter));
             let signal = async move {
                 shutdown.await;
                 let _ = stop_tx.send(true);

@@ -80,24 +80,6 @@ pub(crate) fn cores(
     Ok(cores)
 }
 
-/// How MCP write tools are admitted against the tenant's backlog.
-pub(crate) fn admission(limiter: &Arc<engram_limits::Limiter>) -> engram_mcp::AdmitWrite {
-    let limiter = Arc::clone(limiter);
-    Arc::new(move |org: String| {
-        let limiter = Arc::clone(&limiter);
-        Box::pin(async move {
-            match limiter.admit_backlog(&org).await {
-                Ok(permit) => Ok(Box::new(permit) as Box<dyn std::any::Any + Send>),
-                Err(e) => {
-                    metrics::counter!(engram_telemetry::metrics::LIMITED, "reason" => e.reason())
-                        .increment(1);
-                    Err(engram_api::ApiError::from(&e))
-                }
-            }
-        })
-    })
-}
-
 /// The routes of the port, every surface over `cores`: gRPC (with
 /// grpc-web) under `/engram.v1.*/`, health and reflection, REST, MCP at
 /// `/mcp`; a JSON 404 (gRPC: UNIMPLEMENTED) for anything else.
@@ -176,7 +158,7 @@ where
             ),
         );
     }
-    let mcp = engram_mcp::EngramMcp::new(cores.clone(), None).with_admission(admission(limiter));
+    let mcp = engram_mcp::EngramMcp::new(cores.clone(), None).with_limiter(Arc::clone(limiter));
     let app = grpc
         .routes()
         .into_axum_router()
